@@ -1,0 +1,38 @@
+//! Records what `/version`, `rodent version` and the `rodent_build_info` metric report.
+
+use std::path::Path;
+use std::process::Command;
+
+fn main() {
+    println!("cargo:rerun-if-env-changed=RODENT_BUILD_COMMIT");
+    // Only watch git files that exist: a missing path would make cargo rerun this every build.
+    for path in [".git/HEAD", ".git/refs/heads"] {
+        if Path::new(path).exists() {
+            println!("cargo:rerun-if-changed={path}");
+        }
+    }
+    let commit = std::env::var("RODENT_BUILD_COMMIT")
+        .ok()
+        .filter(|c| !c.is_empty())
+        .or_else(|| output("git", &["rev-parse", "--short=12", "HEAD"]))
+        .unwrap_or_else(|| "unknown".to_string());
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_string());
+    let rustc_version = output(&rustc, &["--version"]).unwrap_or_else(|| "unknown".to_string());
+    println!("cargo:rustc-env=RODENT_BUILD_COMMIT={commit}");
+    println!("cargo:rustc-env=RODENT_BUILD_RUSTC={rustc_version}");
+    println!(
+        "cargo:rustc-env=RODENT_BUILD_TARGET={}",
+        std::env::var("TARGET").unwrap_or_default()
+    );
+    println!(
+        "cargo:rustc-env=RODENT_BUILD_PROFILE={}",
+        std::env::var("PROFILE").unwrap_or_default()
+    );
+}
+
+fn output(program: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(program).args(args).output().ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    let text = text.trim();
+    (out.status.success() && !text.is_empty()).then(|| text.to_string())
+}
