@@ -1,0 +1,71 @@
+//! The command line. Configuration never comes from here: only from the environment.
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "rodent",
+    version,
+    about = "An HTTP service with a correct process lifecycle",
+    long_about = "An HTTP service with a correct process lifecycle: honest probes, a drain that \
+                  drops no request, an exit inside the grace period, safe as PID 1.\n\n\
+                  Configured only by RODENT_* environment variables; `rodent config` shows them.",
+    after_help = "Exit codes: 0 clean stop, 1 runtime failure, 2 usage, 75 already running, \
+                  78 invalid configuration, 123 forced by a second signal, 124 shutdown deadline \
+                  reached, 128+N killed by signal N."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Serve until SIGTERM or SIGINT (the default command).
+    Serve(ServeArgs),
+    /// Call a probe of a running instance; exit 0 when it answers 200.
+    Probe(ProbeArgs),
+    /// Print the effective configuration, secrets redacted.
+    Config {
+        #[command(subcommand)]
+        action: Option<ConfigAction>,
+    },
+    /// Print the version and build information.
+    Version,
+}
+
+#[derive(Args, Default)]
+pub struct ServeArgs {}
+
+#[derive(Subcommand)]
+pub enum ConfigAction {
+    /// Validate the configuration: exit 0 when valid, 78 with every problem listed otherwise.
+    Check,
+}
+
+#[derive(Args)]
+pub struct ProbeArgs {
+    /// Which probe: `live` (/healthz) or `ready` (/readyz).
+    #[arg(value_enum, default_value_t = ProbeKind::Ready)]
+    pub kind: ProbeKind,
+    /// The instance to probe, as http://host[:port]; by default the one RODENT_HOST and
+    /// RODENT_PORT describe, over loopback.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// How long to wait for the answer.
+    #[arg(long, default_value = "2s", value_parser = duration)]
+    pub timeout: Duration,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ProbeKind {
+    Live,
+    Ready,
+}
+
+/// Durations on the command line take the same form as in the environment.
+pub fn duration(raw: &str) -> Result<Duration, String> {
+    rodent::config::parse_duration(raw)
+}

@@ -1,0 +1,92 @@
+//! What stands between a client and an application handler: load shedding, the handler
+//! timeout, the body limit and the body stall timeout. All of them read the current
+//! configuration per request, so a reload applies to the next request.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::body::{BodyVerdict, Guarded, Limited};
+use super::observe::RouteLabel;
+use super::problem::Problem;
+use crate::config::format_duration;
+use crate::state::ServiceState;
+
+pub(crate) async fn guard(
+    State(state): State<Arc<ServiceState>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let config = state.config.load_full();
+    let Some(permit) = state.admit(config.max_inflight) else {
+        state.metrics.shed();
+        return Problem::new(StatusCode::SERVICE_UNAVAILABLE)
+            .title("Overloaded")
+            .detail(format!(
+                "{} requests are already in flight (RODENT_MAX_INFLIGHT)",
+                config.max_inflight
+            ))
+            .retry_after(1)
+            .into_response();
+    };
+
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > config.body_limit as u64) {
+        return too_large(config.body_limit);
+    }
+
+    let verdict = Arc::new(BodyVerdict::default());
+    let route = req.extensions().get::<RouteLabel>().cloned();
+    // A body that stops arriving is a slow client, like one that stops sending headers: the
+    // header-read timeout bounds both.
+    let req = req.map(|body| {
+        Limited::wrap(
+            body,
+            config.body_limit,
+            config.header_read_timeout,
+            verdict.clone(),
+        )
+    });
+
+    let Ok(response) = tokio::time::timeout(config.request_timeout, next.run(req)).await else {
+        if let Some(RouteLabel(route)) = &route {
+            state.metrics.timeout(route);
+        }
+        return Problem::new(StatusCode::SERVICE_UNAVAILABLE)
+            .detail(format!(
+                "the handler did not answer within {} (RODENT_REQUEST_TIMEOUT)",
+                format_duration(config.request_timeout)
+            ))
+            .into_response();
+    };
+    if verdict.too_large() {
+        return too_large(config.body_limit);
+    }
+    if verdict.stalled() {
+        return Problem::new(StatusCode::REQUEST_TIMEOUT)
+            .detail(format!(
+                "the request body stalled for {} (RODENT_HEADER_READ_TIMEOUT)",
+                format_duration(config.header_read_timeout)
+            ))
+            .close_connection()
+            .into_response();
+    }
+    response.map(|body| Guarded::wrap(body, permit))
+}
+
+/// The rest of the body is unread, so the connection cannot be reused: close it.
+fn too_large(limit: usize) -> Response {
+    Problem::new(StatusCode::PAYLOAD_TOO_LARGE)
+        .detail(format!(
+            "the request body is larger than {limit} bytes (RODENT_BODY_LIMIT)"
+        ))
+        .close_connection()
+        .into_response()
+}

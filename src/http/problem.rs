@@ -1,0 +1,94 @@
+//! RFC 9457 problem details: the body of every error rodent itself answers.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+pub const CONTENT_TYPE: &str = "application/problem+json";
+
+/// An error response. `title` is the status's reason phrase unless set; `detail` says what
+/// happened to this request.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    status: StatusCode,
+    title: Option<String>,
+    detail: Option<String>,
+    retry_after_secs: Option<u32>,
+    close: bool,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    title: &'a str,
+    status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<&'a str>,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode) -> Self {
+        Self {
+            status,
+            title: None,
+            detail: None,
+            retry_after_secs: None,
+            close: false,
+        }
+    }
+
+    pub fn title(mut self, title: impl Into<String>) -> Self {
+        self.title = Some(title.into());
+        self
+    }
+
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    /// Adds `Retry-After`: the request may succeed later (overload, shutting down).
+    pub fn retry_after(mut self, secs: u32) -> Self {
+        self.retry_after_secs = Some(secs);
+        self
+    }
+
+    /// Adds `Connection: close`: the rest of the connection cannot be trusted (an unread body)
+    /// or should go elsewhere (shutting down).
+    pub fn close_connection(mut self) -> Self {
+        self.close = true;
+        self
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let title = self
+            .title
+            .as_deref()
+            .or(self.status.canonical_reason())
+            .unwrap_or("Error");
+        let body = Body {
+            kind: "about:blank",
+            title,
+            status: self.status.as_u16(),
+            detail: self.detail.as_deref(),
+        };
+        let json = serde_json::to_vec(&body).expect("a problem body always serializes");
+        let mut response = (self.status, json).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+        if let Some(secs) = self.retry_after_secs {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.close {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
+    }
+}

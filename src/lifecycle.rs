@@ -1,0 +1,182 @@
+//! The lifecycle state of a service and the readiness switch: small shared types that the
+//! orchestrator (in `service`) advances and everything else only reads.
+//!
+//! Liveness and readiness are separate on purpose: liveness says "restart me if this fails" and
+//! never depends on anything outside the process; readiness says "send me traffic" and fails
+//! from the first shutdown signal on, or whenever code or an operator switches it off.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+/// Where a service is in its life. States only move forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum State {
+    /// Configuration read; binding and running startup hooks.
+    Starting,
+    /// Serving and in rotation.
+    Ready,
+    /// A shutdown signal arrived: readiness fails, everything else is served normally so load
+    /// balancers have time to stop sending traffic here.
+    Draining,
+    /// The listener is closed: in-flight requests finish, then shutdown hooks run.
+    Stopping,
+}
+
+impl State {
+    pub const ALL: [State; 4] = [Self::Starting, Self::Ready, Self::Draining, Self::Stopping];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Starting => "starting",
+            Self::Ready => "ready",
+            Self::Draining => "draining",
+            Self::Stopping => "stopping",
+        }
+    }
+
+    fn from_u8(n: u8) -> Self {
+        Self::ALL[usize::from(n).min(Self::ALL.len() - 1)]
+    }
+}
+
+/// A cheap handle on one service's lifecycle. Handlers can extract it from request extensions
+/// (`Extension<Lifecycle>`) to report the state or take the instance out of rotation.
+#[derive(Clone)]
+pub struct Lifecycle {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Mirrors `watch` for the per-request hot path, which only needs the current value.
+    state: AtomicU8,
+    watch: watch::Sender<State>,
+    readiness_enabled: AtomicBool,
+    started: Instant,
+    /// Milliseconds since `started` at the last tick of the runtime heartbeat.
+    heartbeat_ms: AtomicU64,
+}
+
+/// How long the runtime may go without running its heartbeat task before liveness fails. Long
+/// enough that a loaded machine never trips it; short enough that a wedged runtime is restarted.
+pub const HEARTBEAT_STALE_AFTER: Duration = Duration::from_secs(10);
+const HEARTBEAT_EVERY: Duration = Duration::from_millis(500);
+
+impl std::fmt::Debug for Lifecycle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lifecycle")
+            .field("state", &self.state())
+            .field("readiness_enabled", &self.readiness_enabled())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Lifecycle {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Lifecycle {
+    pub fn new() -> Self {
+        let (watch, _) = watch::channel(State::Starting);
+        Self {
+            inner: Arc::new(Inner {
+                state: AtomicU8::new(State::Starting as u8),
+                watch,
+                readiness_enabled: AtomicBool::new(true),
+                started: Instant::now(),
+                heartbeat_ms: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    pub fn state(&self) -> State {
+        State::from_u8(self.inner.state.load(Ordering::Acquire))
+    }
+
+    /// Notified on every state change.
+    pub fn subscribe(&self) -> watch::Receiver<State> {
+        self.inner.watch.subscribe()
+    }
+
+    /// Moves to `next` if it is later than the current state; returns whether it moved.
+    pub(crate) fn advance(&self, next: State) -> bool {
+        let moved = self.inner.state.fetch_max(next as u8, Ordering::AcqRel) < next as u8;
+        if moved {
+            self.inner.watch.send_replace(next);
+        }
+        moved
+    }
+
+    /// Takes the instance out of rotation (readiness fails) without stopping it.
+    pub fn disable_readiness(&self) {
+        self.inner.readiness_enabled.store(false, Ordering::Release);
+    }
+
+    /// Puts the instance back into rotation, unless it is shutting down.
+    pub fn enable_readiness(&self) {
+        self.inner.readiness_enabled.store(true, Ordering::Release);
+    }
+
+    pub fn readiness_enabled(&self) -> bool {
+        self.inner.readiness_enabled.load(Ordering::Acquire)
+    }
+
+    pub fn uptime(&self) -> Duration {
+        self.inner.started.elapsed()
+    }
+
+    /// How long since the runtime last ran the heartbeat task.
+    pub fn heartbeat_age(&self) -> Duration {
+        let last = Duration::from_millis(self.inner.heartbeat_ms.load(Ordering::Acquire));
+        self.uptime().saturating_sub(last)
+    }
+
+    /// Whether the runtime is responsive: what liveness reports.
+    pub fn is_live(&self) -> bool {
+        self.heartbeat_age() < HEARTBEAT_STALE_AFTER
+    }
+
+    /// Ticks the heartbeat until the returned task is aborted.
+    pub(crate) fn spawn_heartbeat(&self) -> tokio::task::JoinHandle<()> {
+        let lifecycle = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
+            loop {
+                tick.tick().await;
+                let now = lifecycle.uptime().as_millis() as u64;
+                lifecycle.inner.heartbeat_ms.store(now, Ordering::Release);
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_only_move_forward() {
+        let lifecycle = Lifecycle::new();
+        let watch = lifecycle.subscribe();
+        assert!(lifecycle.advance(State::Ready));
+        assert!(lifecycle.advance(State::Draining));
+        assert!(!lifecycle.advance(State::Ready));
+        assert_eq!(lifecycle.state(), State::Draining);
+        assert_eq!(*watch.borrow(), State::Draining);
+    }
+
+    #[test]
+    fn the_readiness_switch_is_separate_from_the_state() {
+        let lifecycle = Lifecycle::new();
+        lifecycle.advance(State::Ready);
+        lifecycle.disable_readiness();
+        assert!(!lifecycle.readiness_enabled());
+        assert_eq!(lifecycle.state(), State::Ready);
+        lifecycle.enable_readiness();
+        assert!(lifecycle.readiness_enabled());
+    }
+}

@@ -1,0 +1,123 @@
+//! Logs: one JSON object per line on stdout (or text for people), written by a background thread
+//! so that a slow stdout never blocks a request. The filter and the format are reloadable.
+
+use std::io::IsTerminal;
+
+use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry, reload};
+
+use crate::config::LogFormat;
+
+/// A layer over the bare registry; extra layers (such as trace export) come in this form.
+pub type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
+
+/// Lines kept in memory when stdout is slower than the service; beyond this, lines are dropped
+/// rather than making requests wait.
+const BUFFERED_LINES: usize = 64 * 1024;
+
+/// Changes the filter and format of the installed subscriber.
+#[derive(Clone)]
+pub struct LogHandle {
+    filter: reload::Handle<EnvFilter, Registry>,
+    format: reload::Handle<BoxedLayer, Registry>,
+    writer: NonBlocking,
+}
+
+/// The installed subscriber. Dropping it flushes the lines still buffered, so keep it until the
+/// very end of `main`.
+pub struct Logging {
+    handle: LogHandle,
+    _flush_on_drop: WorkerGuard,
+}
+
+fn filter(directives: &str) -> EnvFilter {
+    EnvFilter::builder()
+        .parse(directives)
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+}
+
+fn format_layer(format: LogFormat, writer: NonBlocking) -> BoxedLayer {
+    match format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .with_writer(writer)
+            .boxed(),
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_ansi(std::io::stdout().is_terminal())
+            .with_writer(writer)
+            .boxed(),
+    }
+}
+
+impl Logging {
+    /// Installs the global subscriber: logs filtered by `directives`, in `format`, plus `extra`
+    /// layers that carry their own filters (trace export is not limited by the log level).
+    /// Also routes panics through the log, so they come out as JSON like everything else.
+    pub fn init(directives: &str, format: LogFormat, extra: Vec<BoxedLayer>) -> Self {
+        let (writer, guard) = NonBlockingBuilder::default()
+            .lossy(true)
+            .buffered_lines_limit(BUFFERED_LINES)
+            .thread_name("rodent-log")
+            .finish(std::io::stdout());
+        let (format, format_handle) = reload::Layer::new(format_layer(format, writer.clone()));
+        let (filter, filter_handle) = reload::Layer::new(filter(directives));
+        let logs = format.with_filter(filter).boxed();
+        let mut layers = vec![logs];
+        layers.extend(extra);
+        // Keep an embedding application's subscriber if it installed one first.
+        let _ = tracing_subscriber::registry().with(layers).try_init();
+        install_panic_hook();
+        Self {
+            handle: LogHandle {
+                filter: filter_handle,
+                format: format_handle,
+                writer,
+            },
+            _flush_on_drop: guard,
+        }
+    }
+
+    pub fn handle(&self) -> LogHandle {
+        self.handle.clone()
+    }
+}
+
+impl LogHandle {
+    /// Applies a reloaded filter and format.
+    pub fn apply(&self, directives: &str, format: LogFormat) -> Result<(), String> {
+        self.filter
+            .reload(filter(directives))
+            .map_err(|e| format!("the log filter cannot be changed: {e}"))?;
+        self.format
+            .reload(format_layer(format, self.writer.clone()))
+            .map_err(|e| format!("the log format cannot be changed: {e}"))
+    }
+}
+
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(non-string panic payload)");
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let thread = std::thread::current();
+        tracing::error!(
+            target: "rodent::panic",
+            panic = message,
+            location,
+            thread = thread.name().unwrap_or("unnamed"),
+            "panic"
+        );
+    }));
+}

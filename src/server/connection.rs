@@ -1,0 +1,145 @@
+//! One task per connection: serves it with hyper, enforces the header-read and idle timeouts,
+//! and follows the server's drain, close and abort signals.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Request, Response, Version};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpStream;
+use tower::ServiceExt;
+
+use super::Control;
+use super::io::{Activity, Tracked, Verdict};
+use crate::http::body::Guarded;
+use crate::state::ServiceState;
+
+#[derive(Clone, Copy)]
+pub(crate) struct Timeouts {
+    pub header_read: Duration,
+    pub idle: Duration,
+}
+
+/// What every connection task shares.
+pub(super) struct Shared {
+    pub builder: auto::Builder<TokioExecutor>,
+    pub router: Router,
+    pub state: Arc<ServiceState>,
+    pub control: Control,
+    pub timeouts: Timeouts,
+}
+
+pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    // Small responses should leave at once rather than wait for Nagle's algorithm.
+    let _ = stream.set_nodelay(true);
+    let metrics = &shared.state.metrics;
+    metrics.connection_opened();
+    let activity = Arc::new(Activity::new());
+    let service = ConnectionService {
+        router: shared.router.clone(),
+        activity: activity.clone(),
+        peer,
+    };
+    let io = TokioIo::new(Tracked::new(stream, activity.clone()));
+    let connection = shared.builder.serve_connection_with_upgrades(io, service);
+    tokio::pin!(connection);
+
+    let control = &shared.control;
+    let header_read_ms = shared.timeouts.header_read.as_millis() as u64;
+    let idle_ms = shared.timeouts.idle.as_millis() as u64;
+    let timer = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(timer);
+    let mut goaway_sent = false;
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            biased;
+            () = control.abort.cancelled() => {
+                control.aborted.fetch_add(1, Ordering::Relaxed);
+                break; // dropping the connection closes the socket
+            }
+            result = connection.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(target: "rodent::server", %peer, error = %e, "connection ended with an error");
+                }
+                break;
+            }
+            () = control.closing.cancelled(), if !closing => {
+                closing = true;
+                connection.as_mut().graceful_shutdown();
+            }
+            () = control.draining.cancelled(), if !goaway_sent => {
+                goaway_sent = true;
+                if activity.is_http2() {
+                    connection.as_mut().graceful_shutdown();
+                }
+            }
+            () = &mut timer => match activity.verdict(header_read_ms, idle_ms) {
+                Verdict::CheckAt(at) => timer.as_mut().reset(at),
+                Verdict::Idle => {
+                    if !closing {
+                        closing = true;
+                        connection.as_mut().graceful_shutdown();
+                    }
+                    // Closing an idle connection completes at once; check again to be sure.
+                    timer.as_mut().reset(tokio::time::Instant::now() + shared.timeouts.idle);
+                }
+                Verdict::SlowHead => {
+                    tracing::debug!(target: "rodent::server", %peer, "request head not received within the header-read timeout; disconnecting");
+                    break;
+                }
+                Verdict::WriteStalled => {
+                    tracing::debug!(target: "rodent::server", %peer, "client stopped reading its response for the idle timeout; disconnecting");
+                    break;
+                }
+            },
+        }
+    }
+    metrics.connection_closed();
+}
+
+/// Hands each request to the router, counting it on the connection until its response has been
+/// sent.
+#[derive(Clone)]
+struct ConnectionService {
+    router: Router,
+    activity: Arc<Activity>,
+    peer: SocketAddr,
+}
+
+/// Counts a request out of its connection's activity when dropped.
+struct RequestOnConnection(Arc<Activity>);
+
+impl Drop for RequestOnConnection {
+    fn drop(&mut self) {
+        self.0.request_finished();
+    }
+}
+
+impl hyper::service::Service<Request<Incoming>> for ConnectionService {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
+        self.activity
+            .request_started(req.version() == Version::HTTP_2);
+        let on_connection = RequestOnConnection(self.activity.clone());
+        req.extensions_mut().insert(ConnectInfo(self.peer));
+        let response = self.router.clone().oneshot(req);
+        Box::pin(async move {
+            let response = response.await?;
+            Ok(response.map(|body| Guarded::wrap(body, on_connection)))
+        })
+    }
+}

@@ -1,0 +1,264 @@
+//! A socket wrapper that records what the connection task needs to enforce its timeouts: when
+//! the first byte of a request head arrived, and since when a write has been blocked.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+const NEVER: u64 = u64::MAX;
+
+/// What one connection is doing, shared between its socket wrapper, its requests and its task.
+/// Times are milliseconds since the connection was accepted.
+pub(super) struct Activity {
+    accepted: Instant,
+    /// Requests whose response has not been fully sent.
+    requests: AtomicUsize,
+    /// Whether any request has been served (the first head is timed from accept).
+    served: AtomicBool,
+    http2: AtomicBool,
+    /// When the connection last became idle: accepted, or its last response finished.
+    idle_since: AtomicU64,
+    /// When the first byte arrived while idle (a new request head started), or `NEVER`.
+    head_started: AtomicU64,
+    /// When a write started to block (the client stopped reading), or `NEVER`.
+    write_blocked_since: AtomicU64,
+}
+
+/// What the connection task should do now.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Verdict {
+    /// Nothing is overdue; check again at this time.
+    CheckAt(Instant),
+    /// Idle for the idle timeout: close gracefully.
+    Idle,
+    /// A request head took longer than the header-read timeout: drop.
+    SlowHead,
+    /// The client has not read anything for the idle timeout: drop.
+    WriteStalled,
+}
+
+impl Activity {
+    pub(super) fn new() -> Self {
+        Self {
+            accepted: Instant::now(),
+            requests: AtomicUsize::new(0),
+            served: AtomicBool::new(false),
+            http2: AtomicBool::new(false),
+            idle_since: AtomicU64::new(0),
+            head_started: AtomicU64::new(NEVER),
+            write_blocked_since: AtomicU64::new(NEVER),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.accepted.elapsed().as_millis() as u64
+    }
+
+    fn at(&self, ms: u64) -> Instant {
+        self.accepted + std::time::Duration::from_millis(ms)
+    }
+
+    pub(super) fn request_started(&self, http2: bool) {
+        if http2 {
+            self.http2.store(true, Ordering::Relaxed);
+        }
+        self.served.store(true, Ordering::Relaxed);
+        self.requests.fetch_add(1, Ordering::AcqRel);
+        self.head_started.store(NEVER, Ordering::Relaxed);
+    }
+
+    pub(super) fn request_finished(&self) {
+        if self.requests.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle_since.store(self.now_ms(), Ordering::Relaxed);
+        }
+    }
+
+    pub(super) fn is_http2(&self) -> bool {
+        self.http2.load(Ordering::Relaxed)
+    }
+
+    fn bytes_read(&self) {
+        if self.requests.load(Ordering::Acquire) == 0
+            && self.head_started.load(Ordering::Relaxed) == NEVER
+        {
+            self.head_started.store(self.now_ms(), Ordering::Relaxed);
+        }
+    }
+
+    fn write_blocked(&self, blocked: bool) {
+        let since = self.write_blocked_since.load(Ordering::Relaxed);
+        if blocked && since == NEVER {
+            self.write_blocked_since
+                .store(self.now_ms(), Ordering::Relaxed);
+        } else if !blocked && since != NEVER {
+            self.write_blocked_since.store(NEVER, Ordering::Relaxed);
+        }
+    }
+
+    /// Judges the connection against its timeouts, in milliseconds.
+    pub(super) fn verdict(&self, header_read_ms: u64, idle_ms: u64) -> Verdict {
+        let now = self.now_ms();
+        if self.requests.load(Ordering::Acquire) > 0 {
+            // Busy: handlers are bounded by the request timeout and bodies by the stall timeout;
+            // what is left to watch is a client that stopped reading its response.
+            let blocked = self.write_blocked_since.load(Ordering::Relaxed);
+            if blocked == NEVER {
+                return Verdict::CheckAt(self.at(now + idle_ms));
+            }
+            let due = blocked.saturating_add(idle_ms);
+            return if now >= due {
+                Verdict::WriteStalled
+            } else {
+                Verdict::CheckAt(self.at(due))
+            };
+        }
+        // Idle or reading a head. The first head is timed from accept, so a connection that never
+        // sends anything is cut like a slow one; later heads from their first byte.
+        let head = match self.head_started.load(Ordering::Relaxed) {
+            NEVER if !self.served.load(Ordering::Relaxed) => Some(0),
+            NEVER => None,
+            started => Some(started),
+        };
+        match head {
+            Some(started) => {
+                let due = started.saturating_add(header_read_ms);
+                if now >= due {
+                    Verdict::SlowHead
+                } else {
+                    Verdict::CheckAt(self.at(due))
+                }
+            }
+            None => {
+                let due = self
+                    .idle_since
+                    .load(Ordering::Relaxed)
+                    .saturating_add(idle_ms);
+                if now >= due {
+                    Verdict::Idle
+                } else {
+                    Verdict::CheckAt(self.at(due))
+                }
+            }
+        }
+    }
+}
+
+/// The accepted socket, reporting reads and blocked writes to its [`Activity`].
+pub(super) struct Tracked {
+    stream: TcpStream,
+    activity: Arc<Activity>,
+}
+
+impl Tracked {
+    pub(super) fn new(stream: TcpStream, activity: Arc<Activity>) -> Self {
+        Self { stream, activity }
+    }
+}
+
+impl AsyncRead for Tracked {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.stream).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.bytes_read();
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Tracked {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.activity.write_blocked(polled.is_pending());
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.activity.write_blocked(polled.is_pending());
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEAD: u64 = 1_000;
+    const IDLE: u64 = 5_000;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_new_connection_is_cut_at_the_header_timeout() {
+        let activity = Activity::new();
+        assert!(matches!(activity.verdict(HEAD, IDLE), Verdict::CheckAt(_)));
+        tokio::time::advance(std::time::Duration::from_millis(HEAD)).await;
+        assert_eq!(activity.verdict(HEAD, IDLE), Verdict::SlowHead);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_kept_alive_connection_waits_for_the_idle_timeout() {
+        let activity = Activity::new();
+        activity.request_started(false);
+        activity.request_finished();
+        tokio::time::advance(std::time::Duration::from_millis(HEAD * 2)).await;
+        assert!(matches!(activity.verdict(HEAD, IDLE), Verdict::CheckAt(_)));
+        tokio::time::advance(std::time::Duration::from_millis(IDLE)).await;
+        assert_eq!(activity.verdict(HEAD, IDLE), Verdict::Idle);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_head_that_starts_is_timed_from_its_first_byte() {
+        let activity = Activity::new();
+        activity.request_started(false);
+        activity.request_finished();
+        tokio::time::advance(std::time::Duration::from_millis(2_000)).await;
+        activity.bytes_read();
+        tokio::time::advance(std::time::Duration::from_millis(HEAD - 1)).await;
+        assert!(matches!(activity.verdict(HEAD, IDLE), Verdict::CheckAt(_)));
+        tokio::time::advance(std::time::Duration::from_millis(1)).await;
+        assert_eq!(activity.verdict(HEAD, IDLE), Verdict::SlowHead);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_stops_reading_is_cut_at_the_idle_timeout() {
+        let activity = Activity::new();
+        activity.request_started(false);
+        tokio::time::advance(std::time::Duration::from_millis(IDLE * 3)).await;
+        assert!(
+            matches!(activity.verdict(HEAD, IDLE), Verdict::CheckAt(_)),
+            "a slow handler is not a slow client"
+        );
+        activity.write_blocked(true);
+        tokio::time::advance(std::time::Duration::from_millis(IDLE)).await;
+        assert_eq!(activity.verdict(HEAD, IDLE), Verdict::WriteStalled);
+    }
+}

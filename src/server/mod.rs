@@ -1,0 +1,228 @@
+//! The HTTP server: an accept loop on a bound listener and one task per connection, driven by
+//! hyper-util's connection builder so each connection can be shut down on its own.
+//!
+//! The orchestrator steers it through [`Server`]: [`Server::drain_started`] sends HTTP/2 clients
+//! a GOAWAY, [`Server::close`] stops accepting and lets every connection finish its in-flight
+//! requests, [`Server::abort`] drops whatever is left.
+
+mod connection;
+mod io;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::TokioExecutor;
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::state::ServiceState;
+
+/// Largest request head accepted; beyond it hyper answers 431.
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// The signals every connection task listens to, and what they report back.
+#[derive(Clone)]
+pub(crate) struct Control {
+    /// The drain started: HTTP/2 connections get a GOAWAY (HTTP/1 ones get `Connection: close`
+    /// on their next response, from the edge middleware).
+    draining: CancellationToken,
+    /// The listener closed: every connection finishes its in-flight requests and closes.
+    closing: CancellationToken,
+    /// The deadline passed: every connection is dropped at once.
+    abort: CancellationToken,
+    aborted: Arc<AtomicU64>,
+    /// Cancelled by the accept loop as it returns, after dropping the listener.
+    accept_stopped: CancellationToken,
+}
+
+/// A running server.
+pub(crate) struct Server {
+    control: Control,
+    connections: TaskTracker,
+    accept_loop: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    /// Starts accepting on `listener`.
+    pub(crate) fn start(listener: TcpListener, router: Router, state: Arc<ServiceState>) -> Self {
+        let control = Control {
+            draining: CancellationToken::new(),
+            closing: CancellationToken::new(),
+            abort: CancellationToken::new(),
+            aborted: Arc::default(),
+            accept_stopped: CancellationToken::new(),
+        };
+        let connections = TaskTracker::new();
+        let config = state.config.load();
+        let timeouts = connection::Timeouts {
+            header_read: config.header_read_timeout,
+            idle: config.idle_timeout,
+        };
+        drop(config);
+        let accept_loop = tokio::spawn(accept_loop(
+            listener,
+            Arc::new(connection::Shared {
+                builder: builder(),
+                router,
+                state,
+                control: control.clone(),
+                timeouts,
+            }),
+            connections.clone(),
+        ));
+        Self {
+            control,
+            connections,
+            accept_loop,
+        }
+    }
+
+    pub(crate) fn drain_started(&self) {
+        self.control.draining.cancel();
+    }
+
+    /// Closes the listener (new connections are refused) and asks every connection to finish
+    /// what it is doing and close; idle ones close at once.
+    pub(crate) async fn close(&self) {
+        self.control.closing.cancel();
+        self.connections.close();
+        // The accept loop drops the listener when it sees `closing`; wait for that so "listener
+        // closed" is true when it is logged.
+        self.control.accept_stopped.cancelled().await;
+    }
+
+    /// Resolves once every connection has closed.
+    pub(crate) async fn closed(&self) {
+        self.connections.wait().await;
+    }
+
+    pub(crate) fn open_connections(&self) -> usize {
+        self.connections.len()
+    }
+
+    /// Drops every remaining connection and returns how many there were.
+    pub(crate) async fn abort(&self) -> u64 {
+        self.control.closing.cancel();
+        self.control.abort.cancel();
+        self.connections.close();
+        self.accept_loop.abort();
+        // Each task returns at its next poll; this is quick, and bounded anyway.
+        let _ = tokio::time::timeout(Duration::from_millis(500), self.connections.wait()).await;
+        self.control.aborted.load(Ordering::Relaxed)
+    }
+}
+
+fn builder() -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // No hyper timer on HTTP/1: hyper's header-read timeout also runs while a keep-alive
+    // connection waits for its next request, which would make it the idle timeout too. The
+    // connection task enforces both (see `connection`).
+    builder
+        .http1()
+        .keep_alive(true)
+        .half_close(false)
+        .max_buf_size(MAX_HEADER_BYTES);
+    builder
+        .http2()
+        .max_header_list_size(MAX_HEADER_BYTES as u32);
+    builder
+}
+
+/// How often a run of accept errors is logged: once when it starts, then a summary at most this
+/// often, so running out of file descriptors does not also flood the log.
+const ACCEPT_ERROR_LOG_EVERY: Duration = Duration::from_secs(5);
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<connection::Shared>,
+    connections: TaskTracker,
+) {
+    let _stopped = shared.control.accept_stopped.clone().drop_guard();
+    let closing = shared.control.closing.clone();
+    let mut errors = AcceptErrors::default();
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            () = closing.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                errors.recovered();
+                connections.spawn(connection::serve(stream, peer, shared.clone()));
+            }
+            Err(e) if is_per_connection(&e) => {
+                // The peer gave up between connecting and being accepted: nothing to do.
+            }
+            Err(e) => {
+                // Out of file descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM). The
+                // pending connection stays in the backlog and accept would fail again at once:
+                // back off, so in-flight requests can finish and free descriptors, instead of
+                // spinning a core. Connections waiting in the backlog are served afterwards.
+                shared.state.metrics.accept_error();
+                errors.failed(&e);
+                tokio::select! {
+                    () = closing.cancelled() => break,
+                    () = tokio::time::sleep(Duration::from_millis(50)) => {}
+                }
+            }
+        }
+    }
+    drop(listener);
+    tracing::debug!(target: "rodent::server", "accept loop stopped; listener dropped");
+}
+
+fn is_per_connection(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionReset | ConnectionRefused | Interrupted
+    )
+}
+
+/// Rate-limits the logging of accept errors.
+#[derive(Default)]
+struct AcceptErrors {
+    /// Errors in the current run, and when it was last logged.
+    in_run: u64,
+    unlogged: u64,
+    last_logged: Option<Instant>,
+}
+
+impl AcceptErrors {
+    fn failed(&mut self, error: &std::io::Error) {
+        self.in_run += 1;
+        self.unlogged += 1;
+        let due = self
+            .last_logged
+            .is_none_or(|at| at.elapsed() >= ACCEPT_ERROR_LOG_EVERY);
+        if due {
+            tracing::error!(
+                target: "rodent::server",
+                error = %error,
+                errors = self.unlogged,
+                "cannot accept connections; backing off until resources free up"
+            );
+            self.unlogged = 0;
+            self.last_logged = Some(Instant::now());
+        }
+    }
+
+    fn recovered(&mut self) {
+        if self.in_run > 0 {
+            tracing::warn!(target: "rodent::server", errors = self.in_run, "accepting connections again");
+            *self = Self::default();
+        }
+    }
+}
+
+/// The address a listener is bound to, for the `listening` log line.
+pub(crate) fn local_addr(listener: &TcpListener) -> Option<SocketAddr> {
+    listener.local_addr().ok()
+}

@@ -1,0 +1,105 @@
+//! OS signals, translated once into what they mean for rodent.
+//!
+//! Everything downstream matches on [`Signal`], never on signal numbers. Signals are blocked at
+//! the very start of `main` ([`block_early`]) and unblocked only once handlers exist
+//! ([`listen`]): one that arrives while configuration is read or the runtime starts stays
+//! pending and is delivered then, instead of being lost or killing the process with its default
+//! action.
+
+use nix::sys::signal::{SigSet, SigmaskHow, Signal as Sig, pthread_sigmask};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+
+/// A signal, named by what it asks rodent to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// SIGTERM: Kubernetes (pod deletion, rolling update, node drain), `docker stop` and
+    /// `rodent stop` send this to start a graceful shutdown. A second one forces the exit.
+    Terminate,
+    /// SIGINT: Ctrl-C in a terminal. Treated exactly like SIGTERM.
+    Interrupt,
+    /// SIGHUP: `rodent reload`, `kill -HUP`, systemd's `ExecReload`: re-read the configuration.
+    Reload,
+    /// SIGQUIT: Ctrl-\ or `docker kill -s QUIT`: an operator asking what the process is doing.
+    Dump,
+    /// SIGUSR1: no meaning yet; caught so it never kills the process (its default action).
+    User1,
+    /// SIGUSR2: as SIGUSR1.
+    User2,
+    /// SIGWINCH: a terminal was resized; forwarded by a supervisor like any other, ignored.
+    WindowChange,
+}
+
+impl Signal {
+    /// Every signal rodent handles, which is every signal a supervisor forwards.
+    pub const ALL: [Signal; 7] = [
+        Self::Terminate,
+        Self::Interrupt,
+        Self::Reload,
+        Self::Dump,
+        Self::User1,
+        Self::User2,
+        Self::WindowChange,
+    ];
+
+    pub fn os(self) -> Sig {
+        match self {
+            Self::Terminate => Sig::SIGTERM,
+            Self::Interrupt => Sig::SIGINT,
+            Self::Reload => Sig::SIGHUP,
+            Self::Dump => Sig::SIGQUIT,
+            Self::User1 => Sig::SIGUSR1,
+            Self::User2 => Sig::SIGUSR2,
+            Self::WindowChange => Sig::SIGWINCH,
+        }
+    }
+
+    pub fn from_os(signal: Sig) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.os() == signal)
+    }
+
+    /// The conventional name, `SIGTERM` and so on, for logs.
+    pub fn name(self) -> &'static str {
+        self.os().as_str()
+    }
+
+    /// Whether this signal asks the process to stop.
+    pub fn is_shutdown(self) -> bool {
+        matches!(self, Self::Terminate | Self::Interrupt)
+    }
+}
+
+fn handled_set() -> SigSet {
+    let mut set = SigSet::empty();
+    for signal in Signal::ALL {
+        set.add(signal.os());
+    }
+    set
+}
+
+/// Blocks every handled signal on the calling thread, and so on every thread it later spawns.
+/// Call first thing in `main`, before any thread exists; [`listen`] undoes it.
+pub fn block_early() -> nix::Result<()> {
+    pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&handled_set()), None)
+}
+
+/// Installs a handler for every signal in [`Signal::ALL`] and forwards them, in arrival order,
+/// into the returned channel; then unblocks them on the calling thread so that any signal left
+/// pending since [`block_early`] is delivered now. Must be called inside a Tokio runtime.
+pub fn listen() -> std::io::Result<mpsc::UnboundedReceiver<Signal>> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    for which in Signal::ALL {
+        let mut stream = signal(SignalKind::from_raw(which.os() as i32))?;
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while stream.recv().await.is_some() {
+                if tx.send(which).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    // Handlers exist now: a signal pending since block_early is delivered and queued above.
+    pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&handled_set()), None)?;
+    Ok(rx)
+}
