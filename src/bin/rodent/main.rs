@@ -104,7 +104,12 @@ fn log_config_errors(errors: &ConfigErrors) {
                 expected = %expected,
                 "invalid configuration: {error}"
             ),
-            other => tracing::error!(target: "rodent::config", "invalid configuration: {other}"),
+            other => match other.variable() {
+                Some(variable) => {
+                    tracing::error!(target: "rodent::config", variable, "invalid configuration: {other}")
+                }
+                None => tracing::error!(target: "rodent::config", "invalid configuration: {other}"),
+            },
         }
     }
     tracing::error!(
