@@ -188,10 +188,10 @@ impl Rodent {
         let mut seen = 0;
         loop {
             for line in &lines[seen..] {
-                if let Ok(value) = serde_json::from_str::<Value>(line) {
-                    if matches(&value) {
-                        return Some(value);
-                    }
+                if let Ok(value) = serde_json::from_str::<Value>(line)
+                    && matches(&value)
+                {
+                    return Some(value);
                 }
             }
             seen = lines.len();
