@@ -81,6 +81,7 @@ pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Share
             () = control.draining.cancelled(), if !goaway_sent => {
                 goaway_sent = true;
                 if activity.is_http2() {
+                    tracing::debug!(target: "rodent::server", %peer, "draining: GOAWAY sent to an HTTP/2 client");
                     connection.as_mut().graceful_shutdown();
                 }
             }

@@ -233,3 +233,32 @@ fn a_signal_during_startup_is_not_lost() {
     rodent.signal(SIGTERM);
     assert_eq!(rodent.exit_code(PATIENCE), 0);
 }
+
+#[tokio::test]
+async fn http2_clients_get_a_goaway_and_lose_nothing() {
+    let mut rodent = rodent().env("RODENT_DRAIN_DELAY", "1s").spawn();
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .timeout(PATIENCE)
+        .build()
+        .unwrap();
+    let warm = client.get(rodent.url("/")).send().await.unwrap();
+    assert_eq!(warm.version(), reqwest::Version::HTTP_2);
+    let slow = tokio::spawn(client.get(rodent.url("/delay/1500")).send());
+    wait_in_flight(&rodent, "/delay/{ms}", 1).await;
+
+    rodent.signal(SIGTERM);
+    rodent.wait_log(|l| l["message"] == "draining: GOAWAY sent to an HTTP/2 client");
+    // After the GOAWAY the client opens a new connection, which the drain still serves.
+    for _ in 0..5 {
+        let during = client.get(rodent.url("/")).send().await.unwrap();
+        assert_eq!(during.status(), 200);
+        assert_eq!(during.version(), reqwest::Version::HTTP_2);
+    }
+    assert_eq!(
+        slow.await.unwrap().unwrap().status(),
+        200,
+        "the in-flight stream completes"
+    );
+    assert_eq!(rodent.exit_code(PATIENCE), 0);
+}
