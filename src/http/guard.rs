@@ -8,6 +8,7 @@ use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use http_body::Body as _;
 
 use super::body::{BodyVerdict, Guarded, Limited};
 use super::observe::RouteLabel;
@@ -45,15 +46,13 @@ pub(crate) async fn guard(
     let verdict = Arc::new(BodyVerdict::default());
     let route = req.extensions().get::<RouteLabel>().cloned();
     // A body that stops arriving is a slow client, like one that stops sending headers: the
-    // header-read timeout bounds both.
-    let req = req.map(|body| {
-        Limited::wrap(
-            body,
-            config.body_limit,
-            config.header_read_timeout,
-            verdict.clone(),
-        )
-    });
+    // header-read timeout bounds both. Most requests have no body at all: leave those alone.
+    let req = if req.body().is_end_stream() {
+        req
+    } else {
+        let (limit, stall) = (config.body_limit, config.header_read_timeout);
+        req.map(|body| Limited::wrap(body, limit, stall, verdict.clone()))
+    };
 
     let Ok(response) = tokio::time::timeout(config.request_timeout, next.run(req)).await else {
         if let Some(RouteLabel(route)) = &route {

@@ -95,17 +95,23 @@ async fn a_valid_reload_applies_and_changes_the_log_filter() {
     );
     rodent.wait_log(|l| l["message"] == "request" && l["route"] == "/");
     assert_eq!(dump(&rodent, 0)["drain_delay"], "750ms");
-    assert_eq!(
-        rodent.addr().port(),
-        client
-            .get(rodent.url("/"))
-            .send()
-            .await
-            .unwrap()
-            .url()
-            .port()
-            .unwrap()
-    );
+
+    // The format is reloadable too: from here on, lines are text.
+    rewrite(&dir, "RODENT_LOG=info\nRODENT_LOG_FORMAT=text\n");
+    rodent.signal(SIGHUP);
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while !rodent.raw_lines().iter().any(|l| {
+        !l.starts_with('{')
+            && l.contains("configuration reloaded")
+            && l.contains("RODENT_LOG_FORMAT")
+    }) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no text line: {:?}",
+            rodent.raw_lines()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 #[tokio::test]
