@@ -1,0 +1,194 @@
+{{/*
+Names and labels.
+*/}}
+{{- define "rodent.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "rodent.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "rodent.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels every object carries except the test pod (see rodent.testLabels). */}}
+{{- define "rodent.labels" -}}
+helm.sh/chart: {{ include "rodent.chart" . }}
+{{ include "rodent.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/* What the Service, the PDB and the Deployment select the serving pods by. */}}
+{{- define "rodent.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "rodent.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/*
+The `helm test` pod's labels: deliberately without app.kubernetes.io/name, so the Service never
+routes traffic to it and the PodDisruptionBudget never counts it.
+*/}}
+{{- define "rodent.testLabels" -}}
+helm.sh/chart: {{ include "rodent.chart" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: test
+app.kubernetes.io/part-of: {{ include "rodent.name" . }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "rodent.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "rodent.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "rodent.image" -}}
+{{- $tag := default .Chart.AppVersion .Values.image.tag }}
+{{- if .Values.image.digest }}
+{{- printf "%s:%s@%s" .Values.image.repository $tag .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository $tag }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret holding the admin token, or nothing when the admin routes are off. */}}
+{{- define "rodent.adminTokenSecret" -}}
+{{- if .Values.adminToken.existingSecret }}
+{{- .Values.adminToken.existingSecret }}
+{{- else if .Values.adminToken.value }}
+{{- printf "%s-admin" (include "rodent.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{/* The fewest pods that run: what decides whether a PodDisruptionBudget makes sense. */}}
+{{- define "rodent.minReplicas" -}}
+{{- if .Values.autoscaling.enabled }}
+{{- .Values.autoscaling.minReplicas | int64 }}
+{{- else }}
+{{- .Values.replicaCount | int64 }}
+{{- end }}
+{{- end }}
+
+{{/*
+Durations, in rodent's syntax: 500ms, 5s, 2m, 1h or a bare 0. Takes (list "value.path" raw) and
+gives milliseconds; the schema already enforces the syntax, this names the value if it slips by.
+*/}}
+{{- define "rodent.durationMs" -}}
+{{- $name := index . 0 }}
+{{- $raw := index . 1 | toString | trim }}
+{{- if not (regexMatch "^(0|[0-9]+(ms|s|m|h))$" $raw) }}
+{{- fail (printf "%s: %q is not a duration such as 500ms, 5s or 2m (units: ms, s, m, h)" $name $raw) }}
+{{- end }}
+{{- $digits := regexFind "^[0-9]+" $raw }}
+{{- $unit := trimPrefix $digits $raw }}
+{{- $perUnit := dict "" 0 "ms" 1 "s" 1000 "m" 60000 "h" 3600000 }}
+{{- mul ($digits | int64) (get $perUnit $unit) }}
+{{- end }}
+
+{{/* Milliseconds written the way rodent writes them: the largest exact unit. */}}
+{{- define "rodent.formatMs" -}}
+{{- $ms := . | int64 }}
+{{- if eq $ms 0 }}0s
+{{- else if eq (mod $ms 3600000) 0 }}{{ div $ms 3600000 }}h
+{{- else if eq (mod $ms 60000) 0 }}{{ div $ms 60000 }}m
+{{- else if eq (mod $ms 1000) 0 }}{{ div $ms 1000 }}s
+{{- else }}{{ $ms }}ms
+{{- end }}
+{{- end }}
+
+{{/*
+The shutdown timing, derived from .Values.shutdown in this one place and checked with rodent's
+own rule, so that a chart that renders never yields a pod that refuses to start (exit 78) or one
+that is killed with requests still running. Gives YAML; use with fromYaml.
+
+  margin    = clamp(grace / 10, 100ms, 5s)      (rodent's safety margin)
+  required:   drainDelay + requestTimeout <= grace - margin
+  required:   readiness periodSeconds x failureThreshold < drainDelay + preStopSleepSeconds
+  terminationGracePeriodSeconds = grace + preStopSleepSeconds (the sleep runs before SIGTERM,
+                                  inside the pod's grace period)
+*/}}
+{{- define "rodent.timing" -}}
+{{- $s := .Values.shutdown }}
+{{- $graceSeconds := $s.gracePeriodSeconds | int64 }}
+{{- $preStopSeconds := $s.preStopSleepSeconds | int64 }}
+{{- $graceMs := mul $graceSeconds 1000 }}
+{{- $marginMs := min (max (div $graceMs 10) 100) 5000 }}
+{{- $availableMs := sub $graceMs $marginMs }}
+{{- $drainMs := include "rodent.durationMs" (list "shutdown.drainDelay" $s.drainDelay) | int64 }}
+{{- $timeoutMs := include "rodent.durationMs" (list "shutdown.requestTimeout" $s.requestTimeout) | int64 }}
+{{- $neededMs := add $drainMs $timeoutMs }}
+{{- if gt $neededMs $availableMs }}
+{{- fail (printf "\n\nshutdown timing does not fit: shutdown.drainDelay (%s) + shutdown.requestTimeout (%s) = %s, but shutdown.gracePeriodSeconds (%ds) minus rodent's safety margin (%s: a tenth of the grace, at least 100ms, at most 5s) leaves %s.\nThe rule is drainDelay + requestTimeout <= gracePeriodSeconds - margin: a request admitted at the end of the drain must finish before the grace period ends, and rodent refuses to start (exit 78) otherwise.\nLower shutdown.drainDelay or shutdown.requestTimeout, or raise shutdown.gracePeriodSeconds (to at least %ds)."
+    (include "rodent.formatMs" $drainMs)
+    (include "rodent.formatMs" $timeoutMs)
+    (include "rodent.formatMs" $neededMs)
+    $graceSeconds
+    (include "rodent.formatMs" $marginMs)
+    (include "rodent.formatMs" $availableMs)
+    (include "rodent.minGraceSeconds" $neededMs | int64)) }}
+{{- end }}
+{{- $r := .Values.probes.readiness }}
+{{- $detectMs := mul ($r.periodSeconds | int64) ($r.failureThreshold | int64) 1000 }}
+{{- $windowMs := add $drainMs (mul $preStopSeconds 1000) }}
+{{- if ge $detectMs $windowMs }}
+{{- fail (printf "\n\nthe drain window is too short for the readiness probe: probes.readiness.periodSeconds (%d) x probes.readiness.failureThreshold (%d) = %s to notice a failing /readyz, but shutdown.drainDelay (%s) + shutdown.preStopSleepSeconds (%ds) = %s.\nThe rule is periodSeconds x failureThreshold < drainDelay + preStopSleepSeconds: the pod must leave the Service's endpoints while rodent still serves, or requests routed to it in the meantime are refused.\nRaise shutdown.drainDelay, or poll readiness more often."
+    ($r.periodSeconds | int64)
+    ($r.failureThreshold | int64)
+    (include "rodent.formatMs" $detectMs)
+    (include "rodent.formatMs" $drainMs)
+    $preStopSeconds
+    (include "rodent.formatMs" $windowMs)) }}
+{{- end }}
+shutdownGrace: {{ printf "%ds" $graceSeconds | quote }}
+drainDelay: {{ include "rodent.formatMs" $drainMs | quote }}
+requestTimeout: {{ include "rodent.formatMs" $timeoutMs | quote }}
+terminationGracePeriodSeconds: {{ add $graceSeconds $preStopSeconds }}
+preStopSleepSeconds: {{ $preStopSeconds }}
+{{- end }}
+
+{{/*
+The smallest whole grace, in seconds, that fits the given drain + timeout milliseconds: the
+margin is a tenth of the grace up to 5s, so grace >= needed / 0.9 below 50s, needed + 5s above.
+*/}}
+{{- define "rodent.minGraceSeconds" -}}
+{{- $neededMs := . | int64 }}
+{{- $tenthRule := div (add (mul $neededMs 10) 8999) 9000 }}
+{{- $capRule := div (add $neededMs 5000 999) 1000 }}
+{{- if le (mul $tenthRule 100) 5000 }}{{ max $tenthRule 1 }}{{ else }}{{ $capRule }}{{ end }}
+{{- end }}
+
+{{/*
+Everything the schema cannot say about values, checked once (included by the Deployment).
+*/}}
+{{- define "rodent.validate" -}}
+{{- $managed := list "RODENT_PORT" "RODENT_PID_FILE" "RODENT_SHUTDOWN_GRACE" "RODENT_DRAIN_DELAY" "RODENT_REQUEST_TIMEOUT" "RODENT_ADMIN_TOKEN" }}
+{{- range .Values.env }}
+{{- if has .name $managed }}
+{{- fail (printf "\n\nenv: %s is set by the chart (from containerPort, shutdown.* or adminToken.*); set those values instead, so the probes, the grace period and the variable cannot disagree." .name) }}
+{{- end }}
+{{- end }}
+{{- if and .Values.adminToken.existingSecret .Values.adminToken.value }}
+{{- fail "\n\nadminToken: set either existingSecret or value, not both." }}
+{{- end }}
+{{- $u := .Values.rollingUpdate }}
+{{- if and (has (toString $u.maxSurge) (list "0" "0%")) (has (toString $u.maxUnavailable) (list "0" "0%")) }}
+{{- fail "\n\nrollingUpdate: maxSurge and maxUnavailable cannot both be 0 (a rollout could never make progress); keep maxUnavailable 0 and maxSurge at least 1 to never lose capacity." }}
+{{- end }}
+{{- if and .Values.autoscaling.enabled (gt (.Values.autoscaling.minReplicas | int64) (.Values.autoscaling.maxReplicas | int64)) }}
+{{- fail (printf "\n\nautoscaling: minReplicas (%d) is greater than maxReplicas (%d)." (.Values.autoscaling.minReplicas | int64) (.Values.autoscaling.maxReplicas | int64)) }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,214 @@
+//! What every rendering the chart accepts must say, whatever the values.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rodent::config::{Config, parse_duration};
+use serde_json::{Value, json};
+
+use crate::support::{Manifests, array};
+
+pub fn whole(value: &Value) -> u64 {
+    value
+        .as_u64()
+        .unwrap_or_else(|| panic!("{value} is not a whole number"))
+}
+
+pub fn duration(raw: &str) -> Duration {
+    parse_duration(raw).unwrap_or_else(|e| panic!("{raw:?} is not a rodent duration: {e}"))
+}
+
+/// rodent's safety margin, as the contract states it: a tenth of the grace, within 100ms..5s.
+pub fn margin(grace: Duration) -> Duration {
+    (grace / 10).clamp(Duration::from_millis(100), Duration::from_secs(5))
+}
+
+/// Whether every label of `selector` is on `labels`.
+pub fn selects(selector: &Value, labels: &Value) -> bool {
+    selector
+        .as_object()
+        .expect("matchLabels is a map")
+        .iter()
+        .all(|(k, v)| labels[k] == *v)
+}
+
+pub fn assert_lifecycle_facts(m: &Manifests) {
+    assert_probes(m);
+    assert_timing(m);
+    assert_security(m);
+    assert_pid_file_is_writable(m);
+    assert_rollout_and_selection(m);
+    assert_test_pod(m);
+}
+
+/// httpGet probes on the named port, which is the port rodent listens on, at rodent's paths.
+pub fn assert_probes(m: &Manifests) {
+    let container = m.container();
+    let http = array(&container["ports"])
+        .iter()
+        .find(|p| p["name"] == "http")
+        .expect("a container port named http");
+    assert_eq!(
+        whole(&http["containerPort"]).to_string(),
+        m.env()["RODENT_PORT"]
+    );
+    for (probe, path) in [
+        ("startupProbe", "/healthz"),
+        ("livenessProbe", "/healthz"),
+        ("readinessProbe", "/readyz"),
+    ] {
+        assert_eq!(container[probe]["httpGet"]["path"], path, "{probe} path");
+        assert_eq!(container[probe]["httpGet"]["port"], "http", "{probe} port");
+    }
+}
+
+/// One grace budget, rodent's rule, and a readiness probe that notices inside the drain.
+pub fn assert_timing(m: &Manifests) {
+    let env = m.env();
+    let grace = duration(&env["RODENT_SHUTDOWN_GRACE"]);
+    let drain = duration(&env["RODENT_DRAIN_DELAY"]);
+    let timeout = duration(&env["RODENT_REQUEST_TIMEOUT"]);
+    let container = m.container();
+    let sleep = match &container["lifecycle"]["preStop"] {
+        Value::Null => Duration::ZERO,
+        hook => {
+            let actions: Vec<&String> = hook.as_object().expect("a hook").keys().collect();
+            assert_eq!(actions, ["sleep"], "the only hook the chart adds is sleep");
+            Duration::from_secs(whole(&hook["sleep"]["seconds"]))
+        }
+    };
+    assert_eq!(
+        Duration::from_secs(whole(&m.pod_spec()["terminationGracePeriodSeconds"])),
+        grace + sleep,
+        "terminationGracePeriodSeconds is RODENT_SHUTDOWN_GRACE plus the preStop sleep"
+    );
+    assert!(
+        drain + timeout <= grace - margin(grace),
+        "drain {drain:?} + timeout {timeout:?} must fit in grace {grace:?} - {:?}",
+        margin(grace)
+    );
+    let readiness = &container["readinessProbe"];
+    let noticed = Duration::from_secs(
+        whole(&readiness["periodSeconds"]) * whole(&readiness["failureThreshold"]),
+    );
+    assert!(
+        noticed < drain + sleep,
+        "a failing /readyz ({noticed:?}) must be seen inside the drain window"
+    );
+    // And rodent itself accepts the rendered environment: it would exit 78 otherwise.
+    if let Err(errors) = Config::from_vars(env) {
+        panic!("rodent refuses the rendered environment: {errors}");
+    }
+}
+
+pub fn assert_security(m: &Manifests) {
+    let pod = m.pod_spec();
+    let pod_sc = &pod["securityContext"];
+    assert_eq!(pod_sc["runAsNonRoot"], true);
+    assert_eq!(pod_sc["runAsUser"], 65532);
+    assert_eq!(pod_sc["runAsGroup"], 65532);
+    assert_eq!(pod_sc["seccompProfile"]["type"], "RuntimeDefault");
+    let container = m.container();
+    let sc = &container["securityContext"];
+    assert_eq!(sc["runAsNonRoot"], true);
+    assert_eq!(sc["runAsUser"], 65532);
+    assert_eq!(sc["runAsGroup"], 65532);
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]));
+    assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault");
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    assert_eq!(
+        pod["enableServiceLinks"], false,
+        "a Service named rodent would inject RODENT_PORT=tcp://…"
+    );
+    if let Some(account) = m.find("ServiceAccount") {
+        assert_eq!(account["automountServiceAccountToken"], false);
+        assert_eq!(pod["serviceAccountName"], account["metadata"]["name"]);
+    }
+    for resource in ["cpu", "memory"] {
+        assert!(
+            container["resources"]["requests"][resource].is_string(),
+            "a {resource} request is set"
+        );
+    }
+}
+
+/// The root filesystem is read-only: the PID file's directory must be an emptyDir.
+pub fn assert_pid_file_is_writable(m: &Manifests) {
+    let pid_file = &m.env()["RODENT_PID_FILE"];
+    let dir = Path::new(pid_file).parent().expect("a directory");
+    assert_eq!(dir, Path::new("/run/rodent"));
+    let mount = array(&m.container()["volumeMounts"])
+        .iter()
+        .find(|v| v["mountPath"] == "/run/rodent")
+        .expect("a volume is mounted at /run/rodent");
+    let volume = array(&m.pod_spec()["volumes"])
+        .iter()
+        .find(|v| v["name"] == mount["name"])
+        .expect("the mounted volume exists");
+    assert!(volume["emptyDir"].is_object(), "/run/rodent is an emptyDir");
+}
+
+/// Rollouts never drop capacity; Service and PDB select exactly the Deployment's pods; a PDB
+/// exists exactly when at least two pods run.
+pub fn assert_rollout_and_selection(m: &Manifests) {
+    let deployment = m.deployment();
+    let strategy = &deployment["spec"]["strategy"];
+    assert_eq!(strategy["type"], "RollingUpdate");
+    assert_eq!(strategy["rollingUpdate"]["maxUnavailable"], 0);
+
+    let selector = &deployment["spec"]["selector"]["matchLabels"];
+    assert!(selects(
+        selector,
+        &deployment["spec"]["template"]["metadata"]["labels"]
+    ));
+    let service = m.one("Service");
+    assert_eq!(&service["spec"]["selector"], selector);
+    assert_eq!(service["spec"]["ports"][0]["targetPort"], "http");
+
+    let min_replicas = match m.find("HorizontalPodAutoscaler") {
+        Some(hpa) => {
+            assert!(
+                deployment["spec"]["replicas"].is_null(),
+                "with an HPA the Deployment leaves the count to it"
+            );
+            whole(&hpa["spec"]["minReplicas"])
+        }
+        None => whole(&deployment["spec"]["replicas"]),
+    };
+    if let Some(pdb) = m.find("PodDisruptionBudget") {
+        assert!(
+            min_replicas > 1,
+            "a PDB over {min_replicas} pod blocks node drains"
+        );
+        assert_eq!(&pdb["spec"]["selector"]["matchLabels"], selector);
+    }
+}
+
+/// The helm test pod: rodent's probe client against the Service, same image and security
+/// context, and not a pod the Service routes to.
+pub fn assert_test_pod(m: &Manifests) {
+    let Some(test) = m.test_pod() else { return };
+    let selector = &m.deployment()["spec"]["selector"]["matchLabels"];
+    assert!(
+        !selects(selector, &test["metadata"]["labels"]),
+        "the Service must not route traffic to the test pod"
+    );
+    let service = m.one("Service");
+    let url = format!(
+        "http://{}:{}",
+        service["metadata"]["name"].as_str().expect("a name"),
+        service["spec"]["ports"][0]["port"]
+    );
+    let probe = &test["spec"]["containers"][0];
+    assert_eq!(probe["args"], json!(["probe", "ready", "--url", url]));
+    assert_eq!(probe["image"], m.container()["image"]);
+    assert_eq!(probe["securityContext"], m.container()["securityContext"]);
+    assert_eq!(
+        test["spec"]["securityContext"],
+        m.pod_spec()["securityContext"]
+    );
+    assert_eq!(test["spec"]["automountServiceAccountToken"], false);
+    assert_eq!(test["spec"]["restartPolicy"], "Never");
+}
