@@ -7,13 +7,8 @@
 //! `scripts/ci/helm.sh` installs the tools. Without them each test prints why it skips, except
 //! under CI (`CI` set), where a missing tool is a failure.
 
-#[path = "helm/chart.rs"]
 mod chart;
-#[path = "helm/facts.rs"]
 mod facts;
-#[path = "helm/refusals.rs"]
 mod refusals;
-#[path = "helm/renderings.rs"]
 mod renderings;
-#[path = "helm/support.rs"]
 mod support;
