@@ -20,6 +20,7 @@
 //! | `server` | the accept loop and per-connection timeouts, on hyper-util |
 //! | [`http`] | middleware (drain rules, guard, observe) and problem+json errors |
 //! | [`probes`] | `/healthz` and `/readyz` |
+//! | [`pidfile`] | one instance per PID file, held with `flock` |
 //! | [`metrics`] | the Prometheus registry behind `/metrics` |
 //! | [`logging`] | the JSON/text log subscriber and its reload handle |
 //! | [`probe`] | the client behind `rodent probe` |
@@ -34,6 +35,7 @@ pub mod http;
 pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
+pub mod pidfile;
 pub mod probe;
 pub mod probes;
 pub mod reference;
