@@ -23,6 +23,7 @@
 //! | [`supervisor`] | PID 1: re-exec as a child, reap orphans, forward signals |
 //! | [`pidfile`] | one instance per PID file, held with `flock` |
 //! | [`daemon`] | `serve --detach`: double fork and an honest report to the launcher |
+//! | [`notify`] | systemd readiness notifications (`NOTIFY_SOCKET`) |
 //! | [`metrics`] | the Prometheus registry behind `/metrics` |
 //! | [`logging`] | the JSON/text log subscriber and its reload handle |
 //! | [`probe`] | the client behind `rodent probe` |
@@ -38,6 +39,7 @@ pub mod http;
 pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
+pub mod notify;
 pub mod pidfile;
 pub mod probe;
 pub mod probes;
