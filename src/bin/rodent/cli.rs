@@ -25,6 +25,15 @@ pub struct Cli {
 pub enum Command {
     /// Serve until SIGTERM or SIGINT (the default command).
     Serve(ServeArgs),
+    /// Whether the instance named by RODENT_PID_FILE runs: exit 0 running (PID printed),
+    /// 1 dead but its PID file is left, 3 not running (LSB).
+    Status,
+    /// Stop the instance named by RODENT_PID_FILE (SIGTERM) and wait until it has exited:
+    /// exit 0 stopped, 3 not running, 1 still running after the timeout.
+    Stop(StopArgs),
+    /// Make the instance named by RODENT_PID_FILE reload its configuration (SIGHUP):
+    /// exit 0 sent, 3 not running.
+    Reload,
     /// Call a probe of a running instance; exit 0 when it answers 200.
     Probe(ProbeArgs),
     /// Print the effective configuration, secrets redacted.
@@ -37,7 +46,19 @@ pub enum Command {
 }
 
 #[derive(Args, Default)]
-pub struct ServeArgs {}
+pub struct ServeArgs {
+    /// Run in the background as a daemon; return once it serves (exit 0, its PID printed) or
+    /// has failed to start (its error printed, its exit code). Output goes to RODENT_LOG_FILE.
+    #[arg(long)]
+    pub detach: bool,
+}
+
+#[derive(Args)]
+pub struct StopArgs {
+    /// How long to wait for the instance to exit; by default RODENT_SHUTDOWN_GRACE plus 5s.
+    #[arg(long, value_parser = duration)]
+    pub timeout: Option<Duration>,
+}
 
 #[derive(Subcommand)]
 pub enum ConfigAction {
