@@ -12,6 +12,10 @@
 //! on it, the daemon died before it could say anything. Only then does the caller exit, so a
 //! script that runs `rodent serve --detach && curl ...` never races the start.
 //!
+//! After a failure the daemon keeps the pipe open until it exits, and the caller waits for
+//! that end of file: when `serve --detach` returns an error, the failed daemon is gone and its
+//! PID file with it, so an immediate `rodent status` or a retry sees a consistent world.
+//!
 //! The PID file is taken by the daemon itself, after the forks, so it holds the daemon's PID.
 
 use std::fs::{File, OpenOptions};
@@ -171,7 +175,8 @@ fn wait_for_report(read: OwnedFd) -> Outcome {
     let mut pipe = File::from(read);
     let mut received = Vec::new();
     let mut chunk = [0u8; 512];
-    while !received.contains(&b'\n') {
+    // Up to the first line when it says ready; to the end of file (the daemon's exit) otherwise.
+    while !received.starts_with(b"ready ") || !received.contains(&b'\n') {
         match pipe.read(&mut chunk) {
             Ok(0) => break,
             Ok(n) => received.extend_from_slice(&chunk[..n]),
@@ -204,17 +209,27 @@ fn parse(report: &str) -> Outcome {
 /// The daemon's end of the pipe: one report, then it closes.
 #[derive(Debug)]
 pub struct Report {
-    pipe: Mutex<Option<File>>,
+    pipe: Mutex<Pipe>,
     /// The PID the launcher announces: the daemon's own, or its supervisor's when a supervisor
     /// holds the PID file.
     pid: Pid,
     address: Mutex<Option<SocketAddr>>,
 }
 
+#[derive(Debug)]
+struct Pipe {
+    /// Closed once the launcher has been told the daemon is ready.
+    file: Option<File>,
+    reported: bool,
+}
+
 impl Report {
     fn new(pipe: OwnedFd, pid: Pid) -> Self {
         Self {
-            pipe: Mutex::new(Some(File::from(pipe))),
+            pipe: Mutex::new(Pipe {
+                file: Some(File::from(pipe)),
+                reported: false,
+            }),
             pid,
             address: Mutex::new(None),
         }
@@ -232,20 +247,23 @@ impl Report {
         self.pipe
             .lock()
             .expect("the report lock is never poisoned: nothing panics while holding it")
+            .file
             .as_ref()
             .map(AsRawFd::as_raw_fd)
     }
 
-    /// Tells the launcher the daemon serves.
+    /// Tells the launcher the daemon serves, and closes this end: the launcher returns now.
     pub fn ready(&self, address: Option<SocketAddr>) {
         let address = address.map_or("-".to_string(), |a| a.to_string());
-        self.send(&format!("ready {} {address}\n", self.pid));
+        self.send(&format!("ready {} {address}\n", self.pid), true);
     }
 
-    /// Tells the launcher the daemon could not start, and why (one line).
+    /// Tells the launcher the daemon could not start, and why (one line). The pipe stays open
+    /// until this process drops the report or exits, which the launcher waits for: drop it
+    /// only once the PID file is released.
     pub fn failed(&self, exit: Exit, message: &str) {
         let message: String = message.replace('\n', " ").chars().take(400).collect();
-        self.send(&format!("failed {} {message}\n", exit.code()));
+        self.send(&format!("failed {} {message}\n", exit.code()), false);
     }
 
     /// Reports at the right lifecycle events; for [`Rodent::on_event`](crate::Rodent::on_event).
@@ -269,16 +287,22 @@ impl Report {
         }
     }
 
-    /// Sends the one report and closes the pipe: later events have nobody to tell.
-    fn send(&self, line: &str) {
-        let pipe = self
+    /// Sends the one report; later events have nobody to tell.
+    fn send(&self, line: &str, close: bool) {
+        let mut pipe = self
             .pipe
             .lock()
-            .expect("the report lock is never poisoned: nothing panics while holding it")
-            .take();
-        if let Some(mut pipe) = pipe {
+            .expect("the report lock is never poisoned: nothing panics while holding it");
+        if pipe.reported {
+            return;
+        }
+        pipe.reported = true;
+        if let Some(file) = pipe.file.as_mut() {
             // The launcher may be gone (killed while waiting); the daemon runs on regardless.
-            let _ = pipe.write_all(line.as_bytes());
+            let _ = file.write_all(line.as_bytes());
+        }
+        if close {
+            pipe.file = None;
         }
     }
 }
@@ -304,6 +328,21 @@ mod tests {
             }
         );
         assert_eq!(parse(""), Outcome::Vanished);
+    }
+
+    #[test]
+    fn after_a_failure_the_pipe_stays_open_until_the_report_is_dropped() {
+        let (read, write) = pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).unwrap();
+        let report = Report::new(write, Pid::from_raw(7));
+        report.observe(&Event::StartFailed("cannot listen".into()));
+        let mut pipe = File::from(read);
+        let mut line = [0u8; 64];
+        let n = pipe.read(&mut line).unwrap();
+        assert_eq!(&line[..n], b"failed 1 cannot listen\n");
+        let open = pipe.read(&mut line).unwrap_err();
+        assert_eq!(open.kind(), io::ErrorKind::WouldBlock, "no end of file yet");
+        drop(report);
+        assert_eq!(pipe.read(&mut line).unwrap(), 0, "end of file");
     }
 
     #[test]

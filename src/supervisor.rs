@@ -164,8 +164,6 @@ impl Supervisor {
         let report_fd = report.as_ref().and_then(Report::raw_fd);
         let service = spawn_service(&counts_read, report_fd)
             .map_err(|e| fail(Exit::Failure, format!("cannot start the service: {e}")))?;
-        // The service has its own copies: the launcher of a daemon must see EOF when it dies.
-        drop(report);
         drop(counts_read);
         tracing::info!(
             target: TARGET,
@@ -179,6 +177,7 @@ impl Supervisor {
             counts: File::from(counts_write),
             reaped: 0,
             _pid_file: pid_file,
+            _report: report,
         })
     }
 }
@@ -255,6 +254,10 @@ struct Running {
     reaped: u64,
     /// Held until the supervisor exits, then removed.
     _pid_file: Option<PidFileLock>,
+    /// A daemon's report pipe, which the service writes to. Our copy stays open until the PID
+    /// file is removed (fields drop in order), so a launcher waiting for the end of file after
+    /// a failure returns only once nothing is left.
+    _report: Option<Report>,
 }
 
 impl Running {

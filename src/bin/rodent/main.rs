@@ -4,6 +4,7 @@ mod cli;
 mod control;
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
@@ -76,7 +77,11 @@ fn serve(args: ServeArgs) -> ExitCode {
 /// Runs the service in this process. Under a supervisor, the supervisor holds the PID file
 /// and the daemon report (if any) comes from it.
 fn service(config: Config, mut link: Option<Link>, report: Option<Report>) -> Exit {
-    let report = report.or_else(|| link.as_mut().and_then(Link::take_report));
+    // Shared with the lifecycle observer, and kept here until the very end: after a failure,
+    // the launcher returns when the last copy is closed, which must follow the PID file.
+    let report = report
+        .or_else(|| link.as_mut().and_then(Link::take_report))
+        .map(Arc::new);
     let logging = Logging::init(&config.log, config.log_format, Vec::new());
     log_starting(&config);
     let pid_file = match (&link, &config.pid_file) {
@@ -118,14 +123,16 @@ fn service(config: Config, mut link: Option<Link>, report: Option<Report>) -> Ex
         }
         None => {}
     }
-    if let Some(report) = report {
+    if let Some(report) = report.clone() {
         service = service.on_event(move |event| report.observe(event));
     }
     let exit = runtime.block_on(service.run());
     // Tasks still parked in blocking calls must not hold the exit.
     runtime.shutdown_timeout(Duration::from_millis(100));
-    // Removed last, once nothing of the service is left running.
+    // Removed last, once nothing of the service is left running; then the launcher of a
+    // failed daemon may return.
     drop(pid_file);
+    drop(report);
     exit
 }
 
