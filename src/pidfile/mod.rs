@@ -14,6 +14,8 @@
 //! Readers ([`status`]) never take the lock themselves: even a shared lock held for a moment
 //! would make a concurrent start fail. They read the holder from `/proc/locks` instead.
 
+mod locks;
+
 use std::fs::{File, Metadata, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
@@ -25,6 +27,7 @@ use nix::fcntl::{Flock, FlockArg, OFlag};
 use nix::unistd::Pid;
 
 use crate::exit::Exit;
+use locks::{Locks, locks};
 
 /// How long a loser keeps trying when the lock is busy but no exclusive holder is visible in
 /// `/proc/locks` (a reader peeking with a shared lock where `/proc` is not mounted).
@@ -289,46 +292,6 @@ fn read_pid(file: &File) -> Option<Pid> {
 
 fn identity(meta: &Metadata) -> (u64, u64) {
     (meta.dev(), meta.ino())
-}
-
-/// The `flock`s on one file, as `/proc/locks` lists them.
-struct Locks {
-    /// The exclusive holder: `Some(None)` when one exists but its PID is not visible here.
-    writer: Option<Option<Pid>>,
-}
-
-/// Reads `/proc/locks` for the file behind `meta`; `None` when it cannot be read.
-///
-/// Lines look like `1: FLOCK  ADVISORY  WRITE 1234 fe:00:5374941 0 EOF` (device major and minor
-/// in hex, inode in decimal); `->` lines are waiters, not holders.
-fn locks(meta: &Metadata) -> Option<Locks> {
-    let text = std::fs::read_to_string("/proc/locks").ok()?;
-    let wanted = (
-        u64::from(libc::major(meta.dev())),
-        u64::from(libc::minor(meta.dev())),
-        meta.ino(),
-    );
-    let mut writer = None;
-    for line in text.lines() {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        if fields.get(1) != Some(&"FLOCK") || fields.len() < 6 {
-            continue;
-        }
-        if fields[3] != "WRITE" || device_and_inode(fields[5]) != Some(wanted) {
-            continue;
-        }
-        let pid = fields[4].parse::<i32>().ok().filter(|&p| p > 0);
-        writer = Some(pid.map(Pid::from_raw));
-    }
-    Some(Locks { writer })
-}
-
-fn device_and_inode(field: &str) -> Option<(u64, u64, u64)> {
-    let mut parts = field.split(':');
-    let major = u64::from_str_radix(parts.next()?, 16).ok()?;
-    let minor = u64::from_str_radix(parts.next()?, 16).ok()?;
-    let inode = parts.next()?.parse().ok()?;
-    Some((major, minor, inode))
 }
 
 #[cfg(test)]

@@ -23,28 +23,32 @@
 //! case, making rodent a child subreaper (`PR_SET_CHILD_SUBREAPER`) when it is not PID 1, so that
 //! orphans of its descendants come to it rather than to the host's init; `never` never does.
 
+mod link;
+mod reap;
+
 use std::fs::File;
-use std::io::{IsTerminal, Write};
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::io::IsTerminal;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Command;
 
-use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
-use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal as Sig, kill, sigprocmask};
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::{Pid, getpid, getppid, pipe2, setpgid};
-use tokio::io::AsyncReadExt;
+use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal as Sig, sigprocmask};
+use nix::unistd::{Pid, getpid, pipe2, setpgid};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::config::{Config, InitMode, LogFormat, Vars};
+use crate::config::{Config, InitMode, LogFormat};
 use crate::daemon::{self, Report};
 use crate::exit::Exit;
 use crate::pidfile::PidFileLock;
 use crate::signal::Signal;
+
+pub use link::Link;
+pub(crate) use link::claim_inherited;
+use reap::Running;
 
 /// The internal variable that tells a re-executed rodent it is the supervised service:
 /// `<supervisor pid>:<fd of the zombie-count pipe>`. It is honoured only when the supervisor is
@@ -172,13 +176,12 @@ impl Supervisor {
             service_pid = service.as_raw(),
             "supervising"
         );
-        Ok(Running {
+        Ok(Running::new(
             service,
-            counts: File::from(counts_write),
-            reaped: 0,
-            _pid_file: pid_file,
-            _report: report,
-        })
+            File::from(counts_write),
+            pid_file,
+            report,
+        ))
     }
 }
 
@@ -244,153 +247,6 @@ fn spawn_service(counts: &OwnedFd, report: Option<RawFd>) -> std::io::Result<Pid
     }
     let child = command.spawn()?;
     Ok(Pid::from_raw(child.id() as i32))
-}
-
-/// The supervisor once the service runs.
-struct Running {
-    service: Pid,
-    /// Where reaped-orphan totals go (the service's `/metrics`).
-    counts: File,
-    reaped: u64,
-    /// Held until the supervisor exits, then removed.
-    _pid_file: Option<PidFileLock>,
-    /// A daemon's report pipe, which the service writes to. Our copy stays open until the PID
-    /// file is removed (fields drop in order), so a launcher waiting for the end of file after
-    /// a failure returns only once nothing is left.
-    _report: Option<Report>,
-}
-
-impl Running {
-    /// The loop. Returns the exit code once the service is gone.
-    fn supervise(&mut self) -> u8 {
-        let mut waited = forwarded();
-        waited.add(Sig::SIGCHLD);
-        loop {
-            let signal = match waited.wait() {
-                Ok(signal) => signal,
-                Err(e) => {
-                    tracing::warn!(target: TARGET, error = %e, "sigwait failed");
-                    continue;
-                }
-            };
-            if signal != Sig::SIGCHLD {
-                self.forward(signal);
-                continue;
-            }
-            if let Some(code) = self.reap() {
-                tracing::info!(
-                    target: TARGET,
-                    exit_code = code,
-                    zombies_reaped = self.reaped,
-                    "supervisor exiting"
-                );
-                return code;
-            }
-        }
-    }
-
-    fn forward(&self, signal: Sig) {
-        tracing::debug!(target: TARGET, signal = signal.as_str(), "forwarding signal to the service");
-        if let Err(e) = kill(self.service, signal) {
-            // ESRCH: the service is exiting; its SIGCHLD is on the way.
-            tracing::warn!(target: TARGET, signal = signal.as_str(), error = %e, "cannot forward signal");
-        }
-    }
-
-    /// Reaps every child that has exited (one SIGCHLD may stand for many), in the manner of
-    /// catatonit's `reap_zombies`. Returns the exit code once the service is among them.
-    fn reap(&mut self) -> Option<u8> {
-        let before = self.reaped;
-        let mut service_exit = None;
-        loop {
-            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(pid, code)) if pid == self.service => {
-                    tracing::info!(target: TARGET, exit_code = code, "service exited");
-                    service_exit = Some(u8::try_from(code).unwrap_or(u8::MAX));
-                }
-                Ok(WaitStatus::Signaled(pid, signal, _)) if pid == self.service => {
-                    let code = Exit::Signal(signal as i32).code();
-                    tracing::warn!(target: TARGET, signal = signal.as_str(), exit_code = code, "service killed by a signal");
-                    service_exit = Some(code);
-                }
-                Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) => self.reaped += 1,
-                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
-                Ok(_) | Err(Errno::EINTR) => {}
-                Err(e) => {
-                    tracing::warn!(target: TARGET, error = %e, "waitpid failed");
-                    break;
-                }
-            }
-        }
-        if self.reaped != before {
-            tracing::debug!(target: TARGET, reaped = self.reaped - before, total = self.reaped, "reaped orphans");
-            // Eight bytes are written whole or not at all (less than PIPE_BUF); a full pipe or
-            // a service that is gone only loses this update.
-            let _ = self.counts.write(&self.reaped.to_le_bytes());
-        }
-        service_exit
-    }
-}
-
-/// The service's end of the supervisor: the reaped-orphan totals, and the daemon report pipe
-/// when the supervisor is itself a detached daemon.
-#[derive(Debug)]
-pub struct Link {
-    counts: OwnedFd,
-    report: Option<Report>,
-}
-
-impl Link {
-    fn inherited(vars: &Vars) -> Option<Self> {
-        let (pid, fd) = vars.get(MARKER)?.split_once(':')?;
-        let supervisor = Pid::from_raw(pid.parse().ok()?);
-        if getppid() != supervisor {
-            return None;
-        }
-        let counts = claim_inherited(fd.parse().ok()?)?;
-        Some(Self {
-            counts,
-            report: Report::inherited(vars, supervisor),
-        })
-    }
-
-    /// The daemon report pipe, when the supervisor was started by `serve --detach`: the service
-    /// reports readiness in its place.
-    pub fn take_report(&mut self) -> Option<Report> {
-        self.report.take()
-    }
-
-    /// Feeds every total the supervisor sends to `update`. Must be called inside a Tokio
-    /// runtime; the task ends when the supervisor closes the pipe.
-    pub(crate) fn publish(self, update: impl Fn(u64) + Send + 'static) {
-        let mut pipe = match tokio::net::unix::pipe::Receiver::from_owned_fd(self.counts) {
-            Ok(pipe) => pipe,
-            Err(e) => {
-                tracing::warn!(target: TARGET, error = %e, "cannot read the supervisor's zombie counts");
-                return;
-            }
-        };
-        tokio::spawn(async move {
-            let mut total = [0u8; 8];
-            while pipe.read_exact(&mut total).await.is_ok() {
-                update(u64::from_le_bytes(total));
-            }
-        });
-    }
-}
-
-/// Takes ownership of a descriptor a parent process left open for us and named in a variable,
-/// if it is open, and keeps it from our own children from now on.
-///
-/// Sound only for descriptors that nothing else in this process refers to: call it once per
-/// descriptor, at startup, before anything could have opened another file under that number.
-pub(crate) fn claim_inherited(fd: RawFd) -> Option<OwnedFd> {
-    // SAFETY: F_SETFD on a number that is not open fails with EBADF and changes nothing.
-    if fd < 3 || unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
-        return None;
-    }
-    // SAFETY: open (checked above), and by this function's contract referred to by nothing else.
-    Some(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// The supervisor logs in the service's format, synchronously: it has no runtime and no
