@@ -298,17 +298,33 @@ fn identity(meta: &Metadata) -> (u64, u64) {
 mod tests {
     use super::*;
 
-    fn scratch(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("rodent-pidfile-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir.join("rodent.pid")
+    /// A directory of its own for one test, removed when dropped.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(name: &str) -> Self {
+            let dir =
+                std::env::temp_dir().join(format!("rodent-pidfile-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            Self(dir)
+        }
+
+        fn pid_file(&self) -> PathBuf {
+            self.0.join("rodent.pid")
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
     }
 
     #[test]
     fn the_holder_is_running_and_a_second_lock_fails_naming_it() {
-        let path = scratch("holder");
+        let dir = Scratch::new("holder");
+        let path = dir.pid_file();
         let held = PidFileLock::acquire(&path).expect("a fresh file is won");
         let me = nix::unistd::getpid();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), format!("{me}\n"));
@@ -326,7 +342,8 @@ mod tests {
 
     #[test]
     fn a_file_nobody_holds_is_dead_and_can_be_taken_over() {
-        let path = scratch("stale");
+        let dir = Scratch::new("stale");
+        let path = dir.pid_file();
         std::fs::write(&path, "999999\n").unwrap();
         assert_eq!(status(&path).unwrap(), Status::Dead(Pid::from_raw(999999)));
         let held = PidFileLock::acquire(&path).expect("a stale file is taken over");
@@ -339,7 +356,8 @@ mod tests {
 
     #[test]
     fn a_symlink_is_refused() {
-        let path = scratch("symlink");
+        let dir = Scratch::new("symlink");
+        let path = dir.pid_file();
         let target = path.with_file_name("elsewhere");
         std::fs::write(&target, "precious").unwrap();
         std::os::unix::fs::symlink(&target, &path).unwrap();
