@@ -19,6 +19,7 @@ use axum::extract::Query;
 use axum::routing::get;
 use axum::{Json, Router};
 use rodent::logging::Logging;
+use rodent::supervisor::{self, Role};
 use rodent::{Config, Exit, Rodent};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -54,6 +55,11 @@ fn main() -> std::process::ExitCode {
             return Exit::Config.into();
         }
     };
+    // As PID 1 this process only supervises; the service below runs in its child.
+    let link = match supervisor::role(&config) {
+        Role::Supervisor(supervisor) => return supervisor.run(&config).into(),
+        Role::Service(link) => link,
+    };
     let logging = Logging::init(&config.log, config.log_format, Vec::new());
 
     // Stands in for a connection pool: ready once "connected", closed at shutdown.
@@ -61,7 +67,7 @@ fn main() -> std::process::ExitCode {
     let check = connected.clone();
     let close = connected.clone();
 
-    let service = Rodent::new(config)
+    let mut service = Rodent::new(config)
         .logging(logging.handle())
         .routes(Router::new().route("/disk", get(disk)))
         .on_startup("connect", Duration::from_secs(5), move || async move {
@@ -83,6 +89,10 @@ fn main() -> std::process::ExitCode {
             tracing::info!("database connection closed");
             Ok(())
         });
+
+    if let Some(link) = link {
+        service = service.supervised_by(link);
+    }
 
     let runtime = tokio::runtime::Runtime::new().expect("the runtime starts");
     let exit = runtime.block_on(service.run());

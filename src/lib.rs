@@ -20,6 +20,10 @@
 //! | `server` | the accept loop and per-connection timeouts, on hyper-util |
 //! | [`http`] | middleware (drain rules, guard, observe) and problem+json errors |
 //! | [`probes`] | `/healthz` and `/readyz` |
+//! | [`supervisor`] | PID 1: re-exec as a child, reap orphans, forward signals |
+//! | [`pidfile`] | one instance per PID file, held with `flock` |
+//! | [`daemon`] | `serve --detach`: double fork and an honest report to the launcher |
+//! | [`notify`] | systemd readiness notifications (`NOTIFY_SOCKET`) |
 //! | [`metrics`] | the Prometheus registry behind `/metrics` |
 //! | [`logging`] | the JSON/text log subscriber and its reload handle |
 //! | [`probe`] | the client behind `rodent probe` |
@@ -28,12 +32,15 @@
 
 pub mod build;
 pub mod config;
+pub mod daemon;
 pub mod exit;
 mod hooks;
 pub mod http;
 pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
+pub mod notify;
+pub mod pidfile;
 pub mod probe;
 pub mod probes;
 pub mod reference;
@@ -42,6 +49,7 @@ pub mod service;
 mod shutdown;
 pub mod signal;
 mod state;
+pub mod supervisor;
 
 pub use config::Config;
 pub use exit::Exit;

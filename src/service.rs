@@ -22,6 +22,7 @@ use crate::probes::{Probes, ReadinessCheck};
 use crate::server::Server;
 use crate::signal::Signal;
 use crate::state::ServiceState;
+use crate::supervisor::Link;
 
 /// A lifecycle step, for whoever needs to tell the outside world: systemd (`sd_notify`), the
 /// process that launched a daemon, a test.
@@ -66,6 +67,7 @@ pub struct Rodent {
     logging: Option<LogHandle>,
     config_source: ConfigSource,
     observers: Vec<Observer>,
+    supervisor: Option<Link>,
 }
 
 impl Rodent {
@@ -80,6 +82,7 @@ impl Rodent {
             logging: None,
             config_source: Box::new(Config::from_env),
             observers: Vec::new(),
+            supervisor: None,
         }
     }
 
@@ -153,6 +156,13 @@ impl Rodent {
         self
     }
 
+    /// Runs under rodent's PID 1 supervisor (see [`crate::supervisor`]): the orphans it reaps
+    /// are counted at `/metrics` as `rodent_zombies_reaped`.
+    pub fn supervised_by(mut self, link: Link) -> Self {
+        self.supervisor = Some(link);
+        self
+    }
+
     /// The lifecycle handle, for application code that wants to read the state or switch
     /// readiness off and on.
     pub fn lifecycle(&self) -> Lifecycle {
@@ -205,6 +215,7 @@ impl Rodent {
             logging,
             config_source,
             observers,
+            supervisor,
         } = self;
         let state = Arc::new(ServiceState::new(
             config,
@@ -212,6 +223,10 @@ impl Rodent {
             Probes::new(checks),
         ));
         let heartbeat = lifecycle.spawn_heartbeat();
+        if let Some(link) = supervisor {
+            let state = state.clone();
+            link.publish(move |total| state.metrics.set_zombies_reaped(total));
+        }
         let router = crate::http::router(state.clone(), app);
         let address = crate::server::local_addr(&listener);
         let server = Server::start(listener, router, state.clone());

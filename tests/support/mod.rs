@@ -81,7 +81,14 @@ impl Spawn {
     }
 
     pub fn spawn(self) -> Rodent {
-        let mut child = self.command().spawn().expect("the rodent binary starts");
+        let command = self.command();
+        self.spawn_command(command)
+    }
+
+    /// Starts `command` (built from this spawn, see [`Spawn::command_via`]) and waits for it
+    /// like [`Spawn::spawn`] does.
+    pub fn spawn_command(self, mut command: Command) -> Rodent {
+        let mut child = command.spawn().expect("the rodent binary starts");
         let log = Arc::new(Log::default());
         for stream in [
             Box::new(child.stdout.take().expect("stdout is piped"))
@@ -415,4 +422,62 @@ pub async fn wait_in_flight(rodent: &Rodent, route: &str, n: i64) {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+impl Spawn {
+    /// The command for `program` (rodent or a binary built on it, such as an example) with this
+    /// spawn's arguments and clean environment, started through `wrapper` (a program and its
+    /// arguments, such as `unshare --pid --fork --mount-proc`; empty for none).
+    pub fn command_via(&self, wrapper: &[&str], program: &Path) -> Command {
+        let mut command = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut command = Command::new(first);
+                command.args(rest).arg(program);
+                command
+            }
+            None => Command::new(program),
+        };
+        command
+            .args(&self.args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command
+    }
+}
+
+/// An example program built next to the `rodent` binary (`cargo test` builds examples).
+pub fn example(name: &str) -> PathBuf {
+    Path::new(BINARY)
+        .parent()
+        .expect("the binary lives in a directory")
+        .join("examples")
+        .join(name)
+}
+
+/// The exit code of a finished command, or a panic saying which signal killed it.
+pub fn code_of(output: &std::process::Output) -> i32 {
+    output.status.code().unwrap_or_else(|| {
+        panic!(
+            "killed by a signal ({}); stderr:\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+/// Whether this test can run as root. In CI a missing privilege fails the test; elsewhere the
+/// test is skipped with a message saying why.
+pub fn require_root(why: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("this test must run as root in CI ({why})");
+    }
+    eprintln!("SKIPPED: not root ({why})");
+    false
 }

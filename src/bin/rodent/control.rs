@@ -1,0 +1,203 @@
+//! Commands that operate an instance from outside: `serve --detach` (the launcher's side),
+//! `status`, `stop` and `reload`. The instance is the process holding the lock on
+//! RODENT_PID_FILE, read from the environment like the server reads it; the number written in
+//! the file is never trusted on its own.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use rodent::Exit;
+use rodent::config::{Config, format_duration};
+use rodent::daemon::{self, Detached, Outcome, Report};
+use rodent::pidfile::{self, Status};
+
+/// Added to the shutdown grace for `stop`'s default timeout: the instance exits inside its
+/// grace, and the rest is process teardown.
+const STOP_SLACK: Duration = Duration::from_secs(5);
+const STOP_POLL: Duration = Duration::from_millis(20);
+
+/// LSB `status` codes.
+const RUNNING: u8 = 0;
+const DEAD_WITH_PID_FILE: u8 = 1;
+const NOT_RUNNING: u8 = 3;
+const UNKNOWN: u8 = 4;
+
+/// Becomes a daemon. Returns the daemon's report pipe in the daemon, and the exit code in the
+/// launcher, once the daemon has said how its start went.
+pub fn detach(config: &mut Config) -> Result<Report, ExitCode> {
+    if nix::unistd::getpid() == Pid::from_raw(1) {
+        eprintln!(
+            "rodent: serve --detach as PID 1 would end the container as soon as it returns; \
+             run `rodent serve` in the foreground"
+        );
+        return Err(Exit::Usage.into());
+    }
+    // The daemon runs in `/`, and re-reads RODENT_ENV_FILE on every reload.
+    if let Some(env_file) = config.env_file.as_ref().filter(|p| p.is_relative()) {
+        eprintln!(
+            "rodent: RODENT_ENV_FILE={} must be an absolute path with serve --detach (the daemon \
+             runs in /)",
+            env_file.display()
+        );
+        return Err(Exit::Config.into());
+    }
+    if let Some(path) = &config.pid_file {
+        config.pid_file = Some(std::path::absolute(path).unwrap_or_else(|_| path.clone()));
+    }
+    let outcome = match daemon::detach(config.log_file.as_deref()) {
+        Ok(Detached::Daemon(report)) => return Ok(report),
+        Ok(Detached::Launcher(outcome)) => outcome,
+        Err(e) => {
+            eprintln!("rodent: {e}");
+            return Err(Exit::Failure.into());
+        }
+    };
+    Err(match outcome {
+        Outcome::Ready { pid, address } => {
+            match address {
+                Some(address) => println!("rodent is running (PID {pid}), listening on {address}"),
+                None => println!("rodent is running (PID {pid})"),
+            }
+            ExitCode::SUCCESS
+        }
+        Outcome::Failed { code, message } => {
+            eprintln!("rodent: {message}");
+            ExitCode::from(code)
+        }
+        Outcome::Vanished => {
+            match &config.log_file {
+                Some(log) => eprintln!(
+                    "rodent: the daemon exited before it was ready; its output is in {}",
+                    log.display()
+                ),
+                None => eprintln!(
+                    "rodent: the daemon exited before it was ready (set RODENT_LOG_FILE to keep \
+                     its output)"
+                ),
+            }
+            Exit::Failure.into()
+        }
+    })
+}
+
+/// `rodent status`: LSB codes; the PID is the lock holder's.
+pub fn status() -> ExitCode {
+    let (_, path) = match target("status", UNKNOWN) {
+        Ok(target) => target,
+        Err(code) => return code,
+    };
+    ExitCode::from(match pidfile::status(&path) {
+        Ok(Status::Running(pid)) => {
+            println!("rodent is running (PID {pid})");
+            RUNNING
+        }
+        Ok(Status::Dead(pid)) => {
+            println!(
+                "rodent is not running, but its PID file {} remains (PID {pid})",
+                path.display()
+            );
+            DEAD_WITH_PID_FILE
+        }
+        Ok(Status::NotRunning) => {
+            println!("rodent is not running");
+            NOT_RUNNING
+        }
+        Err(e) => {
+            eprintln!("rodent status: {e}");
+            UNKNOWN
+        }
+    })
+}
+
+/// `rodent stop`: SIGTERM to the lock holder, then wait for the lock to be released.
+pub fn stop(timeout: Option<Duration>) -> ExitCode {
+    let (config, path) = match target("stop", Exit::Failure.code()) {
+        Ok(target) => target,
+        Err(code) => return code,
+    };
+    let timeout = timeout.unwrap_or(config.shutdown_grace + STOP_SLACK);
+    let pid = match running(&path, "stop") {
+        Ok(pid) => pid,
+        Err(code) => return code,
+    };
+    if let Err(e) = kill(pid, Signal::SIGTERM) {
+        eprintln!("rodent stop: cannot signal PID {pid}: {e}");
+        return Exit::Failure.into();
+    }
+    let deadline = Instant::now() + timeout;
+    loop {
+        match pidfile::status(&path) {
+            Ok(Status::Running(holder)) if holder == pid => {}
+            _ => {
+                println!("rodent stopped (PID {pid})");
+                return ExitCode::SUCCESS;
+            }
+        }
+        if Instant::now() >= deadline {
+            eprintln!(
+                "rodent stop: rodent (PID {pid}) is still running after {}",
+                format_duration(timeout)
+            );
+            return Exit::Failure.into();
+        }
+        std::thread::sleep(STOP_POLL);
+    }
+}
+
+/// `rodent reload`: SIGHUP to the lock holder. The outcome is in the instance's log.
+pub fn reload() -> ExitCode {
+    let (_, path) = match target("reload", Exit::Failure.code()) {
+        Ok(target) => target,
+        Err(code) => return code,
+    };
+    let pid = match running(&path, "reload") {
+        Ok(pid) => pid,
+        Err(code) => return code,
+    };
+    match kill(pid, Signal::SIGHUP) {
+        Ok(()) => {
+            println!("rodent (PID {pid}) is reloading its configuration");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("rodent reload: cannot signal PID {pid}: {e}");
+            Exit::Failure.into()
+        }
+    }
+}
+
+/// The configuration and the PID file path a command acts on; `Err` is the exit code when
+/// there is none (`no_pid_file` when RODENT_PID_FILE is empty).
+fn target(command: &str, no_pid_file: u8) -> Result<(Config, PathBuf), ExitCode> {
+    let config = Config::from_env().map_err(|errors| {
+        eprintln!("rodent {command}: {errors}");
+        ExitCode::from(Exit::Config)
+    })?;
+    match config.pid_file.clone() {
+        Some(path) => Ok((config, path)),
+        None => {
+            eprintln!(
+                "rodent {command}: RODENT_PID_FILE is empty, so there is no instance to look for"
+            );
+            Err(ExitCode::from(no_pid_file))
+        }
+    }
+}
+
+/// The running instance's PID; `Err` is the exit code when there is none.
+fn running(path: &std::path::Path, command: &str) -> Result<Pid, ExitCode> {
+    match pidfile::status(path) {
+        Ok(Status::Running(pid)) => Ok(pid),
+        Ok(Status::Dead(_) | Status::NotRunning) => {
+            println!("rodent is not running");
+            Err(ExitCode::from(NOT_RUNNING))
+        }
+        Err(e) => {
+            eprintln!("rodent {command}: {e}");
+            Err(Exit::Failure.into())
+        }
+    }
+}

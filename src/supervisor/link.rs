@@ -1,0 +1,71 @@
+//! The service's side of the supervisor: what a re-executed rodent inherits from it.
+
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+use nix::unistd::{Pid, getppid};
+use tokio::io::AsyncReadExt;
+
+use super::{MARKER, TARGET};
+use crate::config::Vars;
+use crate::daemon::Report;
+
+/// The service's end of the supervisor: the reaped-orphan totals, and the daemon report pipe
+/// when the supervisor is itself a detached daemon.
+#[derive(Debug)]
+pub struct Link {
+    counts: OwnedFd,
+    report: Option<Report>,
+}
+
+impl Link {
+    pub(super) fn inherited(vars: &Vars) -> Option<Self> {
+        let (pid, fd) = vars.get(MARKER)?.split_once(':')?;
+        let supervisor = Pid::from_raw(pid.parse().ok()?);
+        if getppid() != supervisor {
+            return None;
+        }
+        let counts = claim_inherited(fd.parse().ok()?)?;
+        Some(Self {
+            counts,
+            report: Report::inherited(vars, supervisor),
+        })
+    }
+
+    /// The daemon report pipe, when the supervisor was started by `serve --detach`: the service
+    /// reports readiness in its place.
+    pub fn take_report(&mut self) -> Option<Report> {
+        self.report.take()
+    }
+
+    /// Feeds every total the supervisor sends to `update`. Must be called inside a Tokio
+    /// runtime; the task ends when the supervisor closes the pipe.
+    pub(crate) fn publish(self, update: impl Fn(u64) + Send + 'static) {
+        let mut pipe = match tokio::net::unix::pipe::Receiver::from_owned_fd(self.counts) {
+            Ok(pipe) => pipe,
+            Err(e) => {
+                tracing::warn!(target: TARGET, error = %e, "cannot read the supervisor's zombie counts");
+                return;
+            }
+        };
+        tokio::spawn(async move {
+            let mut total = [0u8; 8];
+            while pipe.read_exact(&mut total).await.is_ok() {
+                update(u64::from_le_bytes(total));
+            }
+        });
+    }
+}
+
+/// Takes ownership of a descriptor a parent process left open for us and named in a variable,
+/// if it is open, and keeps it from our own children from now on.
+///
+/// Sound only for descriptors that nothing else in this process refers to: call it once per
+/// descriptor, at startup, before anything could have opened another file under that number.
+pub(crate) fn claim_inherited(fd: RawFd) -> Option<OwnedFd> {
+    // SAFETY: F_SETFD on a number that is not open fails with EBADF and changes nothing.
+    if fd < 3 || unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
+        return None;
+    }
+    // SAFETY: open (checked above), and by this function's contract referred to by nothing else.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
+}
