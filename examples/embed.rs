@@ -60,6 +60,9 @@ fn main() -> std::process::ExitCode {
         Role::Supervisor(supervisor) => return supervisor.run(&config).into(),
         Role::Service(link) => link,
     };
+    // Signal handlers before any thread, so every thread and every process they spawn (`df`)
+    // starts with signals unblocked.
+    let signals = rodent::signal::listen().expect("signal handlers can be installed");
     let logging = Logging::init(&config.log, config.log_format, Vec::new());
 
     // Stands in for a connection pool: ready once "connected", closed at shutdown.
@@ -95,7 +98,7 @@ fn main() -> std::process::ExitCode {
     }
 
     let runtime = tokio::runtime::Runtime::new().expect("the runtime starts");
-    let exit = runtime.block_on(service.run());
+    let exit = runtime.block_on(service.signals(signals).run());
     runtime.shutdown_timeout(Duration::from_millis(100));
     exit.into()
 }

@@ -68,6 +68,7 @@ pub struct Rodent {
     config_source: ConfigSource,
     observers: Vec<Observer>,
     supervisor: Option<Link>,
+    signals: Option<mpsc::UnboundedReceiver<Signal>>,
 }
 
 impl Rodent {
@@ -83,6 +84,7 @@ impl Rodent {
             config_source: Box::new(Config::from_env),
             observers: Vec::new(),
             supervisor: None,
+            signals: None,
         }
     }
 
@@ -169,9 +171,17 @@ impl Rodent {
         self.lifecycle.clone()
     }
 
-    /// Listens for OS signals, binds the configured address and serves until shutdown.
-    pub async fn run(self) -> Exit {
-        let signals = match crate::signal::listen() {
+    /// Takes signals from `signals` (from [`signal::listen`](crate::signal::listen), called
+    /// before the runtime was built) instead of listening from inside the runtime.
+    pub fn signals(mut self, signals: mpsc::UnboundedReceiver<Signal>) -> Self {
+        self.signals = Some(signals);
+        self
+    }
+
+    /// Listens for OS signals (unless [`signals`](Rodent::signals) gave them), binds the
+    /// configured address and serves until shutdown.
+    pub async fn run(mut self) -> Exit {
+        let signals = match self.signals.take().map_or_else(crate::signal::listen, Ok) {
             Ok(signals) => signals,
             Err(e) => {
                 let cause = format!("cannot install signal handlers: {e}");
@@ -216,6 +226,7 @@ impl Rodent {
             config_source,
             observers,
             supervisor,
+            signals: _,
         } = self;
         let state = Arc::new(ServiceState::new(
             config,

@@ -2,9 +2,14 @@
 //!
 //! Everything downstream matches on [`Signal`], never on signal numbers. Signals are blocked at
 //! the very start of `main` ([`block_early`]) and unblocked only once handlers exist
-//! ([`listen`]): one that arrives while configuration is read or the runtime starts stays
-//! pending and is delivered then, instead of being lost or killing the process with its default
-//! action.
+//! ([`listen`]): one that arrives while configuration is read stays pending and is delivered
+//! then, instead of being lost or killing the process with its default action.
+//!
+//! The handlers run on a thread of their own, so [`listen`] can be called before the
+//! application's runtime is built. That order matters: a thread inherits the signal mask of the
+//! thread that creates it, and a child process inherits the mask of the thread that spawns it,
+//! so runtime threads created while the signals are still blocked would hand a blocked SIGTERM
+//! to every process the service starts.
 
 use nix::sys::signal::{SigSet, SigmaskHow, Signal as Sig, pthread_sigmask};
 use tokio::signal::unix::{SignalKind, signal};
@@ -84,12 +89,35 @@ pub fn block_early() -> nix::Result<()> {
 }
 
 /// Installs a handler for every signal in [`Signal::ALL`] and forwards them, in arrival order,
-/// into the returned channel; then unblocks them on the calling thread so that any signal left
-/// pending since [`block_early`] is delivered now. Must be called inside a Tokio runtime.
+/// into the returned channel; then unblocks them on the calling thread, so a signal left pending
+/// since [`block_early`] is delivered now. Call it before building the application's runtime
+/// (see the module documentation). The handler thread ends when the receiver is dropped.
 pub fn listen() -> std::io::Result<mpsc::UnboundedReceiver<Signal>> {
+    // A runtime of its own, with no worker threads: it only drives the signal streams.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()?;
+    let streams = {
+        let _context = runtime.enter();
+        Signal::ALL
+            .into_iter()
+            .map(|which| Ok((which, signal(SignalKind::from_raw(which.os() as i32))?)))
+            .collect::<std::io::Result<Vec<_>>>()?
+    };
+    // Handlers exist now: a signal pending since block_early is delivered and queued.
+    pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&handled_set()), None)?;
     let (tx, rx) = mpsc::unbounded_channel();
-    for which in Signal::ALL {
-        let mut stream = signal(SignalKind::from_raw(which.os() as i32))?;
+    std::thread::Builder::new()
+        .name("rodent-signals".to_string())
+        .spawn(move || runtime.block_on(forward(streams, tx)))?;
+    Ok(rx)
+}
+
+async fn forward(
+    streams: Vec<(Signal, tokio::signal::unix::Signal)>,
+    tx: mpsc::UnboundedSender<Signal>,
+) {
+    for (which, mut stream) in streams {
         let tx = tx.clone();
         tokio::spawn(async move {
             while stream.recv().await.is_some() {
@@ -99,7 +127,5 @@ pub fn listen() -> std::io::Result<mpsc::UnboundedReceiver<Signal>> {
             }
         });
     }
-    // Handlers exist now: a signal pending since block_early is delivered and queued above.
-    pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&handled_set()), None)?;
-    Ok(rx)
+    tx.closed().await;
 }

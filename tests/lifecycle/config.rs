@@ -13,10 +13,9 @@ fn serve_with(vars: &[(&str, &str)]) -> (i32, Vec<serde_json::Value>) {
     }
     let mut rodent = spawn.spawn();
     let code = rodent.exit_code(PATIENCE);
-    // The exit was seen; give the reader threads the last lines.
-    rodent.try_wait_log(std::time::Duration::from_millis(200), |l| {
-        l["message"] == "refusing to start with an invalid configuration"
-    });
+    // The exit was seen; the reader threads may still be reading the last lines, and the
+    // summary line comes last.
+    rodent.wait_log(|l| l["message"] == "refusing to start with an invalid configuration");
     (code, rodent.json_lines())
 }
 

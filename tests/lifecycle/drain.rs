@@ -262,3 +262,33 @@ async fn http2_clients_get_a_goaway_and_lose_nothing() {
     );
     assert_eq!(rodent.exit_code(PATIENCE), 0);
 }
+
+#[tokio::test]
+async fn no_thread_of_the_service_blocks_the_signals_its_children_inherit() {
+    // A child process inherits the signal mask of the thread that spawns it: a service thread
+    // with SIGTERM blocked would start children that ignore SIGTERM.
+    let rodent = rodent().spawn();
+    for _ in 0..20 {
+        client().get(rodent.url("/")).send().await.unwrap();
+    }
+    let handled = [1u64, 2, 3, 10, 12, 15, 28]
+        .iter()
+        .fold(0u64, |mask, n| mask | 1 << (n - 1));
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", rodent.pid())).unwrap();
+    let mut threads = 0;
+    for task in tasks {
+        let status = std::fs::read_to_string(task.unwrap().path().join("status")).unwrap();
+        let name = status.lines().next().unwrap().to_string();
+        let blocked = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigBlk:"))
+            .map(|hex| u64::from_str_radix(hex.trim(), 16).unwrap())
+            .unwrap();
+        assert_eq!(blocked & handled, 0, "{name} blocks {blocked:#x}");
+        threads += 1;
+    }
+    assert!(
+        threads > 2,
+        "the runtime's threads were inspected ({threads})"
+    );
+}

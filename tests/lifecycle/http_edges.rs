@@ -104,11 +104,11 @@ fn oversized_headers_answer_431() {
     let rodent = rodent().spawn();
     let mut stream = connect(rodent.addr());
     let huge = "x".repeat(100 * 1024);
-    write!(
+    // rodent may answer and close before the whole head is written: the write can fail.
+    let _ = write!(
         stream,
         "GET / HTTP/1.1\r\nHost: rodent\r\nX-Huge: {huge}\r\n\r\n"
-    )
-    .unwrap();
+    );
     let response = read_response(&mut stream).unwrap();
     assert_eq!(response.status, 431);
 }

@@ -101,6 +101,7 @@ impl Spawn {
                     let Ok(line) = line else { break };
                     log.push(line);
                 }
+                log.stream_ended();
             });
         }
         let mut rodent = Rodent {
@@ -125,12 +126,30 @@ impl Spawn {
 pub struct Log {
     lines: Mutex<Vec<String>>,
     grew: Condvar,
+    /// stdout and stderr that reached their end: 2 once the process and everything that
+    /// inherited its output are gone.
+    ended: Mutex<u8>,
+    ended_changed: Condvar,
 }
 
 impl Log {
     fn push(&self, line: String) {
         self.lines.lock().unwrap().push(line);
         self.grew.notify_all();
+    }
+
+    fn stream_ended(&self) {
+        *self.ended.lock().unwrap() += 1;
+        self.ended_changed.notify_all();
+    }
+
+    /// Waits until both streams are read to their end, so that every line the process wrote
+    /// is in `lines`. Bounded: a daemon's grandchild may keep them open.
+    fn wait_read_to_end(&self, patience: Duration) {
+        let ended = self.ended.lock().unwrap();
+        let _ = self
+            .ended_changed
+            .wait_timeout_while(ended, patience, |n| *n < 2);
     }
 }
 
@@ -221,6 +240,7 @@ impl Rodent {
         let deadline = Instant::now() + patience;
         loop {
             if let Some(status) = self.child.try_wait().expect("waiting on the child works") {
+                self.log.wait_read_to_end(Duration::from_secs(2));
                 return Some(status);
             }
             if Instant::now() >= deadline {

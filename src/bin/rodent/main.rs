@@ -82,6 +82,15 @@ fn service(config: Config, mut link: Option<Link>, report: Option<Report>) -> Ex
     let report = report
         .or_else(|| link.as_mut().and_then(Link::take_report))
         .map(Arc::new);
+    // Before any thread exists, so every thread (and every process they spawn) starts with
+    // the signals unblocked: see rodent::signal.
+    let signals = match rodent::signal::listen() {
+        Ok(signals) => signals,
+        Err(e) => {
+            eprintln!("rodent: cannot install signal handlers: {e}");
+            return Exit::Failure;
+        }
+    };
     let logging = Logging::init(&config.log, config.log_format, Vec::new());
     log_starting(&config);
     let pid_file = match (&link, &config.pid_file) {
@@ -111,6 +120,7 @@ fn service(config: Config, mut link: Option<Link>, report: Option<Report>) -> Ex
     };
     let notifier = Notifier::from_vars(&config.vars);
     let mut service = Rodent::new(config)
+        .signals(signals)
         .routes(rodent::reference::routes())
         .logging(logging.handle());
     if let Some(link) = link {
