@@ -131,10 +131,12 @@ fn static_linux_binary(path: &Path) -> Result<(), String> {
 // --- running docker ------------------------------------------------------------------------------
 
 /// Runs `docker` without blocking the test's runtime (a request may be in flight meanwhile).
+/// A call abandoned by a timeout kills its client.
 async fn docker(args: &[&str]) -> Output {
     tokio::process::Command::new("docker")
         .args(args)
         .stdin(Stdio::null())
+        .kill_on_drop(true)
         .output()
         .await
         .expect("the docker client runs (engine() checked it)")
@@ -873,7 +875,12 @@ async fn compose_yaml_keeps_the_grace_periods_equal_and_the_service_hardened() {
 async fn compose_up_wait_is_healthy_serves_and_compose_down_stops_cleanly() {
     require!(engine(), compose());
     let project = ComposeProject::new();
-    let up = project.run(&["up", "--detach", "--wait"]).await;
+    let up = tokio::time::timeout(
+        Duration::from_secs(120),
+        project.run(&["up", "--detach", "--wait"]),
+    )
+    .await
+    .expect("docker compose up --wait returns within 2 minutes");
     assert!(
         up.status.success(),
         "docker compose up --wait failed ({}):\n{}",
