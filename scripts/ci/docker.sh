@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # CI: install and start what the container tests need on a Debian machine, as root:
 #   - the Docker engine from Debian's `docker.io`, started as `dockerd` in the background
-#     (no systemd here; vfs storage and no iptables are what work inside this sandbox),
+#     (no systemd on these machines; vfs storage and no iptables are what works on them),
 #   - the Compose v2 and buildx CLI plugins from the next Debian release's `docker-compose` and
 #     `docker-buildx` packages (this release ships only Compose v1 and no buildx), pinned so that
 #     nothing else is ever taken from that release,
@@ -80,20 +80,34 @@ install_packages() {
   fi
 }
 
+# Whether process $1 is alive, and runs the program $2 when given (a killed one may linger as a
+# zombie, and after a restart its PID may belong to another program).
+running() {
+  local status=/proc/$1/status
+  [ -n "$1" ] && [ -r "$status" ] && ! grep -q '^State:[[:space:]]*[ZX]' "$status" &&
+    { [ -z "${2:-}" ] || grep -q "^Name:[[:space:]]*$2\$" "$status"; }
+}
+
 start_dockerd() {
   if docker info >/dev/null 2>&1; then
     return 0
   fi
-  if ! pgrep -x dockerd >/dev/null; then
+  local pid
+  pid=$(cat /var/run/docker.pid 2>/dev/null || true)
+  if ! running "$pid" dockerd; then
+    # A dockerd that was killed leaves PID files that stop the next one (its own, and the one
+    # of the containerd it manages) while the old PIDs linger as zombies.
+    rm -f /var/run/docker.pid /var/run/docker/containerd/containerd.pid
     log "starting dockerd (log: $DOCKERD_LOG)"
     # setsid: the engine outlives this script and the shell that started it.
     setsid /usr/sbin/dockerd --storage-driver=vfs --iptables=false \
       </dev/null >>"$DOCKERD_LOG" 2>&1 &
+    pid=$! # dockerd itself: without job control the child is no group leader, so setsid execs
   fi
   local deadline=$((SECONDS + DOCKERD_WAIT_SECONDS))
   until docker info >/dev/null 2>&1; do
-    if [ "$SECONDS" -ge "$deadline" ]; then
-      log "dockerd did not answer within ${DOCKERD_WAIT_SECONDS}s; last lines of $DOCKERD_LOG:"
+    if ! running "$pid" || [ "$SECONDS" -ge "$deadline" ]; then
+      log "dockerd is not answering (waited at most ${DOCKERD_WAIT_SECONDS}s); end of $DOCKERD_LOG:"
       tail -n 20 "$DOCKERD_LOG" >&2 || true
       return 1
     fi
