@@ -530,7 +530,7 @@ async fn inspect_image_label(name: String) -> String {
 }
 
 #[tokio::test]
-async fn a_container_becomes_ready_and_healthy_with_rodent_as_pid_1() {
+async fn a_container_becomes_ready_and_healthy_with_rodents_supervisor_as_pid_1() {
     require!(engine());
     let container = Container::run(&[], &[]).await;
     let url = container.ready().await;
@@ -543,9 +543,31 @@ async fn a_container_becomes_ready_and_healthy_with_rodent_as_pid_1() {
         .json()
         .await
         .expect("GET / is JSON");
-    assert_eq!(
+    // PID 1 is rodent's supervisor; the service answering is its child (see the supervisor
+    // module). Seen from the host: the container's PID 1, its children, and their PIDs in the
+    // container's namespace.
+    let pid1 = container.inspect("{{.State.Pid}}").await;
+    let cmdline = |pid: &str| std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    assert!(
+        cmdline(&pid1).starts_with(b"/rodent\0"),
+        "PID 1 in the container is not rodent"
+    );
+    let children = std::fs::read_to_string(format!("/proc/{pid1}/task/{pid1}/children")).unwrap();
+    let service = children.split_whitespace().find(|child| {
+        let status = std::fs::read_to_string(format!("/proc/{child}/status")).unwrap_or_default();
+        let in_container = status
+            .lines()
+            .find_map(|l| l.strip_prefix("NSpid:"))
+            .and_then(|pids| pids.split_whitespace().last())
+            .and_then(|pid| pid.parse::<i64>().ok());
+        in_container == info["pid"].as_i64()
+    });
+    let service =
+        service.unwrap_or_else(|| panic!("the service ({info}) is not PID 1's child: {children}"));
+    assert!(cmdline(service).starts_with(b"/rodent\0"));
+    assert_ne!(
         info["pid"], 1,
-        "rodent is not PID 1 in the container: {info}"
+        "the service itself must not be PID 1: {info}"
     );
 
     let healthy = eventually(HEALTHY_WITHIN, || async {
