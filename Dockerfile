@@ -5,7 +5,7 @@
 #     docker build -t rodent .
 #
 # Build the same image from a binary compiled outside Docker (CI, or a machine that cannot pull
-# the Rust image). The binary must be static glibc (or musl), built for x86_64 like this:
+# the Rust image). The binary must be static glibc (or musl), built like this (on x86_64):
 #     RUSTFLAGS="-C target-feature=+crt-static" \
 #         cargo build --release --locked --target x86_64-unknown-linux-gnu
 #     docker build --build-arg BINARY=prebuilt -t rodent .
@@ -32,9 +32,10 @@ ARG RODENT_BUILD_COMMIT=unknown
 # `docker compose up` after an edit recompiles only what changed.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target,sharing=locked \
-    RUSTFLAGS="-C target-feature=+crt-static" \
-        cargo build --release --locked --target x86_64-unknown-linux-gnu \
-    && cp target/x86_64-unknown-linux-gnu/release/rodent /rodent \
+    target="$(rustc -vV | sed -n 's/^host: //p')" \
+    && RUSTFLAGS="-C target-feature=+crt-static" \
+        cargo build --release --locked --target "$target" \
+    && cp "target/$target/release/rodent" /rodent \
     && mkdir /empty
 
 # --- the binary, compiled outside Docker ---------------------------------------------------------
