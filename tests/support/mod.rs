@@ -416,3 +416,84 @@ pub async fn wait_in_flight(rodent: &Rodent, route: &str, n: i64) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// The bare axum baseline (`examples/baseline.rs`), which `cargo test` builds next to rodent.
+pub fn baseline_binary() -> PathBuf {
+    let binary = Path::new(BINARY)
+        .parent()
+        .expect("the rodent binary is in a directory")
+        .join("examples")
+        .join("baseline");
+    assert!(
+        binary.exists(),
+        "{} is missing: `cargo test` builds the examples, but a run limited with `--test` \
+         does not; build them first with `scripts/test --no-run`",
+        binary.display()
+    );
+    binary
+}
+
+impl Spawn {
+    /// Starts another program with this environment and waits for it like rodent: a program
+    /// that prints rodent's `listening` (with `address`) and `ready` JSON lines, such as the
+    /// baseline.
+    pub fn spawn_program(self, program: &Path) -> Rodent {
+        let rodent = self.command();
+        let mut command = Command::new(program);
+        command
+            .args(rodent.get_args())
+            .env_clear()
+            .envs(
+                rodent
+                    .get_envs()
+                    .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned()))),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        self.spawn_command(command)
+    }
+
+    /// Starts `command`, made by [`Spawn::command`] and then adjusted (resource limits set in
+    /// `pre_exec`, for one), and waits for it as [`Spawn::spawn`] does.
+    pub fn spawn_command(self, mut command: Command) -> Rodent {
+        let mut child = command.spawn().expect("the program starts");
+        let log = Arc::new(Log::default());
+        for stream in [
+            Box::new(child.stdout.take().expect("stdout is piped"))
+                as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().expect("stderr is piped")),
+        ] {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    log.push(line);
+                }
+            });
+        }
+        let mut started = Rodent {
+            child,
+            log,
+            addr: None,
+        };
+        if self.wait_for_listening {
+            let listening = started.wait_log(|l| l["message"] == "listening");
+            let addr = listening["address"]
+                .as_str()
+                .expect("the listening line has an address");
+            started.addr = Some(addr.parse().expect("the address parses"));
+            started.wait_log(|l| l["message"] == "ready");
+        }
+        started
+    }
+}
+
+/// A port that was free a moment ago, for a program that must be given its port up front (a
+/// load balancer, a replacement bound to the port of the instance it replaces).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("the OS picks a free port")
+        .port()
+}
