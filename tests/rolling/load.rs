@@ -72,11 +72,13 @@ pub struct Report {
 }
 
 impl Report {
-    /// Failures grouped by what happened, most frequent first.
+    /// Failures grouped by path and what happened, most frequent first.
     pub fn failure_kinds(&self) -> Vec<(String, u64)> {
         let mut kinds = BTreeMap::<String, u64>::new();
         for failure in &self.failures {
-            *kinds.entry(failure.what.clone()).or_default() += 1;
+            *kinds
+                .entry(format!("GET {}: {}", failure.path, failure.what))
+                .or_default() += 1;
         }
         let mut kinds: Vec<_> = kinds.into_iter().collect();
         kinds.sort_by_key(|kind| std::cmp::Reverse(kind.1));
@@ -226,12 +228,14 @@ impl Worker {
             .get(&self.url)
             .send()
             .await
-            .map_err(|e| format!("request error: {}", error_chain(&e)))?;
+            .map_err(|e| format!("request error: {}", error_chain(&e.without_url())))?;
         let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| format!("body error after {status}: {}", error_chain(&e)))?;
+        let body = response.bytes().await.map_err(|e| {
+            format!(
+                "body error after {status}: {}",
+                error_chain(&e.without_url())
+            )
+        })?;
         if !status.is_success() {
             return Err(format!("status {status}"));
         }

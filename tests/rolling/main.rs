@@ -150,7 +150,7 @@ fn rolling_restarts(server: Server) -> Run {
 fn check_the_load_ran(server: Server, run: &Run) {
     for (i, cycle) in run.cycles.iter().enumerate() {
         assert!(
-            cycle.sent() >= 1_000,
+            cycle.sent() >= 500,
             "too little load in cycle {} to prove anything:\n{}",
             i + 1,
             run.summary(server)
