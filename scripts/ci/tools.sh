@@ -8,8 +8,9 @@
 #   curl        readiness polling in scripts/bench.sh
 #   python3     the benchmark's connection holder and start/stop timer
 #
-# scripts/bench.sh PROFILE=1 also wants `perf` (Debian's linux-perf); it is not installed here
-# because nothing in CI profiles.
+# scripts/bench.sh also uses valgrind (instruction counts) and, with PROFILE=1, perf, when they
+# are present (Debian's valgrind and linux-perf); they are not installed here because nothing in
+# CI measures.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # shellcheck source=scripts/ci/lib.sh
