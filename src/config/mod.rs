@@ -252,7 +252,15 @@ impl Config {
             .collect();
         let vars = source::layer_env_file(vars).map_err(|e| ConfigErrors(vec![e]))?;
         let raw: Raw = envy::prefixed("RODENT_")
-            .from_iter(vars.iter().map(|(k, v)| (k.clone(), v.clone())))
+            .from_iter(
+                vars.iter()
+                    // Exact names only: envy lowercases names before matching them, which would
+                    // read `RODENT_Port` as `RODENT_PORT` (and blame `RODENT_PORT` for its value)
+                    // and refuse `RODENT_PORT` next to `RODENT_port` as a duplicate. Any other
+                    // `RODENT_*` name is warned about as unknown.
+                    .filter(|(k, _)| VARIABLES.iter().any(|v| v.name == k.as_str()))
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            )
             .map_err(|e| {
                 ConfigErrors(vec![ConfigError::Inconsistent {
                     explanation: format!("the environment could not be read: {e}"),

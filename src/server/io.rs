@@ -103,19 +103,21 @@ impl Activity {
     /// Judges the connection against its timeouts, in milliseconds.
     pub(super) fn verdict(&self, header_read_ms: u64, idle_ms: u64) -> Verdict {
         let now = self.now_ms();
-        if self.requests.load(Ordering::Acquire) > 0 {
-            // Busy: handlers are bounded by the request timeout and bodies by the stall timeout;
-            // what is left to watch is a client that stopped reading its response.
-            let blocked = self.write_blocked_since.load(Ordering::Relaxed);
-            if blocked == NEVER {
-                return Verdict::CheckAt(self.at(now + idle_ms));
-            }
+        // A client that stopped reading its response is judged first: hyper takes the last body
+        // frame (and the request counts as finished) before it has written it, so a connection
+        // stuck on a write can look idle.
+        let blocked = self.write_blocked_since.load(Ordering::Relaxed);
+        if blocked != NEVER {
             let due = blocked.saturating_add(idle_ms);
             return if now >= due {
                 Verdict::WriteStalled
             } else {
                 Verdict::CheckAt(self.at(due))
             };
+        }
+        if self.requests.load(Ordering::Acquire) > 0 {
+            // Busy: handlers are bounded by the request timeout and bodies by the stall timeout.
+            return Verdict::CheckAt(self.at(now + idle_ms));
         }
         // Idle or reading a head. The first head is timed from accept, so a connection that never
         // sends anything is cut like a slow one; later heads from their first byte.
@@ -259,6 +261,19 @@ mod tests {
         );
         activity.write_blocked(true);
         tokio::time::advance(std::time::Duration::from_millis(IDLE)).await;
+        assert_eq!(activity.verdict(HEAD, IDLE), Verdict::WriteStalled);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_stops_reading_the_last_response_is_cut_at_the_idle_timeout() {
+        let activity = Activity::new();
+        activity.request_started(false);
+        activity.write_blocked(true);
+        // The whole body is with hyper: the request counts as finished, its bytes are not sent.
+        activity.request_finished();
+        tokio::time::advance(std::time::Duration::from_millis(IDLE - 1)).await;
+        assert!(matches!(activity.verdict(HEAD, IDLE), Verdict::CheckAt(_)));
+        tokio::time::advance(std::time::Duration::from_millis(1)).await;
         assert_eq!(activity.verdict(HEAD, IDLE), Verdict::WriteStalled);
     }
 }

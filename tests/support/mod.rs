@@ -501,3 +501,34 @@ pub fn require_root(why: &str) -> bool {
     eprintln!("SKIPPED: not root ({why})");
     false
 }
+
+/// The bare axum baseline (`examples/baseline.rs`), which `cargo test` builds next to rodent.
+pub fn baseline_binary() -> PathBuf {
+    let binary = example("baseline");
+    assert!(
+        binary.exists(),
+        "{} is missing: `cargo test` builds the examples, but a run limited with `--test` \
+         does not; build them first with `scripts/test --no-run`",
+        binary.display()
+    );
+    binary
+}
+
+impl Spawn {
+    /// Starts another program with this environment and waits for it like rodent: a program
+    /// that prints rodent's `listening` (with `address`) and `ready` JSON lines, such as the
+    /// baseline.
+    pub fn spawn_program(self, program: &Path) -> Rodent {
+        let command = self.command_via(&[], program);
+        self.spawn_command(command)
+    }
+}
+
+/// A port that was free a moment ago, for a program that must be given its port up front (a
+/// load balancer, a replacement bound to the port of the instance it replaces).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("the OS picks a free port")
+        .port()
+}

@@ -1,0 +1,383 @@
+#!/usr/bin/env bash
+# Benchmarks rodent against the bare axum baseline (examples/baseline.rs), side by side in one
+# run, alternating the servers round after round, on loopback:
+#
+#   1. throughput, p50/p99 latency and server CPU time per request of `GET /` (wrk, keep-alive):
+#      rodent's full default stack (access log included, written to /dev/null) against the
+#      baseline serving the same body, plus rodent with RODENT_LOG=warn to show what request
+#      logging costs;
+#   2. resident memory, idle and holding 1,000 kept-alive connections;
+#   3. time from exec to `/readyz` 200, and from SIGTERM to exit with RODENT_DRAIN_DELAY=0, idle;
+#   4. the container image size, when Docker has a `rodent` image;
+#   5. user-space instructions per request (valgrind's callgrind): exact and repeatable, so the
+#      one figure that a busy machine does not disturb, with the functions they go to;
+#   6. with PROFILE=1, where rodent's CPU goes under load (perf).
+#
+# The server and wrk are pinned to different cores (taskset) so they do not take turns on one.
+# CPU time per request (from /proc/PID/stat) is the figure least disturbed by other work on the
+# machine: throughput and p99 are only worth comparing from a quiet machine.
+# Results go to stdout and to $OUT/results.md; BENCHMARKS.md explains them.
+#
+# Knobs (environment): ROUNDS=5 DURATION=10s CONNECTIONS=64 RUNS=50 HOLD=1000 CALLGRIND=1
+# PROFILE=0 OUT=target/bench. Needs wrk, curl, python3, taskset (scripts/ci/tools.sh installs
+# them); valgrind for section 5 and perf for section 6 (Debian's valgrind and linux-perf).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-5}
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-64}
+RUNS=${RUNS:-50}
+HOLD=${HOLD:-1000}
+CALLGRIND=${CALLGRIND:-1}
+PROFILE=${PROFILE:-0}
+OUT=${OUT:-target/bench}
+SERVER_CPU=0
+CLIENT_CPU=1
+mkdir -p "$OUT"
+results="$OUT/results.md"
+: >"$results"
+
+say() { printf '%s\n' "$*" | tee -a "$results"; }
+die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
+for tool in wrk curl python3 taskset; do
+  command -v "$tool" >/dev/null || die "$tool is missing (scripts/ci/tools.sh installs it)"
+done
+
+# The very binaries the tests and the image use: a static release build for the host.
+host=$(rustc -vV | sed -n 's/^host: //p')
+export RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static"
+cargo build --release --locked --target "$host" --bin rodent --example baseline >&2
+declare -A BIN=(
+  [rodent]="target/$host/release/rodent"
+  [rodent-warn]="target/$host/release/rodent"
+  [baseline]="target/$host/release/examples/baseline"
+)
+# What each variant adds to the environment.
+declare -A ENV=(
+  [rodent]=""
+  [rodent-warn]="RODENT_LOG=warn"
+  [baseline]=""
+)
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+PID=""
+PORT=""
+# start NAME [VAR=value...]: starts a server pinned to SERVER_CPU, waits for /readyz 200.
+start() {
+  local name=$1
+  shift
+  PORT=$(free_port)
+  # No drain delay: nothing here is behind a load balancer, and stopping should not take 5 s.
+  # ENV[$name] is unquoted on purpose: it holds zero or more VAR=value words.
+  # shellcheck disable=SC2086
+  env -i PATH="$PATH" RODENT_HOST=127.0.0.1 RODENT_PORT="$PORT" RODENT_PID_FILE= \
+    RODENT_DRAIN_DELAY=0 ${ENV[$name]} "$@" \
+    taskset -c "$SERVER_CPU" "${BIN[$name]}" >/dev/null 2>&1 &
+  PID=$!
+  local deadline=$((SECONDS + 10))
+  until curl -fs -o /dev/null "http://127.0.0.1:$PORT/readyz"; do
+    [ $SECONDS -lt $deadline ] || die "$name did not turn ready"
+    sleep 0.01
+  done
+}
+stop() {
+  kill -TERM "$PID" 2>/dev/null || true
+  wait "$PID" 2>/dev/null || true
+  PID=""
+}
+trap '[ -n "$PID" ] && kill -KILL "$PID" 2>/dev/null; true' EXIT
+
+# wrk's figures in plain numbers: requests/s, p50 ms, p99 ms, requests, errors.
+wrk_figures() {
+  awk '
+    function ms(v) {
+      if (v ~ /us$/) return substr(v, 1, length(v) - 2) / 1000
+      if (v ~ /ms$/) return substr(v, 1, length(v) - 2) + 0
+      if (v ~ /s$/) return substr(v, 1, length(v) - 1) * 1000
+      return v
+    }
+    $1 == "50%" { p50 = ms($2) }
+    $1 == "99%" { p99 = ms($2) }
+    $1 == "Requests/sec:" { rps = $2 }
+    $2 == "requests" && $3 == "in" { requests = $1 }
+    /Non-2xx|Socket errors/ { errors = errors $0 " " }
+    END { printf "%s %.3f %.3f %s %s\n", rps, p50, p99, requests, (errors == "" ? "-" : errors) }
+  '
+}
+
+# CPU time (user + system) a process has used, in clock ticks.
+cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
+TICK=$(getconf CLK_TCK)
+
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+say "# rodent benchmarks"
+say ""
+say "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+say "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (modified)')"
+say "- machine: $(lscpu | sed -n 's/^Model name: *//p' | sed -n 1p), $(nproc) CPUs, $(free -g | awk '/^Mem:/ {print $2}') GiB, kernel $(uname -r)"
+say "- $(rustc -V), $(wrk -v 2>&1 | awk 'NR == 1 {print $1, $2}'), static release build for $host"
+say "- load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+say ""
+
+# ---- 1. throughput and latency ----
+say "## GET / — wrk -t1 -c$CONNECTIONS -d$DURATION --latency, server on CPU $SERVER_CPU, wrk on CPU $CLIENT_CPU"
+say ""
+say "| round | server | requests/s | p50 ms | p99 ms | server CPU µs/request | errors |"
+say "| --- | --- | --- | --- | --- | --- | --- |"
+variants="rodent baseline rodent-warn"
+rm -f "$OUT"/wrk-*.tsv
+for round in $(seq 1 "$ROUNDS"); do
+  order=$variants
+  [ $((round % 2)) -eq 0 ] && order=$(echo "$variants" | tr ' ' '\n' | tac | tr '\n' ' ')
+  for name in $order; do
+    start "$name"
+    # Warm up: connections, allocator, CPU frequency.
+    taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNECTIONS" -d2s "http://127.0.0.1:$PORT/" >/dev/null
+    before=$(cpu_ticks "$PID")
+    taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency \
+      "http://127.0.0.1:$PORT/" >"$OUT/wrk-$name-$round.txt"
+    after=$(cpu_ticks "$PID")
+    stop
+    read -r rps p50 p99 requests errors < <(wrk_figures <"$OUT/wrk-$name-$round.txt")
+    cpu=$(awk -v t=$((after - before)) -v hz="$TICK" -v n="$requests" 'BEGIN { printf "%.2f", t / hz * 1e6 / n }')
+    echo "$rps $p50 $p99 $cpu" >>"$OUT/wrk-$name.tsv"
+    say "| $round | $name | $rps | $p50 | $p99 | $cpu | $errors |"
+  done
+done
+col() { awk -v c="$2" '{ print $c }' "$OUT/wrk-$1.tsv" | median; }
+ratio() { awk -v r="$1" -v b="$2" 'BEGIN { printf "%.3f", r / b }'; }
+say ""
+say "Medians over $ROUNDS rounds:"
+say ""
+say "| figure | rodent | baseline | rodent ÷ baseline | goal | rodent, RODENT_LOG=warn | ÷ baseline |"
+say "| --- | --- | --- | --- | --- | --- | --- |"
+for figure in "requests/s:1:≥ 0.85" "p50 ms:2:" "p99 ms:3:≤ 1.2" "server CPU µs/request:4:"; do
+  IFS=: read -r label c goal <<<"$figure"
+  r=$(col rodent "$c"); b=$(col baseline "$c"); w=$(col rodent-warn "$c")
+  say "| $label | $r | $b | $(ratio "$r" "$b") | $goal | $w | $(ratio "$w" "$b") |"
+done
+say ""
+
+# ---- 2. memory ----
+cat >"$OUT/hold.py" <<'EOF'
+# Opens N connections, has each serve one request (so it is a kept-alive connection, not a
+# half-open one), prints "held", and keeps them open until stdin closes.
+import socket, sys
+port, n = int(sys.argv[1]), int(sys.argv[2])
+held = []
+for _ in range(n):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += s.recv(4096)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int([l.split(b":")[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")][0])
+    while len(body) < length:
+        body += s.recv(4096)
+    held.append(s)
+print("held", flush=True)
+sys.stdin.read()
+EOF
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+say "## Resident memory (VmRSS)"
+say ""
+say "| server | idle | $HOLD kept-alive connections |"
+say "| --- | --- | --- |"
+for name in rodent baseline; do
+  start "$name"
+  curl -fs -o /dev/null "http://127.0.0.1:$PORT/"
+  idle=$(rss_kib "$PID")
+  fifo="$OUT/hold.fifo"
+  rm -f "$fifo" && mkfifo "$fifo"
+  python3 "$OUT/hold.py" "$PORT" "$HOLD" <"$fifo" >"$OUT/hold.out" &
+  holder=$!
+  exec 3>"$fifo"
+  deadline=$((SECONDS + 30))
+  until grep -q held "$OUT/hold.out" 2>/dev/null; do
+    [ $SECONDS -lt $deadline ] || die "could not open $HOLD connections to $name"
+    sleep 0.05
+  done
+  busy=$(rss_kib "$PID")
+  exec 3>&-
+  wait "$holder"
+  stop
+  rm -f "$fifo"
+  echo "$idle $busy" >"$OUT/rss-$name.txt"
+  say "| $name | $(awk -v k="$idle" 'BEGIN { printf "%.1f MB", k / 1024 }') | $(awk -v k="$busy" 'BEGIN { printf "%.1f MB", k / 1024 }') |"
+done
+say ""
+say "Goals for rodent: ≤ 10 MB idle, ≤ 40 MB with 1,000 connections."
+say ""
+
+# ---- 3. start and stop ----
+cat >"$OUT/lifecycle.py" <<'EOF'
+# Times, over many runs, exec -> first /readyz 200 and SIGTERM -> exit (idle, no drain delay).
+import os, signal, socket, statistics, subprocess, sys, time
+binary, runs = sys.argv[1], int(sys.argv[2])
+server_cpu, client_cpu = int(sys.argv[3]), int(sys.argv[4])
+os.sched_setaffinity(0, {client_cpu})
+
+def free_port():
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
+    return port
+
+def ready(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            s.sendall(b"GET /readyz HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+            return s.recv(64).startswith(b"HTTP/1.1 200")
+    except OSError:
+        return False
+
+starts, stops = [], []
+for _ in range(runs):
+    port = free_port()
+    env = {"PATH": os.environ["PATH"], "RODENT_HOST": "127.0.0.1", "RODENT_PORT": str(port),
+           "RODENT_PID_FILE": "", "RODENT_DRAIN_DELAY": "0"}
+    t0 = time.perf_counter()
+    p = subprocess.Popen([binary], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         preexec_fn=lambda: os.sched_setaffinity(0, {server_cpu}))
+    while not ready(port):
+        if time.perf_counter() - t0 > 10:
+            p.kill(); sys.exit(f"{binary} never turned ready")
+    t1 = time.perf_counter()
+    p.send_signal(signal.SIGTERM)
+    code = p.wait()
+    t2 = time.perf_counter()
+    if code != 0:
+        sys.exit(f"{binary} exited {code} on SIGTERM")
+    starts.append((t1 - t0) * 1000)
+    stops.append((t2 - t1) * 1000)
+
+def q(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(p * len(values)))]
+
+print(f"{statistics.median(starts):.1f} {q(starts, 0.9):.1f} {statistics.median(stops):.1f} {q(stops, 0.9):.1f}")
+EOF
+say "## Start and stop, $RUNS runs each (ms; median / p90)"
+say ""
+say "| server | exec → /readyz 200 | SIGTERM → exit (idle, no drain delay) |"
+say "| --- | --- | --- |"
+for name in rodent baseline; do
+  read -r s50 s90 t50 t90 < <(python3 "$OUT/lifecycle.py" "${BIN[$name]}" "$RUNS" "$SERVER_CPU" "$CLIENT_CPU")
+  echo "$s50 $s90 $t50 $t90" >"$OUT/lifecycle-$name.txt"
+  say "| $name | $s50 / $s90 | $t50 / $t90 |"
+done
+say ""
+say "Goals for rodent: both ≤ 50 ms median."
+say ""
+
+# ---- 4. image size ----
+say "## Container image"
+say ""
+if command -v docker >/dev/null && docker info >/dev/null 2>&1 &&
+  image=$(docker images rodent --format '{{.Repository}}:{{.Tag}} {{.Size}} (created {{.CreatedSince}})' | sed -n 1p) &&
+  [ -n "$image" ]; then
+  say "- newest \`rodent\` image: $image (goal ≤ 10 MB)"
+else
+  say "- no Docker engine or no \`rodent\` image here: the container tests (tests/container.rs) measure it"
+fi
+say ""
+
+# ---- 5. instructions per request ----
+cat >"$OUT/requests.py" <<'EOF'
+# Sends exactly N `GET /` requests over C kept-alive connections, one at a time.
+import socket, sys
+port, n, c = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+conns = [socket.create_connection(("127.0.0.1", port)) for _ in range(c)]
+for i in range(n):
+    s = conns[i % c]
+    s.sendall(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += s.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    length = next(int(l.split(b":")[1]) for l in head.split(b"\r\n") if l.lower().startswith(b"content-length"))
+    while len(body) < length:
+        body += s.recv(65536)
+EOF
+if [ "$CALLGRIND" = 1 ] && command -v valgrind >/dev/null; then
+  CG_REQUESTS=5000
+  say "## User-space instructions per GET / (callgrind, $CG_REQUESTS requests on 4 connections after 500 to warm up)"
+  say ""
+  say "| server | instructions/request | ÷ baseline |"
+  say "| --- | --- | --- |"
+  for name in baseline rodent rodent-warn; do
+    PORT=$(free_port)
+    rm -f "$OUT/callgrind-$name.out"*
+    # shellcheck disable=SC2086
+    env -i PATH="$PATH" RODENT_HOST=127.0.0.1 RODENT_PORT="$PORT" RODENT_PID_FILE= \
+      RODENT_DRAIN_DELAY=0 ${ENV[$name]} \
+      valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind-$name.out" "${BIN[$name]}" \
+      >"$OUT/callgrind-$name.log" 2>&1 &
+    PID=$!
+    deadline=$((SECONDS + 60))
+    until curl -fs -o /dev/null "http://127.0.0.1:$PORT/readyz"; do
+      [ $SECONDS -lt $deadline ] || die "$name did not turn ready under valgrind"
+      sleep 0.1
+    done
+    python3 "$OUT/requests.py" "$PORT" 500 4
+    callgrind_control -z "$PID" >/dev/null
+    python3 "$OUT/requests.py" "$PORT" "$CG_REQUESTS" 4
+    callgrind_control -d "$PID" >/dev/null
+    stop
+    total=$(awk '/^summary:/ { print $2 }' "$OUT/callgrind-$name.out.1")
+    echo $((total / CG_REQUESTS)) >"$OUT/callgrind-$name.txt"
+    say "| $name | $((total / CG_REQUESTS)) | $(ratio "$((total / CG_REQUESTS))" "$(cat "$OUT/callgrind-baseline.txt")") |"
+    callgrind_annotate --inclusive=yes --threshold=100 "$OUT/callgrind-$name.out.1" 2>/dev/null |
+      sed -n '/file:function/,$p' | sed 's/ \[\/.*//' | sed -n '3,$p' |
+      awk -v n="$CG_REQUESTS" '{ c = $1; gsub(",", "", c); sub(/^ *[0-9,]+ +\( *[0-9.]+%\) +/, ""); printf "%8d  %s\n", c / n, $0 }' \
+        >"$OUT/callgrind-$name-inclusive.txt"
+  done
+  say ""
+  say "rodent: instructions per request inside (inclusive)"
+  say ""
+  say '```'
+  grep -E 'fmt_layer::Layer<S,N,E,W> as tracing_subscriber::layer::Layer<S>>::on_(event|record|new_span)$|Uuid>::new_v4$|Metrics::observe_request$|catch_panic::ResponseFuture<F,T> as core::future::future::Future>::poll$|timeout::Timeout<T> as core::future::future::Future>::poll$|ConnectionService as hyper::service::service::Service' \
+    "$OUT/callgrind-rodent-inclusive.txt" | cut -c1-160 | tee -a "$results" || true
+  say '```'
+  say ""
+fi
+
+# ---- 6. profile ----
+if [ "$PROFILE" = 1 ]; then
+  say "## Profiles under wrk -c$CONNECTIONS (perf -F 499, DWARF call graphs)"
+  say ""
+  if command -v perf >/dev/null && perf record -q -o "$OUT/perf.check" true >/dev/null 2>&1; then
+    for name in rodent baseline; do
+      start "$name"
+      taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNECTIONS" -d2s "http://127.0.0.1:$PORT/" >/dev/null
+      perf record -q -F 499 --call-graph dwarf,16384 -o "$OUT/perf-$name.data" -p "$PID" -- \
+        taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNECTIONS" -d5s "http://127.0.0.1:$PORT/" >/dev/null 2>&1
+      stop
+      perf report -i "$OUT/perf-$name.data" --stdio --no-children --sort symbol -g none 2>/dev/null |
+        awk '/^ +[0-9]/ { sub(/[ \t]+-[ \t]+-[ \t]*$/, ""); sub(/[ \t]+$/, ""); print }' | sed -n 1,40p >"$OUT/perf-$name-self.txt"
+      perf report -i "$OUT/perf-$name.data" --stdio --children --sort symbol -g none 2>/dev/null |
+        awk '/^ +[0-9]/ { sub(/[ \t]+-[ \t]+-[ \t]*$/, ""); sub(/[ \t]+$/, ""); print }' >"$OUT/perf-$name-inclusive.txt"
+      say "$name, top symbols by self time:"
+      say ""
+      say '```'
+      sed -n 1,20p "$OUT/perf-$name-self.txt" | cut -c1-160 | tee -a "$results"
+      say '```'
+      say ""
+    done
+    say "rodent, time spent in (inclusive) request logging, the request span, request ids and metrics:"
+    say ""
+    say '```'
+    grep -E 'Layer<S>>::on_event$|Span::record_all$|Span::new$|Uuid>::new_v4$|Metrics::observe_request$|Tracked as tokio::io::async_read::AsyncRead>::poll_read$' \
+      "$OUT/perf-rodent-inclusive.txt" | awk '!seen[$NF]++' | cut -c1-160 | tee -a "$results" || true
+    say '```'
+  else
+    say "(perf cannot record here)"
+  fi
+  say ""
+fi
+
+say "- load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '\nwritten to %s\n' "$results" >&2

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# CI: the tools the load and hostile-input tests and scripts/bench.sh run, from Debian's
+# packages. Idempotent, and quick when everything is already there.
+#
+#   haproxy     the load balancer in front of the rolling-restart test (tests/rolling)
+#   wrk         the load generator of scripts/bench.sh
+#   util-linux  taskset, which pins the benchmark's server and client to their own cores
+#   curl        readiness polling in scripts/bench.sh
+#   python3     the benchmark's connection holder and start/stop timer
+#
+# scripts/bench.sh also uses valgrind (instruction counts) and, with PROFILE=1, perf, when they
+# are present (Debian's valgrind and linux-perf); they are not installed here because nothing in
+# CI measures.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+# shellcheck source=scripts/ci/lib.sh
+source scripts/ci/lib.sh
+
+needed=()
+have haproxy || needed+=(haproxy)
+have wrk || needed+=(wrk)
+have taskset || needed+=(util-linux)
+have curl || needed+=(curl)
+have python3 || needed+=(python3)
+if [ ${#needed[@]} -gt 0 ]; then
+  log "installing ${needed[*]}"
+  apt_install "${needed[@]}"
+fi
+# Debian's haproxy package starts a service on install where an init system runs; the tests
+# start their own instances with generated configurations and need nothing from it.
+log "haproxy $(haproxy -v 2>/dev/null | head -n1 | awk '{print $3}'), wrk present"
