@@ -4,14 +4,18 @@
 //! honest liveness and readiness probes, a drain that drops no request, an exit inside the
 //! grace period, and safe as PID 1.
 //!
-//! [`Rodent`] is the entry point: give it a [`Config`], your axum routes, readiness checks and
-//! hooks, and [`run`](Rodent::run) it. The `rodent` binary is exactly that, with the
-//! [`reference`] routes.
+//! [`launch::serve`] is the entry point: it does what a rodent process does around the service
+//! (configuration, PID 1 supervision, daemon mode, the PID file, signals, logging, the exit
+//! code) and hands you a [`Rodent`] to give your axum routes, readiness checks and hooks. The
+//! `rodent` binary is exactly that, with the [`reference`] routes. [`Rodent::run`] and
+//! [`Rodent::serve`] run the lifecycle alone, for applications that manage the process
+//! themselves.
 //!
 //! ## Map
 //!
 //! | module | owns |
 //! | --- | --- |
+//! | [`launch`] | the order of a process's life, from blocked signals to the exit code |
 //! | [`config`] | reading and validating `RODENT_*` variables and the env file |
 //! | [`signal`] | OS signals, translated once into [`Signal`] |
 //! | [`lifecycle`] | the lifecycle [`State`] and the readiness switch |
@@ -36,6 +40,7 @@ pub mod daemon;
 pub mod exit;
 mod hooks;
 pub mod http;
+pub mod launch;
 pub mod lifecycle;
 pub mod logging;
 pub mod metrics;

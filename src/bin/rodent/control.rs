@@ -1,7 +1,6 @@
-//! Commands that operate an instance from outside: `serve --detach` (the launcher's side),
-//! `status`, `stop` and `reload`. The instance is the process holding the lock on
-//! RODENT_PID_FILE, read from the environment like the server reads it; the number written in
-//! the file is never trusted on its own.
+//! Commands that operate an instance from outside: `status`, `stop` and `reload`. The instance
+//! is the process holding the lock on RODENT_PID_FILE, read from the environment like the server
+//! reads it; the number written in the file is never trusted on its own.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,7 +10,6 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use rodent::Exit;
 use rodent::config::{Config, format_duration};
-use rodent::daemon::{self, Detached, Outcome, Report};
 use rodent::pidfile::{self, Status};
 
 /// Added to the shutdown grace for `stop`'s default timeout: the instance exits inside its
@@ -24,64 +22,6 @@ const RUNNING: u8 = 0;
 const DEAD_WITH_PID_FILE: u8 = 1;
 const NOT_RUNNING: u8 = 3;
 const UNKNOWN: u8 = 4;
-
-/// Becomes a daemon. Returns the daemon's report pipe in the daemon, and the exit code in the
-/// launcher, once the daemon has said how its start went.
-pub fn detach(config: &mut Config) -> Result<Report, ExitCode> {
-    if nix::unistd::getpid() == Pid::from_raw(1) {
-        eprintln!(
-            "rodent: serve --detach as PID 1 would end the container as soon as it returns; \
-             run `rodent serve` in the foreground"
-        );
-        return Err(Exit::Usage.into());
-    }
-    // The daemon runs in `/`, and re-reads RODENT_ENV_FILE on every reload.
-    if let Some(env_file) = config.env_file.as_ref().filter(|p| p.is_relative()) {
-        eprintln!(
-            "rodent: RODENT_ENV_FILE={} must be an absolute path with serve --detach (the daemon \
-             runs in /)",
-            env_file.display()
-        );
-        return Err(Exit::Config.into());
-    }
-    if let Some(path) = &config.pid_file {
-        config.pid_file = Some(std::path::absolute(path).unwrap_or_else(|_| path.clone()));
-    }
-    let outcome = match daemon::detach(config.log_file.as_deref()) {
-        Ok(Detached::Daemon(report)) => return Ok(report),
-        Ok(Detached::Launcher(outcome)) => outcome,
-        Err(e) => {
-            eprintln!("rodent: {e}");
-            return Err(Exit::Failure.into());
-        }
-    };
-    Err(match outcome {
-        Outcome::Ready { pid, address } => {
-            match address {
-                Some(address) => println!("rodent is running (PID {pid}), listening on {address}"),
-                None => println!("rodent is running (PID {pid})"),
-            }
-            ExitCode::SUCCESS
-        }
-        Outcome::Failed { code, message } => {
-            eprintln!("rodent: {message}");
-            ExitCode::from(code)
-        }
-        Outcome::Vanished => {
-            match &config.log_file {
-                Some(log) => eprintln!(
-                    "rodent: the daemon exited before it was ready; its output is in {}",
-                    log.display()
-                ),
-                None => eprintln!(
-                    "rodent: the daemon exited before it was ready (set RODENT_LOG_FILE to keep \
-                     its output)"
-                ),
-            }
-            Exit::Failure.into()
-        }
-    })
-}
 
 /// `rodent status`: LSB codes; the PID is the lock holder's.
 pub fn status() -> ExitCode {
