@@ -18,6 +18,7 @@ use crate::exit::Exit;
 use crate::hooks::{Hook, HookOutcome, HookResult};
 use crate::lifecycle::{Lifecycle, State};
 use crate::logging::LogHandle;
+use crate::metrics::Metrics;
 use crate::probes::{Probes, ReadinessCheck};
 use crate::server::Server;
 use crate::signal::Signal;
@@ -60,6 +61,7 @@ pub struct Rodent {
     config: Config,
     app: Router,
     lifecycle: Lifecycle,
+    metrics: Arc<Metrics>,
     checks: Vec<ReadinessCheck>,
     startup: Vec<Hook>,
     shutdown: Vec<Hook>,
@@ -70,10 +72,12 @@ pub struct Rodent {
 
 impl Rodent {
     pub fn new(config: Config) -> Self {
+        let lifecycle = Lifecycle::new();
         Self {
             config,
             app: Router::new(),
-            lifecycle: Lifecycle::new(),
+            metrics: Arc::new(Metrics::new(lifecycle.clone())),
+            lifecycle,
             checks: Vec::new(),
             startup: Vec::new(),
             shutdown: Vec::new(),
@@ -159,6 +163,12 @@ impl Rodent {
         self.lifecycle.clone()
     }
 
+    /// The metrics served at `/metrics`, for code that counts into them from outside the
+    /// request path (telemetry's exported and dropped spans, the supervisor's reaped zombies).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
     /// Listens for OS signals, binds the configured address and serves until shutdown.
     pub async fn run(self) -> Exit {
         let signals = match crate::signal::listen() {
@@ -199,6 +209,7 @@ impl Rodent {
             config,
             app,
             lifecycle,
+            metrics,
             checks,
             startup,
             shutdown,
@@ -209,6 +220,7 @@ impl Rodent {
         let state = Arc::new(ServiceState::new(
             config,
             lifecycle.clone(),
+            metrics,
             Probes::new(checks),
         ));
         let heartbeat = lifecycle.spawn_heartbeat();
