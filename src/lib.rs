@@ -22,6 +22,7 @@
 //! | [`probes`] | `/healthz` and `/readyz` |
 //! | [`metrics`] | the Prometheus registry behind `/metrics` |
 //! | [`logging`] | the JSON/text log subscriber and its reload handle |
+//! | [`telemetry`] | OpenTelemetry traces: `OTEL_*` settings, the export queue, the flush |
 //! | [`probe`] | the client behind `rodent probe` |
 //! | [`reference`] | the routes of the reference service |
 //! | [`exit`] | exit codes |
@@ -42,6 +43,7 @@ pub mod service;
 mod shutdown;
 pub mod signal;
 mod state;
+pub mod telemetry;
 
 pub use config::Config;
 pub use exit::Exit;
@@ -49,3 +51,4 @@ pub use hooks::{Hook, HookResult};
 pub use lifecycle::{Lifecycle, State};
 pub use service::{Event, Rodent};
 pub use signal::Signal;
+pub use telemetry::Telemetry;

@@ -9,7 +9,7 @@ use clap::Parser;
 use rodent::config::{Config, ConfigErrors, LogFormat};
 use rodent::logging::Logging;
 use rodent::probe::{self, Probe, Target};
-use rodent::{Exit, Rodent, build};
+use rodent::{Exit, Rodent, Telemetry, build};
 
 use cli::{Cli, Command, ConfigAction, ProbeArgs, ProbeKind, ServeArgs};
 
@@ -40,7 +40,8 @@ fn serve(_args: ServeArgs) -> Exit {
             return Exit::Config;
         }
     };
-    let logging = Logging::init(&config.log, config.log_format, Vec::new());
+    let mut telemetry = Telemetry::start(&config.vars);
+    let logging = Logging::init(&config.log, config.log_format, telemetry.layers());
     log_starting(&config);
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -54,7 +55,9 @@ fn serve(_args: ServeArgs) -> Exit {
             return Exit::Failure;
         }
     };
-    let service = Rodent::new(config)
+    // Attached first, so that its flush is the last shutdown hook.
+    let service = telemetry
+        .attach(Rodent::new(config))
         .routes(rodent::reference::routes())
         .logging(logging.handle());
     let exit = runtime.block_on(service.run());
