@@ -221,10 +221,6 @@ async fn spans_of_requests_served_during_the_drain_are_exported_before_the_exit(
         .expect("served during the drain delay");
     assert_eq!(during.status(), 201);
     assert_eq!(slow.await.unwrap().unwrap().status(), 200);
-    assert!(
-        receiver.spans().is_empty(),
-        "nothing is exported before the flush"
-    );
 
     assert_eq!(rodent.exit_code(PATIENCE), 0);
     let spans = receiver.spans();
