@@ -1,10 +1,10 @@
-//! The export queue: a span processor that never makes the code ending a span wait, and one
-//! thread that sends batches to the collector.
+//! The span processor, which never makes the code ending a span wait, and the one thread that
+//! sends batches of spans to the collector.
 //!
 //! The SDK's own batch processor is not used because it reports spans dropped on a full queue
 //! only in its own log, ignores `OTEL_BSP_EXPORT_TIMEOUT`, and its shutdown blocks the calling
 //! thread. Here:
-//! - ending a span is a `try_send` into a bounded queue: when the queue is full the span is
+//! - ending a span is a push into a bounded [`SpanQueue`]: when the queue is full the span is
 //!   dropped and counted (`rodent_spans_dropped_total`), the request goes on;
 //! - one thread owns a small current-thread runtime (the HTTP and gRPC clients both need one)
 //!   and exports one batch at a time, each bounded by `OTEL_BSP_EXPORT_TIMEOUT`; a batch that
@@ -12,8 +12,7 @@
 //!   requests;
 //! - the flush at shutdown is a message with a deadline, awaited by the shutdown hook.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use opentelemetry::Context;
@@ -25,8 +24,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::MissedTickBehavior;
 use tracing::Dispatch;
 
+use super::queue::{Refused, SpanCounts, SpanQueue};
 use super::settings::{Batch, Export, Protocol};
-use crate::metrics::Metrics;
 
 /// What the queue's owner asks of the export thread.
 enum Control {
@@ -59,67 +58,11 @@ impl Reply {
     }
 }
 
-/// Counts exported and dropped spans: in the service's metrics once they exist, in a tally
-/// until then (telemetry starts before the service).
-#[derive(Debug, Default)]
-pub(crate) struct SpanCounts {
-    tally: Mutex<Tally>,
-    /// Set when the exporter could not start: from then on every span is a dropped one.
-    broken: AtomicBool,
-}
-
-#[derive(Debug)]
-enum Tally {
-    Pending { exported: u64, dropped: u64 },
-    Metrics(Arc<Metrics>),
-}
-
-impl Default for Tally {
-    fn default() -> Self {
-        Self::Pending {
-            exported: 0,
-            dropped: 0,
-        }
-    }
-}
-
-impl SpanCounts {
-    fn tally(&self) -> std::sync::MutexGuard<'_, Tally> {
-        self.tally
-            .lock()
-            .expect("span count lock poisoned: nothing panics while holding it")
-    }
-
-    fn exported(&self, n: u64) {
-        match &mut *self.tally() {
-            Tally::Pending { exported, .. } => *exported += n,
-            Tally::Metrics(metrics) => metrics.spans_exported(n),
-        }
-    }
-
-    fn dropped(&self, n: u64) {
-        match &mut *self.tally() {
-            Tally::Pending { dropped, .. } => *dropped += n,
-            Tally::Metrics(metrics) => metrics.spans_dropped(n),
-        }
-    }
-
-    /// From now on, counts go to `metrics`, with what was counted before.
-    pub(crate) fn report_to(&self, metrics: Arc<Metrics>) {
-        let mut tally = self.tally();
-        if let Tally::Pending { exported, dropped } = *tally {
-            metrics.spans_exported(exported);
-            metrics.spans_dropped(dropped);
-        }
-        *tally = Tally::Metrics(metrics);
-    }
-}
-
 /// The span processor the tracer provider calls, and the handle that controls the export
 /// thread.
 #[derive(Debug, Clone)]
 pub(crate) struct ExportQueue {
-    spans: mpsc::Sender<SpanData>,
+    queue: Arc<SpanQueue>,
     control: mpsc::UnboundedSender<Control>,
     counts: Arc<SpanCounts>,
 }
@@ -138,14 +81,17 @@ impl ExportQueue {
     /// Starts the export thread. It waits for [`start`](Self::start) before exporting anything;
     /// spans ended meanwhile wait in the queue.
     pub(crate) fn spawn(export: Export, batch: Batch, resource: Resource) -> std::io::Result<Self> {
-        let (spans, spans_rx) = mpsc::channel(batch.max_queue_size);
+        let queue = Arc::new(SpanQueue::new(
+            batch.max_queue_size,
+            batch.max_export_batch_size,
+        ));
         let (control, control_rx) = mpsc::unbounded_channel();
         let counts = Arc::new(SpanCounts::default());
         let worker = Worker {
             export,
             batch,
             resource,
-            spans: spans_rx,
+            queue: queue.clone(),
             control: control_rx,
             counts: counts.clone(),
             log: Dispatch::none(),
@@ -155,7 +101,7 @@ impl ExportQueue {
             .name("rodent-otel".into())
             .spawn(move || worker.run())?;
         Ok(Self {
-            spans,
+            queue,
             control,
             counts,
         })
@@ -205,17 +151,9 @@ impl SpanProcessor for ExportQueue {
         if !span.span_context.is_sampled() {
             return;
         }
-        match self.spans.try_send(span) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => self.counts.dropped(1),
-            // Closed after the flush at shutdown: spans ended later (the flush hook's own)
-            // cannot be exported and are no loss to report. Closed because the exporter
-            // never started: every span is lost.
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                if self.counts.broken.load(Ordering::Relaxed) {
-                    self.counts.dropped(1);
-                }
-            }
+        match self.queue.push(span) {
+            Ok(()) | Err(Refused::Flushed) => {}
+            Err(Refused::Full | Refused::Broken) => self.counts.dropped(1),
         }
     }
 
@@ -235,7 +173,7 @@ struct Worker {
     export: Export,
     batch: Batch,
     resource: Resource,
-    spans: mpsc::Receiver<SpanData>,
+    queue: Arc<SpanQueue>,
     control: mpsc::UnboundedReceiver<Control>,
     counts: Arc<SpanCounts>,
     /// The service's log, once [`Control::Start`] has brought it.
@@ -294,13 +232,8 @@ impl Worker {
         tracing::dispatcher::with_default(&self.log, || {
             tracing::error!(target: "rodent::telemetry", cause, "traces will not be exported");
         });
-        self.counts.broken.store(true, Ordering::Relaxed);
-        self.spans.close();
-        let mut queued = 0;
-        while self.spans.try_recv().is_ok() {
-            queued += 1;
-        }
-        self.counts.dropped(queued);
+        self.queue.close(true);
+        self.counts.dropped(self.queue.clear() as u64);
         while let Some(control) = self.control.blocking_recv() {
             match control {
                 Control::Flush(done) => done.send(),
@@ -311,32 +244,20 @@ impl Worker {
     }
 
     async fn serve(&mut self, exporter: SpanExporter) {
-        let max = self.batch.max_export_batch_size;
-        let mut batch = Vec::with_capacity(max);
         let mut tick = tokio::time::interval(self.batch.schedule_delay);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                span = self.spans.recv() => {
-                    let Some(span) = span else { return };
-                    batch.push(span);
-                    if batch.len() >= max {
-                        self.export(&exporter, &mut batch, None).await;
-                    }
-                }
-                _ = tick.tick() => {
-                    if !batch.is_empty() {
-                        self.export(&exporter, &mut batch, None).await;
-                    }
-                }
+                () = self.queue.batch_ready.notified() => self.export_queued(&exporter, None).await,
+                _ = tick.tick() => self.export_queued(&exporter, None).await,
                 control = self.control.recv() => match control {
                     Some(Control::Flush(done)) => {
-                        self.drain(&exporter, &mut batch, None).await;
+                        self.export_queued(&exporter, None).await;
                         done.send();
                     }
                     Some(Control::Shutdown { deadline, done }) => {
-                        self.spans.close();
-                        self.drain(&exporter, &mut batch, Some(deadline)).await;
+                        self.queue.close(false);
+                        self.export_queued(&exporter, Some(deadline)).await;
                         let _ = exporter.shutdown();
                         done.send();
                         return;
@@ -348,42 +269,32 @@ impl Worker {
         }
     }
 
-    /// Exports everything queued now, batch after batch. At shutdown (with a deadline), a
-    /// collector that fails once gets no second chance: what is left is dropped and counted
-    /// rather than holding the exit for one export timeout per batch.
-    async fn drain(
-        &mut self,
-        exporter: &SpanExporter,
-        batch: &mut Vec<SpanData>,
-        deadline: Option<Instant>,
-    ) {
-        let max = self.batch.max_export_batch_size;
-        loop {
-            while batch.len() < max {
-                match self.spans.try_recv() {
-                    Ok(span) => batch.push(span),
-                    Err(_) => break,
-                }
-            }
-            if batch.is_empty() {
-                return;
-            }
+    /// Exports the spans queued now, batch after batch; spans ended meanwhile wait for the
+    /// next round, so a busy service cannot keep this loop from its control messages.
+    ///
+    /// At shutdown (with a deadline) the queue is closed first, and a collector that fails
+    /// once gets no second chance: what is left is dropped and counted rather than holding the
+    /// exit for one export timeout per batch.
+    async fn export_queued(&mut self, exporter: &SpanExporter, deadline: Option<Instant>) {
+        let mut left = self.queue.len();
+        while left > 0 {
             if deadline.is_some_and(|d| Instant::now() >= d) {
-                return self.drop_queued(batch, "the flush deadline passed");
+                return self.drop_queued("the flush deadline passed");
             }
+            let batch = self.queue.take_batch();
+            if batch.is_empty() {
+                break;
+            }
+            left = left.saturating_sub(batch.len());
             self.export(exporter, batch, deadline).await;
             if deadline.is_some() && self.failing {
-                return self.drop_queued(batch, "the collector failed during the flush");
+                return self.drop_queued("the collector failed during the flush");
             }
         }
     }
 
-    fn drop_queued(&mut self, batch: &mut Vec<SpanData>, cause: &str) {
-        let mut left = batch.len() as u64;
-        batch.clear();
-        while self.spans.try_recv().is_ok() {
-            left += 1;
-        }
+    fn drop_queued(&mut self, cause: &str) {
+        let left = self.queue.clear() as u64;
         if left > 0 {
             self.counts.dropped(left);
             self.log_failure(left, cause);
@@ -393,10 +304,9 @@ impl Worker {
     async fn export(
         &mut self,
         exporter: &SpanExporter,
-        batch: &mut Vec<SpanData>,
+        spans: Vec<SpanData>,
         deadline: Option<Instant>,
     ) {
-        let spans = std::mem::replace(batch, Vec::with_capacity(self.batch.max_export_batch_size));
         let n = spans.len() as u64;
         let limit = match deadline {
             Some(d) => self

@@ -6,7 +6,8 @@
 //! | --- | --- |
 //! | [`settings`] | the `OTEL_*` variables, validated with the rest of the configuration |
 //! | `context` | W3C Trace Context at the HTTP edge: `traceparent` in, `traceresponse` out |
-//! | `export` | the bounded span queue and the thread that exports it |
+//! | `queue` | the bounded queue ended spans wait in, and the exported/dropped counts |
+//! | `export` | the span processor and the thread that exports the queue |
 //!
 //! With no endpoint (or `OTEL_SDK_DISABLED=true`, or `OTEL_TRACES_EXPORTER=none`) no
 //! OpenTelemetry layer is installed at all: request spans are plain `tracing` spans, nothing is
@@ -18,6 +19,7 @@
 
 pub(crate) mod context;
 mod export;
+mod queue;
 pub mod settings;
 
 use opentelemetry::trace::TracerProvider as _;
@@ -103,10 +105,14 @@ impl Telemetry {
         // For application code that propagates context on its own outgoing calls.
         opentelemetry::global::set_tracer_provider(provider);
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+        // No source locations, targets, threads or busy/idle timings on spans: attributes
+        // that cost time on every request and tell an operator nothing the name does not.
         let layer = tracing_opentelemetry::layer()
             .with_tracer(tracer)
-            .with_tracked_inactivity(false)
+            .with_location(false)
+            .with_target(false)
             .with_threads(false)
+            .with_tracked_inactivity(false)
             .with_filter(traced())
             .boxed();
         Self {
