@@ -83,11 +83,8 @@ pub(crate) async fn observe(
         .to_string();
     let exempt = super::is_exempt(&route);
     // Semantic conventions: `http.route` only when a route matched, and the span named after it.
-    let (name, http_route) = if &*route == UNMATCHED {
-        (method.to_string(), None)
-    } else {
-        (format!("{method} {route}"), Some(&*route))
-    };
+    let http_route = (&*route != UNMATCHED).then_some(&*route);
+    let name = SpanName(method, http_route);
     let path = req.uri().path();
     let span = if exempt {
         request_span!(
@@ -152,6 +149,19 @@ pub(crate) async fn observe(
         tracing::info!(target: "rodent::access", parent: &span, method, route = &*route, status, latency_ms, request_id, trace_id, "request");
     }
     response.map(|body| Guarded::wrap(body, in_flight))
+}
+
+/// `GET /delay/{ms}`, or `GET` alone when no route matched; formatted only by a layer that
+/// wants it (the OpenTelemetry one), so an untraced request allocates nothing for it.
+struct SpanName<'a>(&'static str, Option<&'a str>);
+
+impl std::fmt::Display for SpanName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.1 {
+            Some(route) => write!(f, "{} {route}", self.0),
+            None => f.write_str(self.0),
+        }
+    }
 }
 
 /// Makes `span` the server span of the incoming trace, and returns its context; `None` when
