@@ -107,7 +107,8 @@ pub(crate) async fn observe(
     };
     let incoming = context::incoming(req.headers());
     let server = server_span(&span, incoming.as_ref());
-    if server.is_some() {
+    // An unsampled span is never exported: attributes on it would be work for nothing.
+    if server.as_ref().is_some_and(SpanContext::is_sampled) {
         record_request(&span, &req, method);
     }
     let trace_id: Option<TraceId> = server.as_ref().map(SpanContext::trace_id).or_else(|| {
@@ -176,7 +177,7 @@ fn server_span(span: &Span, incoming: Option<&opentelemetry::Context>) -> Option
     server.is_valid().then_some(server)
 }
 
-/// The attributes only a traced span needs: recorded when there is a trace to put them in.
+/// The attributes only an exported span needs.
 fn record_request(span: &Span, req: &Request, method: &str) {
     if method == "_OTHER" {
         span.record("http.request.method_original", req.method().as_str());
