@@ -6,7 +6,7 @@
 //! 3. become what this process is meant to be, while it is still single-threaded: the PID 1
 //!    supervisor ([`crate::supervisor`]), or a daemon (`--detach`, [`crate::daemon`]);
 //! 4. install the signal handlers, before any other thread exists;
-//! 5. start logging, take the PID file, build the runtime;
+//! 5. start trace export and logging, take the PID file, build the runtime;
 //! 6. serve until shutdown, and exit with the code the lifecycle ended with.
 //!
 //! ```no_run
@@ -34,6 +34,7 @@ use crate::notify::Notifier;
 use crate::pidfile::PidFileLock;
 use crate::service::Rodent;
 use crate::supervisor::{self, Link, Role};
+use crate::telemetry::Telemetry;
 
 /// How to serve.
 #[derive(Debug, Default, Clone, Copy)]
@@ -104,7 +105,10 @@ fn service(
             return Exit::Failure;
         }
     };
-    let logging = Logging::init(&config.log, config.log_format, Vec::new());
+    // Trace export, when configured, starts its thread here: after the signal handlers, like
+    // every thread.
+    let mut telemetry = Telemetry::start(&config.vars);
+    let logging = Logging::init(&config.log, config.log_format, telemetry.layers());
     log_starting(&config);
     let pid_file = match (&link, &config.pid_file) {
         (None, Some(path)) => match PidFileLock::acquire(path) {
@@ -132,11 +136,9 @@ fn service(
         }
     };
     let notifier = Notifier::from_vars(&config.vars);
-    let mut service = build(
-        Rodent::new(config)
-            .signals(signals)
-            .logging(logging.handle()),
-    );
+    // Telemetry first, so that its flush is the last shutdown hook.
+    let service = telemetry.attach(Rodent::new(config));
+    let mut service = build(service.signals(signals).logging(logging.handle()));
     if let Some(link) = link {
         service = service.supervised_by(link);
     }

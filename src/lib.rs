@@ -30,6 +30,7 @@
 //! | [`notify`] | systemd readiness notifications (`NOTIFY_SOCKET`) |
 //! | [`metrics`] | the Prometheus registry behind `/metrics` |
 //! | [`logging`] | the JSON/text log subscriber and its reload handle |
+//! | [`telemetry`] | OpenTelemetry traces: `OTEL_*` settings, the export queue, the flush |
 //! | [`probe`] | the client behind `rodent probe` |
 //! | [`reference`] | the routes of the reference service |
 //! | [`exit`] | exit codes |
@@ -55,6 +56,7 @@ mod shutdown;
 pub mod signal;
 mod state;
 pub mod supervisor;
+pub mod telemetry;
 
 pub use config::Config;
 pub use exit::Exit;
@@ -62,3 +64,4 @@ pub use hooks::{Hook, HookResult};
 pub use lifecycle::{Lifecycle, State};
 pub use service::{Event, Rodent};
 pub use signal::Signal;
+pub use telemetry::Telemetry;

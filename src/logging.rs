@@ -1,9 +1,14 @@
 //! Logs: one JSON object per line on stdout (or text for people), written by a background thread
 //! so that a slow stdout never blocks a request. The filter and the format are reloadable.
 
+use std::fmt;
 use std::io::IsTerminal;
 
 use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::fmt::FormatFields;
+use tracing_subscriber::fmt::FormattedFields;
+use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry, reload};
@@ -45,12 +50,32 @@ fn format_layer(format: LogFormat, writer: NonBlocking) -> BoxedLayer {
             .flatten_event(true)
             .with_current_span(false)
             .with_span_list(false)
+            .fmt_fields(NoSpanFields)
             .with_writer(writer)
             .boxed(),
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_ansi(std::io::stdout().is_terminal())
             .with_writer(writer)
             .boxed(),
+    }
+}
+
+/// JSON lines carry the fields of their event only, never those of the spans around it. Left to
+/// itself the JSON layer would still format every span's fields, and re-parse them as JSON at
+/// every `record`, for output it never writes: work on every request for nothing.
+struct NoSpanFields;
+
+impl<'writer> FormatFields<'writer> for NoSpanFields {
+    fn format_fields<R: RecordFields>(&self, _writer: Writer<'writer>, _fields: R) -> fmt::Result {
+        Ok(())
+    }
+
+    fn add_fields(
+        &self,
+        _current: &'writer mut FormattedFields<Self>,
+        _fields: &tracing::span::Record<'_>,
+    ) -> fmt::Result {
+        Ok(())
     }
 }
 

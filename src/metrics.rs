@@ -73,6 +73,7 @@ pub struct Metrics {
     connections_aborted: Counter,
     accept_errors: Counter,
     open_connections: Gauge,
+    spans_exported: Counter,
     spans_dropped: Counter,
     in_flight: Arc<InFlight>,
 }
@@ -91,11 +92,18 @@ impl Metrics {
         let timeouts = Family::default();
         let panics = Family::default();
         let shed = Counter::default();
-        let reloads = Family::default();
+        let reloads: Family<OutcomeLabels, Counter> = Family::default();
+        // Both outcomes from the start, so `increase(rodent_reloads_total{outcome="rejected"}[…])`
+        // alerts work before the first reload. (Families labelled by route appear with their
+        // first request: the routes are not known here.)
+        for outcome in ["applied", "rejected"] {
+            let _ = reloads.get_or_create(&OutcomeLabels { outcome });
+        }
         let zombies_reaped = Counter::default();
         let connections_aborted = Counter::default();
         let accept_errors = Counter::default();
         let open_connections = Gauge::default();
+        let spans_exported = Counter::default();
         let spans_dropped = Counter::default();
         let in_flight = Arc::new(InFlight::default());
 
@@ -150,6 +158,11 @@ impl Metrics {
             open_connections.clone(),
         );
         registry.register(
+            "spans_exported",
+            "Trace spans the collector accepted",
+            spans_exported.clone(),
+        );
+        registry.register(
             "spans_dropped",
             "Trace spans dropped because the export queue was full or the collector failed",
             spans_dropped.clone(),
@@ -171,6 +184,7 @@ impl Metrics {
             connections_aborted,
             accept_errors,
             open_connections,
+            spans_exported,
             spans_dropped,
             in_flight,
         }
@@ -265,6 +279,11 @@ impl Metrics {
 
     pub(crate) fn open_connections(&self) -> i64 {
         self.open_connections.get()
+    }
+
+    /// Counts trace spans the collector accepted.
+    pub fn spans_exported(&self, n: u64) {
+        self.spans_exported.inc_by(n);
     }
 
     /// Counts trace spans that were dropped instead of exported.

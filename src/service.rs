@@ -18,6 +18,7 @@ use crate::exit::Exit;
 use crate::hooks::{Hook, HookOutcome, HookResult};
 use crate::lifecycle::{Lifecycle, State};
 use crate::logging::LogHandle;
+use crate::metrics::Metrics;
 use crate::probes::{Probes, ReadinessCheck};
 use crate::server::Server;
 use crate::signal::Signal;
@@ -61,6 +62,7 @@ pub struct Rodent {
     config: Config,
     app: Router,
     lifecycle: Lifecycle,
+    metrics: Arc<Metrics>,
     checks: Vec<ReadinessCheck>,
     startup: Vec<Hook>,
     shutdown: Vec<Hook>,
@@ -73,10 +75,12 @@ pub struct Rodent {
 
 impl Rodent {
     pub fn new(config: Config) -> Self {
+        let lifecycle = Lifecycle::new();
         Self {
             config,
             app: Router::new(),
-            lifecycle: Lifecycle::new(),
+            metrics: Arc::new(Metrics::new(lifecycle.clone())),
+            lifecycle,
             checks: Vec::new(),
             startup: Vec::new(),
             shutdown: Vec::new(),
@@ -171,6 +175,12 @@ impl Rodent {
         self.lifecycle.clone()
     }
 
+    /// The metrics served at `/metrics`, for code that counts into them from outside the
+    /// request path (telemetry's exported and dropped spans, the supervisor's reaped zombies).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
     /// Takes signals from `signals` (from [`signal::listen`](crate::signal::listen), called
     /// before the runtime was built) instead of listening from inside the runtime.
     pub fn signals(mut self, signals: mpsc::UnboundedReceiver<Signal>) -> Self {
@@ -219,6 +229,7 @@ impl Rodent {
             config,
             app,
             lifecycle,
+            metrics,
             checks,
             startup,
             shutdown,
@@ -231,6 +242,7 @@ impl Rodent {
         let state = Arc::new(ServiceState::new(
             config,
             lifecycle.clone(),
+            metrics,
             Probes::new(checks),
         ));
         let heartbeat = lifecycle.spawn_heartbeat();

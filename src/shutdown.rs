@@ -11,8 +11,16 @@
 //! safety margin, whatever is still open is aborted (exit 124), and hooks stop at half the margin,
 //! so the process is gone before the orchestrator's SIGKILL. A second SIGTERM or SIGINT at any
 //! point skips what is left (exit 123).
+//!
+//! Traced, when traces are exported: a `rodent drain` span from the signal until the last
+//! in-flight request is done, with the steps as its events, then one span per shutdown hook,
+//! children of it. The drain span ends before the hooks run, so the telemetry flush (the last
+//! hook) exports it.
 
 use tokio::time::{Instant, sleep_until};
+use tracing::Instrument;
+use tracing::field::Empty;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::config::format_duration;
 use crate::exit::Exit;
@@ -30,6 +38,13 @@ impl Orchestrator {
         let lifecycle = self.state.lifecycle.clone();
         // A service that never turned ready was never in rotation: nothing to wait for.
         let was_ready = lifecycle.state() == State::Ready;
+        let drain = tracing::info_span!(
+            target: "rodent::lifecycle",
+            parent: None,
+            "drain",
+            otel.name = "rodent drain",
+            signal = signal.name(),
+        );
 
         lifecycle.advance(State::Draining);
         self.server.drain_started();
@@ -40,6 +55,7 @@ impl Orchestrator {
         };
         tracing::info!(
             target: "rodent::lifecycle",
+            parent: &drain,
             signal = signal.name(),
             drain_delay = %format_duration(drain_delay),
             deadline = %format_duration(config.shutdown_deadline()),
@@ -56,6 +72,7 @@ impl Orchestrator {
         lifecycle.advance(State::Stopping);
         tracing::info!(
             target: "rodent::lifecycle",
+            parent: &drain,
             in_flight = self.state.metrics.in_flight().total(),
             connections = self.server.open_connections(),
             "listener closed"
@@ -64,7 +81,7 @@ impl Orchestrator {
         let mut exit = Exit::Clean;
         tokio::select! {
             () = self.server.closed() => {
-                tracing::info!(target: "rodent::lifecycle", elapsed_ms = started.elapsed().as_millis() as u64, "in-flight requests finished");
+                tracing::info!(target: "rodent::lifecycle", parent: &drain, elapsed_ms = started.elapsed().as_millis() as u64, "in-flight requests finished");
             }
             () = sleep_until(deadline) => {
                 let in_flight = self.state.metrics.in_flight().total();
@@ -72,6 +89,7 @@ impl Orchestrator {
                 self.state.metrics.connections_aborted(aborted);
                 tracing::warn!(
                     target: "rodent::lifecycle",
+                    parent: &drain,
                     aborted_connections = aborted,
                     aborted_requests = in_flight,
                     "shutdown deadline reached; remaining connections aborted"
@@ -81,15 +99,31 @@ impl Orchestrator {
             second = self.operator.next_shutdown_signal() => return self.force(second).await,
         }
 
+        let drain_trace = drain.context();
+        drop(drain);
+
         for hook in hooks.into_iter().rev() {
             let name = hook.name().to_string();
+            let span = tracing::info_span!(
+                target: "rodent::lifecycle",
+                parent: None,
+                "shutdown hook",
+                otel.name = %format_args!("rodent shutdown hook {name}"),
+                otel.status_code = Empty,
+                hook = %name,
+            );
+            // Fails only when traces are not exported.
+            let _ = span.set_parent(drain_trace.clone());
             tracing::info!(target: "rodent::lifecycle", hook = %name, "running shutdown hook");
             let outcome = tokio::select! {
-                outcome = hook.run(Some(hooks_stop)) => outcome,
+                outcome = hook.run(Some(hooks_stop)).instrument(span.clone()) => outcome,
                 second = self.operator.next_shutdown_signal() => return self.force(second).await,
             };
-            if log_hook(&name, "shutdown", outcome).is_err() && exit == Exit::Clean {
-                exit = Exit::Failure;
+            if log_hook(&name, "shutdown", outcome).is_err() {
+                span.record("otel.status_code", "error");
+                if exit == Exit::Clean {
+                    exit = Exit::Failure;
+                }
             }
         }
 

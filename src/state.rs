@@ -16,16 +16,23 @@ pub(crate) struct ServiceState {
     /// The current configuration; a reload swaps in a new one atomically, so a request sees
     /// either the old settings or the new ones, never a mix.
     pub config: ArcSwap<Config>,
-    pub metrics: Metrics,
+    /// Shared with whoever asked [`Rodent::metrics`](crate::Rodent::metrics) (telemetry counts
+    /// its spans there).
+    pub metrics: Arc<Metrics>,
     pub probes: Probes,
     /// Application requests in flight, for load shedding (probes and `/metrics` not counted).
     app_in_flight: Arc<AtomicUsize>,
 }
 
 impl ServiceState {
-    pub(crate) fn new(config: Config, lifecycle: Lifecycle, probes: Probes) -> Self {
+    pub(crate) fn new(
+        config: Config,
+        lifecycle: Lifecycle,
+        metrics: Arc<Metrics>,
+        probes: Probes,
+    ) -> Self {
         Self {
-            metrics: Metrics::new(lifecycle.clone()),
+            metrics,
             lifecycle,
             config: ArcSwap::from_pointee(config),
             probes,

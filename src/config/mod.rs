@@ -345,6 +345,11 @@ impl Config {
                 }
             }
         }
+        for &variable in crate::telemetry::settings::VARIABLES {
+            if self.vars.get(variable) != next.vars.get(variable) {
+                needs_restart.push(variable);
+            }
+        }
         // The token renders as *** either way; compare the values themselves.
         if self.admin_token != next.admin_token && !changed.contains(&"RODENT_ADMIN_TOKEN") {
             changed.push("RODENT_ADMIN_TOKEN");
@@ -557,6 +562,8 @@ impl Fields {
             vars,
         };
         self.check_consistency(&config);
+        self.errors
+            .extend(crate::telemetry::settings::check(&config.vars));
         if self.errors.is_empty() {
             Ok(config)
         } else {
