@@ -1,11 +1,10 @@
 //! The drain rules and the error format, applied to every response.
 
-use std::sync::Arc;
+use std::future::Future;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, Version, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body::Body as _;
 
@@ -17,14 +16,19 @@ use crate::state::ServiceState;
 /// Bodies up to this size are turned into problem+json; larger ones are left alone.
 const MAX_PLAIN_ERROR: u64 = 8 * 1024;
 
-pub(crate) async fn edge(
-    State(state): State<Arc<ServiceState>>,
+pub(crate) async fn edge<F, Fut>(
+    state: &ServiceState,
+    route: &str,
     mut req: Request,
-    next: Next,
-) -> Response {
+    next: F,
+) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     // HTTP/2 forbids `Connection`; its equivalent is the GOAWAY the server sends at drain.
     let http1 = req.version() <= Version::HTTP_11;
-    if state.lifecycle.state() == LifecycleState::Stopping && !is_exempt(req.uri().path()) {
+    if state.lifecycle.state() == LifecycleState::Stopping && !is_exempt(route) {
         // The listener is closed; this request raced in on an open connection.
         let refused = Problem::new(StatusCode::SERVICE_UNAVAILABLE)
             .detail("this instance is shutting down; retry on another")
@@ -38,7 +42,7 @@ pub(crate) async fn edge(
     }
     req.extensions_mut().insert(state.lifecycle.clone());
 
-    let mut response = as_problem(next.run(req).await).await;
+    let mut response = as_problem(next(req).await).await;
     // Read the state after the handler: a request that began before the signal still tells its
     // client to reconnect, and the reconnection lands on another instance.
     if http1 && state.lifecycle.state() >= LifecycleState::Draining {

@@ -2,25 +2,30 @@
 //! timeout, the body limit and the body stall timeout. All of them read the current
 //! configuration per request, so a reload applies to the next request.
 
+use std::future::Future;
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body::Body as _;
 
 use super::body::{BodyVerdict, Guarded, Limited};
-use super::observe::RouteLabel;
 use super::problem::Problem;
 use crate::config::format_duration;
+use crate::metrics::Route;
 use crate::state::ServiceState;
 
-pub(crate) async fn guard(
-    State(state): State<Arc<ServiceState>>,
+pub(crate) async fn guard<F, Fut>(
+    state: &ServiceState,
+    route: &Route,
     req: Request,
-    next: Next,
-) -> Response {
+    next: F,
+) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let config = state.config.load_full();
     let Some(permit) = state.admit(config.max_inflight) else {
         state.metrics.shed();
@@ -44,7 +49,6 @@ pub(crate) async fn guard(
     }
 
     let verdict = Arc::new(BodyVerdict::default());
-    let route = req.extensions().get::<RouteLabel>().cloned();
     // A body that stops arriving is a slow client, like one that stops sending headers: the
     // header-read timeout bounds both. Most requests have no body at all: leave those alone.
     let req = if req.body().is_end_stream() {
@@ -54,10 +58,8 @@ pub(crate) async fn guard(
         req.map(|body| Limited::wrap(body, limit, stall, verdict.clone()))
     };
 
-    let Ok(response) = tokio::time::timeout(config.request_timeout, next.run(req)).await else {
-        if let Some(RouteLabel(route)) = &route {
-            state.metrics.timeout(route);
-        }
+    let Ok(response) = tokio::time::timeout(config.request_timeout, next(req)).await else {
+        state.metrics.timeout(route);
         return Problem::new(StatusCode::SERVICE_UNAVAILABLE)
             .detail(format!(
                 "the handler did not answer within {} (RODENT_REQUEST_TIMEOUT)",

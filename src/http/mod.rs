@@ -1,54 +1,58 @@
 //! The HTTP surface every rodent service has: probes, metrics, the admin API and the middleware
 //! stack, wrapped around the application's own routes.
 //!
-//! Layers, from the outside in:
-//! 1. request id: set when missing (a UUID), echoed on the response;
-//! 2. [`observe`]: span, access log, metrics and in-flight count, by matched route;
-//! 3. [`edge`]: the drain rules (`Connection: close` while draining, 503 once the listener is
+//! What every request goes through, from the outside in:
+//! 1. [`observe`]: the request id (set when missing, a UUID, echoed on the response), span,
+//!    access log, metrics and in-flight count, by matched route;
+//! 2. [`edge`]: the drain rules (`Connection: close` while draining, 503 once the listener is
 //!    closed) and problem+json for every error;
-//! 4. panic catching: a panicking handler answers 500 and the process keeps serving;
-//! 5. on application routes only, [`guard`]: load shedding, the handler timeout, the body limit
-//!    and the body stall timeout. Probes, `/metrics` and the admin API skip it, so they answer
-//!    fast while the application is saturated.
+//! 3. except on rodent's own operational routes, [`guard`]: load shedding, the handler timeout,
+//!    the body limit and the body stall timeout. Probes, `/metrics` and the admin API skip it,
+//!    so they answer fast while the application is saturated;
+//! 4. panic catching: a panicking handler answers 500 and the process keeps serving.
+//!
+//! All of it is one tower layer ([`layer`]), applied to every route.
 
 mod admin;
 pub(crate) mod body;
 mod edge;
 mod guard;
+mod layer;
 mod observe;
 pub mod problem;
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
-use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 use crate::probes;
 use crate::state::ServiceState;
 use problem::Problem;
 
-/// The routes that bypass load shedding, timeouts and the post-drain 503.
-pub(crate) fn is_exempt(path: &str) -> bool {
-    matches!(path, "/healthz" | "/readyz" | "/metrics") || path.starts_with("/readyz/")
+/// The routes that bypass the post-drain 503: probes and scrapes must keep answering.
+pub(crate) fn is_exempt(route: &str) -> bool {
+    matches!(
+        route,
+        "/healthz" | "/readyz" | "/readyz/{check}" | "/metrics"
+    )
+}
+
+/// The routes that bypass the guard: rodent's own, which must answer while the application is
+/// saturated.
+pub(crate) fn is_operational(route: &str) -> bool {
+    is_exempt(route) || route == "/admin/readiness/{action}"
 }
 
 /// Marks a response produced by the panic handler, so `observe` can count it.
 #[derive(Clone, Copy)]
 pub(crate) struct Panicked;
 
-/// Builds the full router: rodent's own routes, then `app` behind the guard.
+/// Builds the full router: rodent's own routes and `app`, behind the request layer.
 pub(crate) fn router(state: Arc<ServiceState>, app: Router) -> Router {
-    let app = app
-        .layer(from_fn_with_state(state.clone(), guard::guard))
-        // The guard enforces RODENT_BODY_LIMIT (reloadable); axum's fixed 2 MB default would
-        // otherwise refuse larger bodies first.
-        .layer(DefaultBodyLimit::disable());
     Router::new()
         .route("/healthz", get(probes::healthz))
         .route("/readyz", get(probes::readyz))
@@ -58,11 +62,7 @@ pub(crate) fn router(state: Arc<ServiceState>, app: Router) -> Router {
         .with_state(state.clone())
         .merge(app)
         .fallback(not_found)
-        .layer(CatchPanicLayer::custom(panic_response))
-        .layer(from_fn_with_state(state.clone(), edge::edge))
-        .layer(from_fn_with_state(state, observe::observe))
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(layer::RequestLayer(state))
 }
 
 /// `GET /metrics`: Prometheus text, or OpenMetrics when the scraper asks for it.
@@ -88,7 +88,7 @@ async fn not_found(uri: Uri) -> Problem {
     Problem::new(StatusCode::NOT_FOUND).detail(format!("no route for {}", uri.path()))
 }
 
-fn panic_response(_payload: Box<dyn std::any::Any + Send>) -> Response {
+pub(crate) fn panic_response(_payload: Box<dyn std::any::Any + Send>) -> Response {
     // The panic hook has already logged the message and location.
     let mut response = Problem::new(StatusCode::INTERNAL_SERVER_ERROR)
         .detail("the handler panicked; the process keeps serving")

@@ -11,12 +11,11 @@
 //!
 //! [`telemetry`]: crate::telemetry
 
+use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, MatchedPath, Request, State};
-use axum::http::{HeaderName, Version, header};
-use axum::middleware::Next;
+use axum::extract::{ConnectInfo, MatchedPath, Request};
+use axum::http::{HeaderName, HeaderValue, Version, header};
 use axum::response::Response;
 use opentelemetry::trace::{SpanContext, TraceContextExt, TraceId};
 use tokio::time::Instant;
@@ -30,9 +29,7 @@ use crate::metrics::{Route, UNMATCHED, method_label};
 use crate::state::ServiceState;
 use crate::telemetry::context;
 
-/// The matched route of the current request, interned; later layers label metrics with it.
-#[derive(Clone)]
-pub(crate) struct RouteLabel(pub Route);
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The request span, at a level fixed per call site (span metadata is static).
 macro_rules! request_span {
@@ -63,11 +60,11 @@ macro_rules! request_span {
     };
 }
 
-pub(crate) async fn observe(
-    State(state): State<Arc<ServiceState>>,
-    mut req: Request,
-    next: Next,
-) -> Response {
+pub(crate) async fn observe<F, Fut>(state: &ServiceState, mut req: Request, next: F) -> Response
+where
+    F: FnOnce(Request, Route) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let started = Instant::now();
     let method = method_label(req.method());
     let matched = req
@@ -75,12 +72,8 @@ pub(crate) async fn observe(
         .get::<MatchedPath>()
         .map_or(UNMATCHED, MatchedPath::as_str);
     let (route, in_flight) = state.metrics.in_flight().enter(matched);
-    let request_id = req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
+    let id = request_id(&mut req);
+    let request_id = id.to_str().unwrap_or_default();
     let exempt = super::is_exempt(&route);
     // Semantic conventions: `http.route` only when a route matched, and the span named after it.
     let http_route = (&*route != UNMATCHED).then_some(&*route);
@@ -116,9 +109,7 @@ pub(crate) async fn observe(
             .as_ref()
             .map(|cx| cx.span().span_context().trace_id())
     });
-    req.extensions_mut().insert(RouteLabel(route.clone()));
-
-    let mut response = next.run(req).instrument(span.clone()).await;
+    let mut response = next(req, route.clone()).instrument(span.clone()).await;
 
     let status = response.status().as_u16();
     let latency = started.elapsed();
@@ -134,6 +125,10 @@ pub(crate) async fn observe(
         span.record("error.type", status.to_string().as_str());
         span.record("otel.status_code", "error");
     }
+    response
+        .headers_mut()
+        .entry(X_REQUEST_ID)
+        .or_insert_with(|| id.clone());
     if let Some(server) = &server {
         response.headers_mut().insert(
             HeaderName::from_static(context::TRACERESPONSE),
@@ -150,6 +145,19 @@ pub(crate) async fn observe(
         tracing::info!(target: "rodent::access", parent: &span, method, route = &*route, status, latency_ms, request_id, trace_id, "request");
     }
     response.map(|body| Guarded::wrap(body, in_flight))
+}
+
+/// The request's `x-request-id`: the client's when it sent one, or a new UUID, set on the request
+/// so that handlers see it too.
+fn request_id(req: &mut Request) -> HeaderValue {
+    if let Some(id) = req.headers().get(&X_REQUEST_ID) {
+        return id.clone();
+    }
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
+    let id = HeaderValue::from_str(id).expect("a UUID is a valid header value");
+    req.headers_mut().insert(X_REQUEST_ID, id.clone());
+    id
 }
 
 /// `GET /delay/{ms}`, or `GET` alone when no route matched; formatted only by a layer that

@@ -27,7 +27,6 @@ mod link;
 mod reap;
 
 use std::fs::File;
-use std::io::IsTerminal;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -36,11 +35,8 @@ use std::process::Command;
 use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
 use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal as Sig, sigprocmask};
 use nix::unistd::{Pid, getpid, pipe2, setpgid};
-use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::config::{Config, InitMode, LogFormat};
+use crate::config::{Config, InitMode};
 use crate::daemon::{self, Report};
 use crate::exit::Exit;
 use crate::pidfile::PidFileLock;
@@ -252,23 +248,5 @@ fn spawn_service(counts: &OwnedFd, report: Option<RawFd>) -> std::io::Result<Pid
 /// The supervisor logs in the service's format, synchronously: it has no runtime and no
 /// threads, and writes a handful of lines in its whole life.
 fn install_log(config: &Config) {
-    let filter = EnvFilter::builder()
-        .parse(&config.log)
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    let format = match config.log_format {
-        LogFormat::Json => tracing_subscriber::fmt::layer()
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(false)
-            .with_writer(std::io::stdout)
-            .boxed(),
-        LogFormat::Text => tracing_subscriber::fmt::layer()
-            .with_ansi(std::io::stdout().is_terminal())
-            .with_writer(std::io::stdout)
-            .boxed(),
-    };
-    let _ = tracing_subscriber::registry()
-        .with(format.with_filter(filter))
-        .try_init();
+    crate::logging::init_synchronous(&config.log, config.log_format);
 }

@@ -1,14 +1,16 @@
 //! Logs: one JSON object per line on stdout (or text for people), written by a background thread
 //! so that a slow stdout never blocks a request. The filter and the format are reloadable.
 
-use std::fmt;
-use std::io::IsTerminal;
+mod json;
 
+use std::fs::File;
+use std::io::{BufWriter, IsTerminal, Write};
+use std::os::fd::AsFd;
+
+use tracing::Metadata;
 use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
-use tracing_subscriber::field::RecordFields;
-use tracing_subscriber::fmt::FormatFields;
-use tracing_subscriber::fmt::FormattedFields;
-use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::filter::{FilterExt, filter_fn};
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry, reload};
@@ -43,14 +45,13 @@ fn filter(directives: &str) -> EnvFilter {
         .unwrap_or_else(|_| EnvFilter::new("info"))
 }
 
-fn format_layer(format: LogFormat, writer: NonBlocking) -> BoxedLayer {
+fn format_layer<W>(format: LogFormat, writer: W) -> BoxedLayer
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
     match format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(false)
-            .fmt_fields(NoSpanFields)
+            .event_format(json::JsonLines)
             .with_writer(writer)
             .boxed(),
         LogFormat::Text => tracing_subscriber::fmt::layer()
@@ -60,22 +61,19 @@ fn format_layer(format: LogFormat, writer: NonBlocking) -> BoxedLayer {
     }
 }
 
-/// JSON lines carry the fields of their event only, never those of the spans around it. Left to
-/// itself the JSON layer would still format every span's fields, and re-parse them as JSON at
-/// every `record`, for output it never writes: work on every request for nothing.
-struct NoSpanFields;
+/// Installs a subscriber that writes straight to stdout in the service's format, for a process
+/// with no runtime and a handful of lines in its whole life (the PID 1 supervisor).
+pub(crate) fn init_synchronous(directives: &str, format: LogFormat) {
+    let layer = format_layer(format, std::io::stdout).with_filter(filter(directives));
+    let _ = tracing_subscriber::registry().with(layer).try_init();
+}
 
-impl<'writer> FormatFields<'writer> for NoSpanFields {
-    fn format_fields<R: RecordFields>(&self, _writer: Writer<'writer>, _fields: R) -> fmt::Result {
-        Ok(())
-    }
-
-    fn add_fields(
-        &self,
-        _current: &'writer mut FormattedFields<Self>,
-        _fields: &tracing::span::Record<'_>,
-    ) -> fmt::Result {
-        Ok(())
+/// stdout, written in batches: the log thread writes every line waiting in its queue and then
+/// flushes once, rather than making one `write` per line.
+fn batched_stdout() -> Box<dyn Write + Send> {
+    match std::io::stdout().as_fd().try_clone_to_owned() {
+        Ok(fd) => Box::new(BufWriter::with_capacity(64 * 1024, File::from(fd))),
+        Err(_) => Box::new(std::io::stdout()),
     }
 }
 
@@ -88,10 +86,14 @@ impl Logging {
             .lossy(true)
             .buffered_lines_limit(BUFFERED_LINES)
             .thread_name("rodent-log")
-            .finish(std::io::stdout());
+            .finish(batched_stdout());
         let (format, format_handle) = reload::Layer::new(format_layer(format, writer.clone()));
         let (filter, filter_handle) = reload::Layer::new(filter(directives));
-        let logs = format.with_filter(filter).boxed();
+        // Lines are events: spans (the request span among them) are for trace export only, and
+        // keeping them away from this layer saves formatting fields no line prints.
+        let logs = format
+            .with_filter(filter_fn(|meta: &Metadata<'_>| meta.is_event()).and(filter))
+            .boxed();
         let mut layers = vec![logs];
         layers.extend(extra);
         // Keep an embedding application's subscriber if it installed one first.
