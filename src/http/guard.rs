@@ -10,7 +10,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_body::Body as _;
 
-use super::body::{BodyVerdict, Guarded, Limited};
+use super::body::{BodyVerdict, Limited};
 use super::problem::Problem;
 use crate::config::format_duration;
 use crate::metrics::Route;
@@ -79,7 +79,10 @@ where
             .close_connection()
             .into_response();
     }
-    response.map(|body| Guarded::wrap(body, permit))
+    // Admission covers the handler, up to the response head: a body streaming out afterwards
+    // costs the application nothing, and counting it would let long streams shed short requests.
+    drop(permit);
+    response
 }
 
 /// The rest of the body is unread, so the connection cannot be reused: close it.

@@ -26,6 +26,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use super::Panicked;
 use super::body::Guarded;
 use crate::metrics::{Route, UNMATCHED, method_label};
+use crate::server::RequestOnConnection;
 use crate::state::ServiceState;
 use crate::telemetry::context;
 
@@ -72,6 +73,7 @@ where
         .get::<MatchedPath>()
         .map_or(UNMATCHED, MatchedPath::as_str);
     let (route, in_flight) = state.metrics.in_flight().enter(matched);
+    let on_connection = req.extensions_mut().remove::<RequestOnConnection>();
     let id = request_id(&mut req);
     let request_id = id.to_str().unwrap_or_default();
     let exempt = super::is_exempt(&route);
@@ -144,7 +146,8 @@ where
     } else {
         tracing::info!(target: "rodent::access", parent: &span, method, route = &*route, status, latency_ms, request_id, trace_id, "request");
     }
-    response.map(|body| Guarded::wrap(body, in_flight))
+    // The request counts, on the connection and in flight, until its body is sent.
+    response.map(|body| Guarded::wrap(body, (in_flight, on_connection)))
 }
 
 /// The request's `x-request-id`: the client's when it sent one, or a new UUID, set on the request

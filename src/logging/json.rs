@@ -87,11 +87,16 @@ impl Visit for Fields<'_, '_> {
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.field(field, |w| write!(w, "{value}"));
+        self.field(field, |w| {
+            if value < 0 {
+                w.write_char('-')?;
+            }
+            write_u64(w, value.unsigned_abs())
+        });
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.field(field, |w| write!(w, "{value}"));
+        self.field(field, |w| write_u64(w, value));
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
@@ -99,14 +104,7 @@ impl Visit for Fields<'_, '_> {
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
-        // JSON has no NaN or infinity.
-        self.field(field, |w| {
-            if value.is_finite() {
-                write!(w, "{value}")
-            } else {
-                w.write_str("null")
-            }
-        });
+        self.field(field, |w| write_f64(w, value));
     }
 }
 
@@ -119,28 +117,97 @@ fn write_string(w: &mut impl Write, s: &str) -> fmt::Result {
 /// Escapes what it is given for the inside of a JSON string.
 struct Escaped<'a, W: Write + ?Sized>(&'a mut W);
 
+/// Which bytes must be escaped: control characters, `"` and `\`.
+const ESCAPE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 0x20 {
+        table[byte] = true;
+        byte += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+};
+
 impl<W: Write + ?Sized> Write for Escaped<'_, W> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
+        let bytes = s.as_bytes();
         let mut plain = 0;
-        for (i, byte) in s.bytes().enumerate() {
-            let escape = match byte {
-                b'"' => "\\\"",
-                b'\\' => "\\\\",
-                b'\n' => "\\n",
-                b'\r' => "\\r",
-                b'\t' => "\\t",
-                0x00..=0x1f => "",
-                _ => continue,
-            };
+        for (i, &byte) in bytes.iter().enumerate() {
+            if !ESCAPE[usize::from(byte)] {
+                continue;
+            }
+            // Escaped bytes are ASCII, so the slices around them are on char boundaries.
             self.0.write_str(&s[plain..i])?;
-            if escape.is_empty() {
-                write!(self.0, "\\u{byte:04x}")?;
-            } else {
-                self.0.write_str(escape)?;
+            match byte {
+                b'"' => self.0.write_str("\\\"")?,
+                b'\\' => self.0.write_str("\\\\")?,
+                b'\n' => self.0.write_str("\\n")?,
+                b'\r' => self.0.write_str("\\r")?,
+                b'\t' => self.0.write_str("\\t")?,
+                _ => write!(self.0, "\\u{byte:04x}")?,
             }
             plain = i + 1;
         }
         self.0.write_str(&s[plain..])
+    }
+}
+
+/// Writes an integer without going through `core::fmt`.
+fn write_u64(w: &mut impl Write, mut value: u64) -> fmt::Result {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written.
+    w.write_str(std::str::from_utf8(&digits[at..]).map_err(|_| fmt::Error)?)
+}
+
+/// Writes a float as `Display` would. Values with at most three decimals (the latencies in
+/// milliseconds, rounded to the microsecond) take a path without `core::fmt`: for them the
+/// shortest representation is the integer part, a dot and the decimals without trailing zeros.
+fn write_f64(w: &mut impl Write, value: f64) -> fmt::Result {
+    if !value.is_finite() {
+        // JSON has no NaN or infinity.
+        return w.write_str("null");
+    }
+    let thousandths = (value.abs() * 1000.0).round();
+    if thousandths < 1e15 && thousandths / 1000.0 == value.abs() {
+        let thousandths = thousandths as u64;
+        if value.is_sign_negative() && thousandths != 0 {
+            w.write_char('-')?;
+        }
+        write_u64(w, thousandths / 1000)?;
+        let mut fraction = thousandths % 1000;
+        if fraction != 0 {
+            let mut width = 3;
+            while fraction.is_multiple_of(10) {
+                fraction /= 10;
+                width -= 1;
+            }
+            w.write_char('.')?;
+            for _ in 0..width - digits(fraction) {
+                w.write_char('0')?;
+            }
+            write_u64(w, fraction)?;
+        }
+        return Ok(());
+    }
+    write!(w, "{value}")
+}
+
+fn digits(value: u64) -> usize {
+    match value {
+        0..=9 => 1,
+        10..=99 => 2,
+        _ => 3,
     }
 }
 
@@ -225,6 +292,38 @@ mod tests {
         assert_eq!(at(951_782_400, 1), "2000-02-29T00:00:00.000001Z");
         assert_eq!(at(1_795_666_508, 480_493), "2026-11-26T04:15:08.480493Z");
         assert_eq!(at(4_102_444_799, 999_999), "2099-12-31T23:59:59.999999Z");
+    }
+
+    #[test]
+    fn numbers_are_written_as_display_writes_them() {
+        for value in [
+            0.0,
+            0.352,
+            1.5,
+            2.0,
+            12.345,
+            0.001,
+            0.01,
+            0.1,
+            1e-7,
+            123456.789,
+            1e20,
+            -0.5,
+            -3.0,
+            0.1 + 0.2,
+        ] {
+            let mut out = String::new();
+            write_f64(&mut out, value).unwrap();
+            assert_eq!(out, value.to_string(), "{value}");
+        }
+        let mut out = String::new();
+        write_f64(&mut out, f64::NAN).unwrap();
+        assert_eq!(out, "null");
+        for value in [0, 7, 10, 1234567890, u64::MAX] {
+            let mut out = String::new();
+            write_u64(&mut out, value).unwrap();
+            assert_eq!(out, value.to_string());
+        }
     }
 
     #[test]

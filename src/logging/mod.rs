@@ -2,13 +2,11 @@
 //! so that a slow stdout never blocks a request. The filter and the format are reloadable.
 
 mod json;
+mod writer;
 
-use std::fs::File;
-use std::io::{BufWriter, IsTerminal, Write};
-use std::os::fd::AsFd;
+use std::io::IsTerminal;
 
 use tracing::Metadata;
-use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::filter::{FilterExt, filter_fn};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
@@ -16,27 +14,24 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry, reload};
 
 use crate::config::LogFormat;
+use writer::LineWriter;
 
 /// A layer over the bare registry; extra layers (such as trace export) come in this form.
 pub type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
-
-/// Lines kept in memory when stdout is slower than the service; beyond this, lines are dropped
-/// rather than making requests wait.
-const BUFFERED_LINES: usize = 64 * 1024;
 
 /// Changes the filter and format of the installed subscriber.
 #[derive(Clone)]
 pub struct LogHandle {
     filter: reload::Handle<EnvFilter, Registry>,
     format: reload::Handle<BoxedLayer, Registry>,
-    writer: NonBlocking,
+    writer: LineWriter,
 }
 
 /// The installed subscriber. Dropping it flushes the lines still buffered, so keep it until the
 /// very end of `main`.
 pub struct Logging {
     handle: LogHandle,
-    _flush_on_drop: WorkerGuard,
+    _flush_on_drop: writer::FlushOnDrop,
 }
 
 fn filter(directives: &str) -> EnvFilter {
@@ -68,25 +63,18 @@ pub(crate) fn init_synchronous(directives: &str, format: LogFormat) {
     let _ = tracing_subscriber::registry().with(layer).try_init();
 }
 
-/// stdout, written in batches: the log thread writes every line waiting in its queue and then
-/// flushes once, rather than making one `write` per line.
-fn batched_stdout() -> Box<dyn Write + Send> {
-    match std::io::stdout().as_fd().try_clone_to_owned() {
-        Ok(fd) => Box::new(BufWriter::with_capacity(64 * 1024, File::from(fd))),
-        Err(_) => Box::new(std::io::stdout()),
-    }
-}
-
 impl Logging {
     /// Installs the global subscriber: logs filtered by `directives`, in `format`, plus `extra`
     /// layers that carry their own filters (trace export is not limited by the log level).
     /// Also routes panics through the log, so they come out as JSON like everything else.
     pub fn init(directives: &str, format: LogFormat, extra: Vec<BoxedLayer>) -> Self {
-        let (writer, guard) = NonBlockingBuilder::default()
-            .lossy(true)
-            .buffered_lines_limit(BUFFERED_LINES)
-            .thread_name("rodent-log")
-            .finish(batched_stdout());
+        let (writer, flush) = match writer::spawn(writer::stdout()) {
+            Ok(started) => started,
+            // Without a thread of its own, logging would have to block: better none at all
+            // than requests waiting on stdout. This cannot happen short of running out of
+            // threads, and then nothing else would start either.
+            Err(e) => panic!("cannot start the log thread: {e}"),
+        };
         let (format, format_handle) = reload::Layer::new(format_layer(format, writer.clone()));
         let (filter, filter_handle) = reload::Layer::new(filter(directives));
         // Lines are events: spans (the request span among them) are for trace export only, and
@@ -105,7 +93,7 @@ impl Logging {
                 format: format_handle,
                 writer,
             },
-            _flush_on_drop: guard,
+            _flush_on_drop: flush,
         }
     }
 

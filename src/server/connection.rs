@@ -2,9 +2,7 @@
 //! and follows the server's drain, close and abort signals.
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -18,10 +16,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpStream;
 use tower::ServiceExt;
+use tower::util::Oneshot;
 
 use super::Control;
 use super::io::{Activity, Tracked, Verdict};
-use crate::http::body::Guarded;
 use crate::state::ServiceState;
 
 #[derive(Clone, Copy)]
@@ -118,29 +116,37 @@ struct ConnectionService {
     peer: SocketAddr,
 }
 
-/// Counts a request out of its connection's activity when dropped.
-struct RequestOnConnection(Arc<Activity>);
+/// Counts a request out of its connection's activity when dropped. It travels with the request
+/// (as an extension) and the request layer ties it to the response body, so the request counts
+/// until its last byte is sent. Only the original counts: request extensions can be cloned, and
+/// a clone is empty.
+pub(crate) struct RequestOnConnection(Option<Arc<Activity>>);
+
+impl Clone for RequestOnConnection {
+    fn clone(&self) -> Self {
+        Self(None)
+    }
+}
 
 impl Drop for RequestOnConnection {
     fn drop(&mut self) {
-        self.0.request_finished();
+        if let Some(activity) = self.0.take() {
+            activity.request_finished();
+        }
     }
 }
 
 impl hyper::service::Service<Request<Incoming>> for ConnectionService {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+    type Future = Oneshot<Router, Request<Incoming>>;
 
     fn call(&self, mut req: Request<Incoming>) -> Self::Future {
         self.activity
             .request_started(req.version() == Version::HTTP_2);
-        let on_connection = RequestOnConnection(self.activity.clone());
-        req.extensions_mut().insert(ConnectInfo(self.peer));
-        let response = self.router.clone().oneshot(req);
-        Box::pin(async move {
-            let response = response.await?;
-            Ok(response.map(|body| Guarded::wrap(body, on_connection)))
-        })
+        let extensions = req.extensions_mut();
+        extensions.insert(ConnectInfo(self.peer));
+        extensions.insert(RequestOnConnection(Some(self.activity.clone())));
+        self.router.clone().oneshot(req)
     }
 }

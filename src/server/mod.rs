@@ -8,6 +8,8 @@
 mod connection;
 mod io;
 
+pub(crate) use connection::RequestOnConnection;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
