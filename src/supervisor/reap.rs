@@ -2,9 +2,10 @@
 
 use std::fs::File;
 use std::io::Write;
+use std::time::Duration;
 
 use nix::errno::Errno;
-use nix::sys::signal::{Signal as Sig, kill};
+use nix::sys::signal::{SigSet, Signal as Sig, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
@@ -19,6 +20,9 @@ pub(super) struct Running {
     /// Where reaped-orphan totals go (the service's `/metrics`).
     counts: File,
     reaped: u64,
+    /// The last total did not fit in the pipe (the service is not reading it just now): it is
+    /// sent again until it does, since no later reap may come to carry it.
+    unsent: bool,
     /// Held until the supervisor exits, then removed.
     _pid_file: Option<PidFileLock>,
     /// A daemon's report pipe, which the service writes to. Our copy stays open until the PID
@@ -38,6 +42,7 @@ impl Running {
             service,
             counts,
             reaped: 0,
+            unsent: false,
             _pid_file: pid_file,
             _report: report,
         }
@@ -48,8 +53,17 @@ impl Running {
         let mut waited = forwarded();
         waited.add(Sig::SIGCHLD);
         loop {
-            let signal = match waited.wait() {
-                Ok(signal) => signal,
+            let waiting = if self.unsent {
+                wait_at_most(&waited, RESEND_EVERY)
+            } else {
+                waited.wait().map(Some)
+            };
+            let signal = match waiting {
+                Ok(Some(signal)) => signal,
+                Ok(None) => {
+                    self.send_total();
+                    continue;
+                }
                 Err(e) => {
                     tracing::warn!(target: TARGET, error = %e, "sigwait failed");
                     continue;
@@ -106,10 +120,38 @@ impl Running {
         }
         if self.reaped != before {
             tracing::debug!(target: TARGET, reaped = self.reaped - before, total = self.reaped, "reaped orphans");
-            // Eight bytes are written whole or not at all (less than PIPE_BUF); a full pipe or
-            // a service that is gone only loses this update.
-            let _ = self.counts.write(&self.reaped.to_le_bytes());
+            self.send_total();
         }
         service_exit
+    }
+
+    /// Tells the service the total so far. Eight bytes are written whole or not at all (less
+    /// than PIPE_BUF); the pipe is non-blocking, so a service that does not read it cannot
+    /// stall the reaping, and a total that does not fit is sent again later.
+    fn send_total(&mut self) {
+        self.unsent = match self.counts.write(&self.reaped.to_le_bytes()) {
+            Ok(_) => false,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => true,
+            // The service is gone (EPIPE): nobody is left to tell.
+            Err(_) => false,
+        };
+    }
+}
+
+/// How often an unsent total is tried again.
+const RESEND_EVERY: Duration = Duration::from_millis(100);
+
+/// `sigwait` with a time limit: `None` when none of `signals` came within `timeout`.
+fn wait_at_most(signals: &SigSet, timeout: Duration) -> nix::Result<Option<Sig>> {
+    let timeout = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: libc::c_long::from(timeout.subsec_nanos()),
+    };
+    // SAFETY: both pointers are valid for the call; the info argument may be null.
+    let signal = unsafe { libc::sigtimedwait(signals.as_ref(), std::ptr::null_mut(), &timeout) };
+    match Errno::result(signal) {
+        Ok(signal) => Sig::try_from(signal).map(Some),
+        Err(Errno::EAGAIN) => Ok(None),
+        Err(e) => Err(e),
     }
 }
