@@ -34,12 +34,12 @@ const MAKING_PATIENCE: Duration = Duration::from_secs(30);
 
 /// The most zombies the namespace may hold at any sampled instant. Orphans exit here at about
 /// 1,000 a second, and PID 1 reaps them as their SIGCHLD arrives, so the zombies at any moment
-/// are those that exited while it waited for a CPU: a median of 1 per sample, a 99th percentile
-/// of 6–9 and peaks of 12–34 over 14 runs on this two-core machine with a load average of 15–20
-/// (BENCHMARKS.md). 100 is three times the worst peak, or PID 1 a tenth of a second behind. A
-/// reaper that ran once a second (enough for the contract's "no zombie survives a second") would
-/// hold about 1,000 at once, and one that took a single child per SIGCHLD, when signals
-/// coalesce, would let them pile up.
+/// are those that exited while it waited for a CPU: at most 1 in half the samples, 6–9 at the
+/// 99th percentile, and peaks of 11–34 over 20 runs on this two-core machine with a load average
+/// of 7–20 (BENCHMARKS.md). 100 is three times the worst peak, or PID 1 a tenth of a second
+/// behind. A reaper that ran once a second (enough for the contract's "no zombie survives a
+/// second") would hold about 1,000 at once, and one that took a single child per SIGCHLD, when
+/// signals coalesce, lets them pile up: 2,793 at once, 2,707 never reaped.
 const ZOMBIE_BOUND: usize = 100;
 
 /// Each maker loops `( sleep … & )`: the subshell starts `sleep` in the background and exits
