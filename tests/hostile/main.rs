@@ -1,12 +1,14 @@
 //! Hostile clients against the real binary: slow and stalled clients, running out of file
 //! descriptors, garbage on the socket, and property-based runs over the configuration parser and
-//! the HTTP edge. In every case rodent keeps serving everyone else, and never crashes or hangs.
+//! the HTTP edge; and, for rodent as PID 1, a flood of orphans. In every case rodent keeps
+//! serving everyone else, and never crashes or hangs.
 
 #[path = "../support/mod.rs"]
 mod support;
 
 mod descriptors;
 mod garbage;
+mod orphans;
 mod properties;
 mod slow;
 

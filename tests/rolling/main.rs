@@ -13,7 +13,6 @@
 mod support;
 
 mod haproxy;
-mod load;
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -21,7 +20,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use haproxy::{HaProxy, TIME_TO_MARK_DOWN};
-use load::{Counts, Load, Report};
+use support::load::{Counts, Load, Report};
 use support::{PATIENCE, baseline_binary, rodent};
 
 const INSTANCES: usize = 3;

@@ -10,7 +10,7 @@ use nix::sys::signal::Signal::{SIGHUP, SIGKILL, SIGTERM};
 use nix::sys::signal::kill;
 use nix::unistd::Pid;
 
-use crate::namespace::{children, process};
+use crate::support::namespace::{children, process};
 use crate::support::{PATIENCE, Spawn, TempDir, code_of, connect, get_on, rodent};
 
 /// A daemon started by a test. Not our child: killed through its PID file if a test fails.

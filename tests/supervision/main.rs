@@ -5,6 +5,5 @@
 mod support;
 
 mod daemon;
-mod namespace;
 mod pid1;
 mod pidfile;

@@ -5,38 +5,13 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal::{SIGHUP, SIGKILL, SIGQUIT, SIGTERM};
 use nix::sys::signal::kill;
-use nix::unistd::Pid;
 use serde_json::Value;
 
-use crate::namespace::{self, UNSHARE, members, namespace_of, only_child, run_inside};
-use crate::support::{BINARY, PATIENCE, Rodent, TempDir, client, example, rodent};
-
-/// rodent (or `program`) as PID 1 of a fresh namespace; returns it and its host PID.
-fn as_pid1(spawn: crate::support::Spawn, program: &Path) -> (Rodent, Pid) {
-    let command = spawn.command_via(UNSHARE, program);
-    let rodent = spawn.spawn_command(command);
-    let init = only_child(rodent.pid());
-    (rodent, init)
-}
-
-fn supervising(rodent: &Rodent) -> Value {
-    rodent.wait_log(|l| l["message"] == "supervising" && l["target"] == "rodent::supervisor")
-}
-
-async fn zombies_reaped_metric(rodent: &Rodent) -> u64 {
-    let text = client()
-        .get(rodent.url("/metrics"))
-        .send()
-        .await
-        .expect("/metrics answers")
-        .text()
-        .await
-        .expect("a text body");
-    text.lines()
-        .find_map(|l| l.strip_prefix("rodent_zombies_reaped_total "))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no rodent_zombies_reaped_total in:\n{text}"))
-}
+use crate::support::namespace::{
+    self, as_pid1, members, namespace_of, only_child, run_inside, supervising,
+    zombies_reaped_metric,
+};
+use crate::support::{BINARY, PATIENCE, TempDir, client, example, rodent};
 
 const ORPHANS: usize = 200;
 

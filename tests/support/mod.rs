@@ -13,6 +13,9 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
 
+pub mod load;
+pub mod namespace;
+
 pub const BINARY: &str = env!("CARGO_BIN_EXE_rodent");
 
 /// How long a test waits for something that should take milliseconds. Generous: the suite runs

@@ -1,4 +1,5 @@
-//! Looking at a PID namespace from the outside: who is its PID 1, who lives in it, in what state.
+//! rodent as PID 1 of a PID namespace (what it is in a container), looked at from the outside:
+//! who is its PID 1, who lives in it, in what state.
 //!
 //! `unshare --pid --fork --mount-proc` makes rodent PID 1 of a new namespace without a container
 //! runtime; `nsenter` runs more processes inside it. Both need root.
@@ -8,8 +9,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use nix::unistd::Pid;
+use serde_json::Value;
 
-use crate::support::{PATIENCE, require_root, require_tool};
+use crate::support::{PATIENCE, Rodent, Spawn, client, require_root, require_tool};
 
 /// Prefix that runs a program as PID 1 of a new PID namespace, with its own /proc. When
 /// `unshare` dies (a test's cleanup kills it), its child gets SIGKILL, and with PID 1 the whole
@@ -111,6 +113,10 @@ impl Process {
 
 pub fn process(pid: Pid) -> Option<Process> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(pid, &stat)
+}
+
+fn parse_stat(pid: Pid, stat: &str) -> Option<Process> {
     // The command name is in parentheses and may itself hold spaces and parentheses.
     let open = stat.find('(')?;
     let close = stat.rfind(')')?;
@@ -153,4 +159,55 @@ pub fn run_inside(init: Pid, script: &str) {
         status.success(),
         "the script failed inside the namespace: {status}"
     );
+}
+
+/// rodent (or `program`) as PID 1 of a fresh namespace; returns it and its host PID.
+pub fn as_pid1(spawn: Spawn, program: &Path) -> (Rodent, Pid) {
+    let command = spawn.command_via(UNSHARE, program);
+    let rodent = spawn.spawn_command(command);
+    let init = only_child(rodent.pid());
+    (rodent, init)
+}
+
+/// The supervisor's `supervising` line, once it has written it.
+pub fn supervising(rodent: &Rodent) -> Value {
+    rodent.wait_log(|l| l["message"] == "supervising" && l["target"] == "rodent::supervisor")
+}
+
+/// `rodent_zombies_reaped_total`, as the service's `/metrics` shows it.
+pub async fn zombies_reaped_metric(rodent: &Rodent) -> u64 {
+    let text = client()
+        .get(rodent.url("/metrics"))
+        .send()
+        .await
+        .expect("/metrics answers")
+        .text()
+        .await
+        .expect("a text body");
+    text.lines()
+        .find_map(|l| l.strip_prefix("rodent_zombies_reaped_total "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no rodent_zombies_reaped_total in:\n{text}"))
+}
+
+/// Every process of the namespace whose PID 1 is `init` (host PID), zombies included, as the
+/// namespace's own `/proc` lists them: `pid` and `ppid` are the namespace's numbers (its PID 1
+/// is 1), not the host's that [`Process::has_open`] needs. Reaches that `/proc` through
+/// `init`'s root, so it reads only the namespace's processes, not the whole host's: about a
+/// millisecond for a few dozen, cheap enough to sample hundreds of times a second. Empty once
+/// the namespace is gone.
+pub fn seen_from_inside(init: Pid) -> Vec<Process> {
+    let proc = format!("/proc/{init}/root/proc");
+    let Ok(entries) = std::fs::read_dir(&proc) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            // Gone between the listing and the read: it is no one's zombie any more.
+            let stat = std::fs::read_to_string(format!("{proc}/{pid}/stat")).ok()?;
+            parse_stat(Pid::from_raw(pid), &stat)
+        })
+        .collect()
 }
