@@ -44,14 +44,18 @@ for tool in wrk curl python3 taskset; do
   command -v "$tool" >/dev/null || die "$tool is missing (scripts/ci/tools.sh installs it)"
 done
 
-# The very binaries the tests and the image use: a static release build for the host.
+# The very code the tests and the image use: a static release build for the host, here with
+# its symbol table kept (the image strips it) so profiles name functions. Its own target
+# directory, so this does not undo the test build.
 host=$(rustc -vV | sed -n 's/^host: //p')
 export RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static"
-cargo build --release --locked --target "$host" --bin rodent --example baseline >&2
+export CARGO_PROFILE_RELEASE_STRIP=false
+build=target/bench-build
+cargo build --release --locked --target "$host" --target-dir "$build" --bin rodent --example baseline >&2
 declare -A BIN=(
-  [rodent]="target/$host/release/rodent"
-  [rodent-warn]="target/$host/release/rodent"
-  [baseline]="target/$host/release/examples/baseline"
+  [rodent]="$build/$host/release/rodent"
+  [rodent-warn]="$build/$host/release/rodent"
+  [baseline]="$build/$host/release/examples/baseline"
 )
 # What each variant adds to the environment.
 declare -A ENV=(
