@@ -56,9 +56,9 @@ impl Fields<'_, '_> {
     fn field(&mut self, field: &Field, value: impl FnOnce(&mut Writer<'_>) -> fmt::Result) {
         if self.result.is_ok() {
             self.result = (|| {
-                self.writer.write_char(',')?;
-                write_string(self.writer, field.name())?;
-                self.writer.write_char(':')?;
+                self.writer.write_str(",\"")?;
+                Escaped(&mut *self.writer).write_str(field.name())?;
+                self.writer.write_str("\":")?;
                 value(self.writer)
             })();
         }
