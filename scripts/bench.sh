@@ -6,6 +6,7 @@
 #      rodent's full default stack (access log included, written to /dev/null) against the
 #      baseline serving the same body, plus rodent with RODENT_LOG=warn to show what request
 #      logging costs;
+#   1b. the same with every request traced to a local OTLP sink, against no endpoint;
 #   2. resident memory, idle and holding 1,000 kept-alive connections;
 #   3. time from exec to `/readyz` 200, and from SIGTERM to exit with RODENT_DRAIN_DELAY=0, idle;
 #   4. the container image size, when Docker has a `rodent` image;
@@ -91,7 +92,8 @@ stop() {
   wait "$PID" 2>/dev/null || true
   PID=""
 }
-trap '[ -n "$PID" ] && kill -KILL "$PID" 2>/dev/null; true' EXIT
+SINK=""
+trap '[ -n "$PID" ] && kill -KILL "$PID" 2>/dev/null; [ -n "$SINK" ] && kill "$SINK" 2>/dev/null; true' EXIT
 
 # wrk's figures in plain numbers: requests/s, p50 ms, p99 ms, requests, errors.
 wrk_figures() {
@@ -163,6 +165,61 @@ for figure in "requests/s:1:≥ 0.85" "p50 ms:2:" "p99 ms:3:≤ 1.2" "server CPU
   r=$(col rodent "$c"); b=$(col baseline "$c"); w=$(col rodent-warn "$c")
   say "| $label | $r | $b | $(ratio "$r" "$b") | $goal | $w | $(ratio "$w" "$b") |"
 done
+say ""
+
+# ---- 1b. trace export ----
+# The same GET / with trace export on, to a local OTLP/HTTP sink (every request sampled), against
+# rodent with no endpoint. Server CPU includes the export thread; the sink shares wrk's CPU.
+cat >"$OUT/otlp_sink.py" <<'EOF'
+# A local OTLP/HTTP sink: accepts POST /v1/traces, reads the body, answers 200.
+import http.server, sys
+class Sink(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.send_response(200)
+        self.send_header("content-type", "application/x-protobuf")
+        self.send_header("content-length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Sink).serve_forever()
+EOF
+SINK_PORT=$(free_port)
+taskset -c "$CLIENT_CPU" python3 "$OUT/otlp_sink.py" "$SINK_PORT" &
+SINK=$!
+BIN[rodent-traced]=${BIN[rodent]}
+ENV[rodent-traced]="OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$SINK_PORT"
+say "## Trace export: GET / with every request traced to a local OTLP/HTTP sink"
+say ""
+say "| round | server | requests/s | p99 ms | server CPU µs/request | spans exported / dropped |"
+say "| --- | --- | --- | --- | --- | --- |"
+rm -f "$OUT"/trace-*.tsv
+for round in $(seq 1 "$ROUNDS"); do
+  order="rodent rodent-traced"
+  [ $((round % 2)) -eq 0 ] && order="rodent-traced rodent"
+  for name in $order; do
+    start "$name"
+    taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNECTIONS" -d2s "http://127.0.0.1:$PORT/" >/dev/null
+    before=$(cpu_ticks "$PID")
+    taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency \
+      "http://127.0.0.1:$PORT/" >"$OUT/trace-$name-$round.txt"
+    after=$(cpu_ticks "$PID")
+    spans=$(curl -fs "http://127.0.0.1:$PORT/metrics" |
+      awk '/^rodent_spans_exported_total/ { e = $2 } /^rodent_spans_dropped_total/ { d = $2 } END { printf "%d / %d", e, d }')
+    stop
+    read -r rps p50 p99 requests errors < <(wrk_figures <"$OUT/trace-$name-$round.txt")
+    cpu=$(awk -v t=$((after - before)) -v hz="$TICK" -v n="$requests" 'BEGIN { printf "%.2f", t / hz * 1e6 / n }')
+    echo "$rps $p99 $cpu" >>"$OUT/trace-$name.tsv"
+    say "| $round | $name | $rps | $p99 | $cpu | $spans |"
+  done
+done
+kill "$SINK" 2>/dev/null || true
+tcol() { awk -v c="$2" '{ print $c }' "$OUT/trace-$1.tsv" | median; }
+say ""
+say "Medians: requests/s $(tcol rodent-traced 1) traced against $(tcol rodent 1) untraced" \
+  "($(ratio "$(tcol rodent-traced 1)" "$(tcol rodent 1)")×); server CPU per request" \
+  "$(tcol rodent-traced 3) µs against $(tcol rodent 3) µs."
 say ""
 
 # ---- 2. memory ----
