@@ -93,7 +93,11 @@ stop() {
   PID=""
 }
 SINK=""
-trap '[ -n "$PID" ] && kill -KILL "$PID" 2>/dev/null; [ -n "$SINK" ] && kill "$SINK" 2>/dev/null; true' EXIT
+cleanup() {
+  if [ -n "$PID" ]; then kill -KILL "$PID" 2>/dev/null || true; fi
+  if [ -n "$SINK" ]; then kill "$SINK" 2>/dev/null || true; fi
+}
+trap cleanup EXIT
 
 # wrk's figures in plain numbers: requests/s, p50 ms, p99 ms, requests, errors.
 wrk_figures() {
@@ -215,6 +219,7 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 done
 kill "$SINK" 2>/dev/null || true
+SINK=""
 tcol() { awk -v c="$2" '{ print $c }' "$OUT/trace-$1.tsv" | median; }
 say ""
 say "Medians: requests/s $(tcol rodent-traced 1) traced against $(tcol rodent 1) untraced" \
