@@ -143,8 +143,16 @@ fn garbage_is_answered_or_closed_and_never_crashes_or_hangs() {
 
     assert!(rodent.is_running(), "{}", rodent.raw_lines().join("\n"));
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let after = runtime.block_on(async { client().get(rodent.url("/")).send().await });
+    let after = runtime.block_on(async {
+        client()
+            .get(rodent.url("/"))
+            .header("x-request-id", "after-the-garbage")
+            .send()
+            .await
+    });
     assert_eq!(after.expect("rodent still serves").status(), 200);
+    // Every line logged before this request's has been read once its line is in.
+    rodent.wait_log(|l| l["request_id"] == "after-the-garbage");
     let panics: Vec<_> = rodent
         .raw_lines()
         .into_iter()
