@@ -159,6 +159,21 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
+    /// `variable` had the value `raw`, which is not what was `expected`; the value is kept
+    /// only when the variable's name does not look secret.
+    pub fn invalid(variable: &str, raw: &str, expected: impl Into<String>) -> Self {
+        let value = if looks_secret(variable) {
+            "***".to_string()
+        } else {
+            raw.to_string()
+        };
+        Self::Invalid {
+            variable: variable.to_string(),
+            value,
+            expected: expected.into(),
+        }
+    }
+
     /// The variable this error is about, when there is exactly one.
     pub fn variable(&self) -> Option<&str> {
         match self {
@@ -457,16 +472,8 @@ impl Fields {
     }
 
     fn invalid(&mut self, variable: &str, raw: &str, expected: String) {
-        let value = if looks_secret(variable) {
-            "***".to_string()
-        } else {
-            raw.to_string()
-        };
-        self.errors.push(ConfigError::Invalid {
-            variable: variable.to_string(),
-            value,
-            expected,
-        });
+        self.errors
+            .push(ConfigError::invalid(variable, raw, expected));
     }
 
     fn build(mut self, raw: Raw, vars: Vars) -> Result<Config, ConfigErrors> {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::http::{HeaderName, HeaderValue, Uri};
 
-use crate::config::{ConfigError, Vars, looks_secret};
+use crate::config::{ConfigError, Vars};
 
 /// Every variable read here, for the documentation and for reloads (none of them applies
 /// without a restart).
@@ -232,16 +232,8 @@ impl Reader<'_> {
         match parse(raw) {
             Ok(value) => value,
             Err(expected) => {
-                let value = if looks_secret(variable) {
-                    "***".to_string()
-                } else {
-                    raw.to_string()
-                };
-                self.errors.push(ConfigError::Invalid {
-                    variable: variable.to_string(),
-                    value,
-                    expected,
-                });
+                self.errors
+                    .push(ConfigError::invalid(variable, raw, expected));
                 default
             }
         }

@@ -71,16 +71,7 @@ impl Spawn {
     }
 
     pub fn command(&self) -> Command {
-        let mut command = Command::new(BINARY);
-        command
-            .args(&self.args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        command
+        self.command_via(&[], Path::new(BINARY))
     }
 
     pub fn spawn(self) -> Rodent {
