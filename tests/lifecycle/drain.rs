@@ -11,21 +11,12 @@ use crate::support::{PATIENCE, client, connect, get_on, read_to_close, rodent, w
 #[tokio::test]
 async fn readiness_fails_at_once_while_liveness_and_routes_keep_answering() {
     let rodent = rodent().env("RODENT_DRAIN_DELAY", "3s").spawn();
-    let client = client();
-    assert_eq!(
-        client
-            .get(rodent.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(rodent.get("/readyz").await.status(), 200);
 
     let signalled = Instant::now();
     rodent.signal(SIGTERM);
     let flipped = loop {
-        let response = client.get(rodent.url("/readyz")).send().await.unwrap();
+        let response = rodent.get("/readyz").await;
         if response.status() == 503 {
             let body: serde_json::Value = response.json().await.unwrap();
             assert_eq!(body["state"], "draining");
@@ -39,7 +30,7 @@ async fn readiness_fails_at_once_while_liveness_and_routes_keep_answering() {
         "readiness took {flipped:?} to fail"
     );
 
-    let health = client.get(rodent.url("/healthz")).send().await.unwrap();
+    let health = rodent.get("/healthz").await;
     assert_eq!(health.status(), 200);
     assert_eq!(health.headers()["content-type"], "application/health+json");
     let health: serde_json::Value = health.json().await.unwrap();
@@ -47,7 +38,7 @@ async fn readiness_fails_at_once_while_liveness_and_routes_keep_answering() {
     assert_eq!(health["state"], "draining");
 
     // A new connection during the drain delay is served, and told to go elsewhere next time.
-    let served = client.get(rodent.url("/")).send().await.unwrap();
+    let served = rodent.get("/").await;
     assert_eq!(served.status(), 200);
     assert_eq!(served.headers()["connection"], "close");
 }
@@ -107,23 +98,11 @@ async fn an_idle_service_exits_zero_right_after_the_drain_delay() {
 #[tokio::test]
 async fn sigint_drains_like_sigterm() {
     let mut rodent = rodent().env("RODENT_DRAIN_DELAY", "1s").spawn();
-    let client = client();
     rodent.signal(SIGINT);
     let draining = rodent.wait_log(|l| l["message"] == "draining");
     assert_eq!(draining["signal"], "SIGINT");
-    assert_eq!(
-        client
-            .get(rodent.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        503
-    );
-    assert_eq!(
-        client.get(rodent.url("/")).send().await.unwrap().status(),
-        200
-    );
+    assert_eq!(rodent.get("/readyz").await.status(), 503);
+    assert_eq!(rodent.get("/").await.status(), 200);
     assert_eq!(rodent.exit_code(PATIENCE), 0);
 }
 
@@ -134,11 +113,7 @@ async fn a_stream_longer_than_the_grace_is_cut_at_the_deadline() {
         .env("RODENT_SHUTDOWN_GRACE", "2s")
         .env("RODENT_REQUEST_TIMEOUT", "1s")
         .spawn();
-    let mut stream = client()
-        .get(rodent.url("/stream/60000"))
-        .send()
-        .await
-        .unwrap();
+    let mut stream = rodent.get("/stream/60000").await;
     assert_eq!(stream.status(), 200);
     assert!(
         stream.chunk().await.unwrap().is_some(),
@@ -269,7 +244,7 @@ async fn no_thread_of_the_service_blocks_the_signals_its_children_inherit() {
     // with SIGTERM blocked would start children that ignore SIGTERM.
     let rodent = rodent().spawn();
     for _ in 0..20 {
-        client().get(rodent.url("/")).send().await.unwrap();
+        rodent.get("/").await;
     }
     let handled = [1u64, 2, 3, 10, 12, 15, 28]
         .iter()

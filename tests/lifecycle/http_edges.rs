@@ -23,11 +23,7 @@ async fn problem(response: reqwest::Response, status: u16) -> serde_json::Value 
 async fn a_handler_past_the_request_timeout_answers_503() {
     let rodent = rodent().env("RODENT_REQUEST_TIMEOUT", "300ms").spawn();
     let started = Instant::now();
-    let response = client()
-        .get(rodent.url("/delay/5000"))
-        .send()
-        .await
-        .unwrap();
+    let response = rodent.get("/delay/5000").await;
     let body = problem(response, 503).await;
     assert!(
         body["detail"]
@@ -180,13 +176,9 @@ fn keep_alive_outlives_the_header_timeout_and_ends_at_the_idle_timeout() {
 #[tokio::test]
 async fn a_panicking_handler_answers_500_and_the_next_request_succeeds() {
     let rodent = rodent().spawn();
-    let client = client();
-    let body = problem(client.get(rodent.url("/panic")).send().await.unwrap(), 500).await;
+    let body = problem(rodent.get("/panic").await, 500).await;
     assert!(body["detail"].as_str().unwrap().contains("panicked"));
-    assert_eq!(
-        client.get(rodent.url("/")).send().await.unwrap().status(),
-        200
-    );
+    assert_eq!(rodent.get("/").await.status(), 200);
     let logged = rodent.wait_log(|l| l["message"] == "panic");
     assert_eq!(logged["panic"], "GET /panic was requested");
 }
@@ -199,8 +191,7 @@ async fn overload_is_shed_while_probes_answer_fast() {
         .collect();
     wait_in_flight(&rodent, "/delay/{ms}", 2).await;
 
-    let client = client();
-    let shed = client.get(rodent.url("/")).send().await.unwrap();
+    let shed = rodent.get("/").await;
     assert_eq!(shed.headers()["retry-after"], "1");
     let body = problem(shed, 503).await;
     assert!(
@@ -213,7 +204,7 @@ async fn overload_is_shed_while_probes_answer_fast() {
 
     for probe in ["/healthz", "/readyz", "/metrics"] {
         let started = Instant::now();
-        let response = client.get(rodent.url(probe)).send().await.unwrap();
+        let response = rodent.get(probe).await;
         assert_eq!(response.status(), 200, "{probe} while saturated");
         assert!(
             started.elapsed() < Duration::from_millis(500),
@@ -221,14 +212,7 @@ async fn overload_is_shed_while_probes_answer_fast() {
             started.elapsed()
         );
     }
-    let metrics = client
-        .get(rodent.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = rodent.get("/metrics").await.text().await.unwrap();
     assert!(
         metrics
             .lines()
@@ -244,42 +228,18 @@ async fn overload_is_shed_while_probes_answer_fast() {
 async fn errors_are_problem_json() {
     let rodent = rodent().spawn();
     let client = client();
-    let missing = problem(
-        client
-            .get(rodent.url("/no/such/route"))
-            .send()
-            .await
-            .unwrap(),
-        404,
-    )
-    .await;
+    let missing = problem(rodent.get("/no/such/route").await, 404).await;
     assert_eq!(missing["title"], "Not Found");
     let wrong_method = client.post(rodent.url("/")).send().await.unwrap();
     assert_eq!(wrong_method.headers()["allow"], "GET,HEAD");
     problem(wrong_method, 405).await;
-    let bad_path = problem(
-        client.get(rodent.url("/delay/soon")).send().await.unwrap(),
-        400,
-    )
-    .await;
+    let bad_path = problem(rodent.get("/delay/soon").await, 400).await;
     assert!(
         bad_path["detail"].as_str().unwrap().contains("parse"),
         "{bad_path}"
     );
-    problem(
-        client.get(rodent.url("/status/418")).send().await.unwrap(),
-        418,
-    )
-    .await;
-    assert_eq!(
-        client
-            .get(rodent.url("/status/204"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        204
-    );
+    problem(rodent.get("/status/418").await, 418).await;
+    assert_eq!(rodent.get("/status/204").await.status(), 204);
 }
 
 #[tokio::test]
@@ -299,7 +259,7 @@ async fn request_ids_are_kept_or_made() {
     assert_eq!(logged["method"], "GET");
     assert!(logged["latency_ms"].is_number());
 
-    let made = client.get(rodent.url("/nope")).send().await.unwrap();
+    let made = rodent.get("/nope").await;
     let id = made.headers()["x-request-id"].to_str().unwrap().to_string();
     assert_eq!(id.len(), 36, "a UUID: {id}");
 }
@@ -308,34 +268,13 @@ async fn request_ids_are_kept_or_made() {
 async fn streams_and_info_routes_work() {
     let rodent = rodent().spawn();
     let client = client();
-    let info: serde_json::Value = client
-        .get(rodent.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let info: serde_json::Value = rodent.get("/").await.json().await.unwrap();
     assert_eq!(info["name"], "rodent");
     assert_eq!(info["state"], "ready");
     assert_eq!(info["pid"], rodent.pid().as_raw());
-    let version: serde_json::Value = client
-        .get(rodent.url("/version"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let version: serde_json::Value = rodent.get("/version").await.json().await.unwrap();
     assert_eq!(version["version"], env!("CARGO_PKG_VERSION"));
-    let lines = client
-        .get(rodent.url("/stream/250"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let lines = rodent.get("/stream/250").await.text().await.unwrap();
     assert_eq!(lines.lines().count(), 3, "{lines}");
     let echoed = client
         .post(rodent.url("/echo"))

@@ -44,15 +44,7 @@ async fn sigquit_dumps_the_state_and_the_process_keeps_serving() {
     assert_eq!(dumped["in_flight"], 1);
     assert_eq!(dumped["in_flight_by_route"], "/delay/{ms}=1");
     assert!(dumped["connections"].as_i64().unwrap() >= 1, "{dumped}");
-    assert_eq!(
-        client()
-            .get(rodent.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(rodent.get("/readyz").await.status(), 200);
     assert_eq!(slow.await.unwrap().unwrap().status(), 200);
 }
 
@@ -64,11 +56,7 @@ async fn a_valid_reload_applies_and_changes_the_log_filter() {
         "RODENT_LOG=info,rodent::access=warn\nRODENT_DRAIN_DELAY=50ms\n",
     )
     .spawn();
-    let client = client();
-    assert_eq!(
-        client.get(rodent.url("/")).send().await.unwrap().status(),
-        200
-    );
+    assert_eq!(rodent.get("/").await.status(), 200);
 
     // RODENT_PORT cannot change at run time: its change is reported as needing a restart, at
     // warn level, which also marks a point in the log after the first request.
@@ -89,10 +77,7 @@ async fn a_valid_reload_applies_and_changes_the_log_filter() {
         "with access logs at warn, the first request was not logged"
     );
 
-    assert_eq!(
-        client.get(rodent.url("/")).send().await.unwrap().status(),
-        200
-    );
+    assert_eq!(rodent.get("/").await.status(), 200);
     rodent.wait_log(|l| l["message"] == "request" && l["route"] == "/");
     assert_eq!(dump(&rodent, 0)["drain_delay"], "750ms");
 
@@ -132,24 +117,9 @@ async fn an_invalid_reload_changes_nothing() {
     assert_eq!(named, ["RODENT_DRAIN_DELAY", "RODENT_MAX_INFLIGHT"]);
 
     assert!(rodent.is_running());
-    assert_eq!(
-        client()
-            .get(rodent.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(rodent.get("/readyz").await.status(), 200);
     assert_eq!(dump(&rodent, 0)["drain_delay"], "100ms");
-    let metrics = client()
-        .get(rodent.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = rodent.get("/metrics").await.text().await.unwrap();
     assert!(
         metrics
             .lines()
@@ -213,24 +183,12 @@ async fn the_admin_api_switches_readiness_behind_its_token() {
         .await
         .unwrap();
     assert_eq!(disabled.status(), 200);
-    let ready = client.get(rodent.url("/readyz")).send().await.unwrap();
+    let ready = rodent.get("/readyz").await;
     assert_eq!(ready.status(), 503);
     let body: serde_json::Value = ready.json().await.unwrap();
     assert_eq!(body["output"], "failing: enabled");
-    assert_eq!(
-        client
-            .get(rodent.url("/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    let excluded = client
-        .get(rodent.url("/readyz?exclude=enabled"))
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(rodent.get("/healthz").await.status(), 200);
+    let excluded = rodent.get("/readyz?exclude=enabled").await;
     assert_eq!(excluded.status(), 200);
 
     let enabled = client
@@ -240,44 +198,20 @@ async fn the_admin_api_switches_readiness_behind_its_token() {
         .await
         .unwrap();
     assert_eq!(enabled.status(), 200);
-    assert_eq!(
-        client
-            .get(rodent.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(rodent.get("/readyz").await.status(), 200);
 }
 
 #[tokio::test]
 async fn readyz_explains_itself() {
     let rodent = rodent().spawn();
-    let client = client();
-    let verbose: serde_json::Value = client
-        .get(rodent.url("/readyz?verbose"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let verbose: serde_json::Value = rodent.get("/readyz?verbose").await.json().await.unwrap();
     assert_eq!(verbose["status"], "pass");
     assert_eq!(verbose["checks"]["lifecycle"][0]["status"], "pass");
     assert_eq!(verbose["checks"]["enabled"][0]["status"], "pass");
 
-    let one = client
-        .get(rodent.url("/readyz/lifecycle"))
-        .send()
-        .await
-        .unwrap();
+    let one = rodent.get("/readyz/lifecycle").await;
     assert_eq!(one.status(), 200);
-    let unknown = client
-        .get(rodent.url("/readyz/nonesuch"))
-        .send()
-        .await
-        .unwrap();
+    let unknown = rodent.get("/readyz/nonesuch").await;
     assert_eq!(unknown.status(), 404);
     assert_eq!(
         unknown.headers()["content-type"],
@@ -287,11 +221,7 @@ async fn readyz_explains_itself() {
     // The lifecycle check cannot be excluded: draining is never ready.
     rodent.signal(SIGTERM);
     rodent.wait_log(|l| l["message"] == "draining");
-    let excluded = client
-        .get(rodent.url("/readyz?exclude=lifecycle"))
-        .send()
-        .await
-        .unwrap();
+    let excluded = rodent.get("/readyz?exclude=lifecycle").await;
     assert_eq!(excluded.status(), 503);
 }
 

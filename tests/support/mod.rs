@@ -164,6 +164,15 @@ impl Rodent {
         format!("http://{}{path}", self.addr())
     }
 
+    /// `GET path` on a fresh connection; panics if no response comes.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        client()
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path} got no response: {e}"))
+    }
+
     pub fn pid(&self) -> Pid {
         Pid::from_raw(self.child.id() as i32)
     }

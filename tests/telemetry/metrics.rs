@@ -72,23 +72,15 @@ async fn metrics_parse_as_prometheus_text_and_count_exactly_what_was_sent() {
     );
 
     for ms in 1..=7 {
-        let response = client
-            .get(rodent.url(&format!("/delay/{ms}")))
-            .send()
-            .await
-            .unwrap();
+        let response = rodent.get(&format!("/delay/{ms}")).await;
         assert_eq!(response.status(), 200);
     }
     for code in [404, 404, 503] {
-        let response = client
-            .get(rodent.url(&format!("/status/{code}")))
-            .send()
-            .await
-            .unwrap();
+        let response = rodent.get(&format!("/status/{code}")).await;
         assert_eq!(response.status(), code);
     }
     for path in ["/no/such/route", "/another/random/path/8831"] {
-        let response = client.get(rodent.url(path)).send().await.unwrap();
+        let response = rodent.get(path).await;
         assert_eq!(response.status(), 404);
     }
     let echo = client
@@ -211,7 +203,7 @@ async fn shed_requests_are_counted() {
     wait_in_flight(&rodent, "/delay/{ms}", 1).await;
     let before = Scrape::of(&rodent).await;
     for _ in 0..3 {
-        let shed = client().get(rodent.url("/")).send().await.unwrap();
+        let shed = rodent.get("/").await;
         assert_eq!(shed.status(), 503);
     }
     let after = Scrape::of(&rodent).await;
@@ -226,11 +218,10 @@ async fn shed_requests_are_counted() {
 #[tokio::test]
 async fn timeouts_panics_and_reloads_are_counted_by_route_and_outcome() {
     let rodent = rodent().env("RODENT_REQUEST_TIMEOUT", "200ms").spawn();
-    let client = client();
-    let timed_out = client.get(rodent.url("/delay/5000")).send().await.unwrap();
+    let timed_out = rodent.get("/delay/5000").await;
     assert_eq!(timed_out.status(), 503);
     for _ in 0..2 {
-        let panicked = client.get(rodent.url("/panic")).send().await.unwrap();
+        let panicked = rodent.get("/panic").await;
         assert_eq!(panicked.status(), 500);
     }
     rodent.signal(SIGHUP);

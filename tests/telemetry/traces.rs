@@ -125,7 +125,7 @@ async fn server_spans_follow_the_http_conventions_for_new_traces_errors_and_unkn
     let client = client();
 
     // No traceparent: a new trace, whose id is in the header and the log line.
-    let fresh = client.get(rodent.url("/status/503")).send().await.unwrap();
+    let fresh = rodent.get("/status/503").await;
     assert_eq!(fresh.status(), 503);
     let answer = traceresponse(&fresh);
     let failed = receiver.wait_for("GET /status/{code}", |s| s.span_id() == answer[2]);
@@ -141,7 +141,7 @@ async fn server_spans_follow_the_http_conventions_for_new_traces_errors_and_unkn
     assert_eq!(logged["trace_id"], answer[1].as_str());
 
     // A client error is not a server error.
-    let missing = client.get(rodent.url("/status/404")).send().await.unwrap();
+    let missing = rodent.get("/status/404").await;
     let answer = traceresponse(&missing);
     let not_found = receiver.wait_for("the 404", |s| s.span_id() == answer[2]);
     assert_eq!(not_found.attribute("error.type"), None);
@@ -151,11 +151,7 @@ async fn server_spans_follow_the_http_conventions_for_new_traces_errors_and_unkn
     );
 
     // No route matched: no http.route, and the span is named after the method alone.
-    let unknown = client
-        .get(rodent.url("/no/such/route"))
-        .send()
-        .await
-        .unwrap();
+    let unknown = rodent.get("/no/such/route").await;
     let answer = traceresponse(&unknown);
     let unmatched = receiver.wait_for("the unmatched request", |s| s.span_id() == answer[2]);
     assert_eq!(unmatched.span.name, "GET");
@@ -178,7 +174,7 @@ async fn server_spans_follow_the_http_conventions_for_new_traces_errors_and_unkn
     assert!(root.span.parent_span_id.is_empty());
 
     // Probes and scrapes are not traced.
-    let probe = client.get(rodent.url("/healthz")).send().await.unwrap();
+    let probe = rodent.get("/healthz").await;
     assert!(probe.headers().get("traceresponse").is_none());
 
     rodent.signal(SIGTERM);
@@ -265,13 +261,8 @@ async fn a_collector_that_is_down_costs_spans_not_requests_nor_the_grace() {
         .env("RODENT_SHUTDOWN_GRACE", "2s")
         .env("RODENT_REQUEST_TIMEOUT", "1s")
         .spawn();
-    let client = client();
     for i in 0..20 {
-        let response = client
-            .get(rodent.url(&format!("/delay/{i}")))
-            .send()
-            .await
-            .unwrap();
+        let response = rodent.get(&format!("/delay/{i}")).await;
         assert_eq!(response.status(), 200);
     }
     rodent.wait_log(|l| {
@@ -315,10 +306,9 @@ async fn a_collector_that_never_answers_holds_neither_requests_nor_the_exit() {
         .env("RODENT_SHUTDOWN_GRACE", "2s")
         .env("RODENT_REQUEST_TIMEOUT", "1s")
         .spawn();
-    let client = client();
     for _ in 0..20 {
         let sent = Instant::now();
-        let response = client.get(rodent.url("/")).send().await.unwrap();
+        let response = rodent.get("/").await;
         assert_eq!(response.status(), 200);
         assert!(
             sent.elapsed() < Duration::from_secs(1),
@@ -368,7 +358,7 @@ async fn without_an_endpoint_nothing_is_traced_but_the_callers_trace_id_is_logge
     let logged = rodent.wait_log(|l| l["message"] == "request" && l["route"] == "/");
     assert_eq!(logged["trace_id"], CALLER_TRACE);
 
-    let untraced = client().get(rodent.url("/version")).send().await.unwrap();
+    let untraced = rodent.get("/version").await;
     assert_eq!(untraced.status(), 200);
     let logged = rodent.wait_log(|l| l["message"] == "request" && l["route"] == "/version");
     assert!(logged.get("trace_id").is_none(), "{logged}");
