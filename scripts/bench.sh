@@ -123,6 +123,19 @@ TICK=$(getconf CLK_TCK)
 
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
+# measure FILE: against the server `start` left running, warms up (connections, allocator, CPU
+# frequency), runs wrk into FILE, and sets RPS, P50, P99, ERRORS and CPU (server µs/request).
+measure() {
+  local before after requests
+  taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNECTIONS" -d2s "http://127.0.0.1:$PORT/" >/dev/null
+  before=$(cpu_ticks "$PID")
+  taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency \
+    "http://127.0.0.1:$PORT/" >"$1"
+  after=$(cpu_ticks "$PID")
+  read -r RPS P50 P99 requests ERRORS < <(wrk_figures <"$1")
+  CPU=$(awk -v t=$((after - before)) -v hz="$TICK" -v n="$requests" 'BEGIN { printf "%.2f", t / hz * 1e6 / n }')
+}
+
 say "# rodent benchmarks"
 say ""
 say "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
@@ -144,17 +157,10 @@ for round in $(seq 1 "$ROUNDS"); do
   [ $((round % 2)) -eq 0 ] && order=$(echo "$variants" | tr ' ' '\n' | tac | tr '\n' ' ')
   for name in $order; do
     start "$name"
-    # Warm up: connections, allocator, CPU frequency.
-    taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNECTIONS" -d2s "http://127.0.0.1:$PORT/" >/dev/null
-    before=$(cpu_ticks "$PID")
-    taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency \
-      "http://127.0.0.1:$PORT/" >"$OUT/wrk-$name-$round.txt"
-    after=$(cpu_ticks "$PID")
+    measure "$OUT/wrk-$name-$round.txt"
     stop
-    read -r rps p50 p99 requests errors < <(wrk_figures <"$OUT/wrk-$name-$round.txt")
-    cpu=$(awk -v t=$((after - before)) -v hz="$TICK" -v n="$requests" 'BEGIN { printf "%.2f", t / hz * 1e6 / n }')
-    echo "$rps $p50 $p99 $cpu" >>"$OUT/wrk-$name.tsv"
-    say "| $round | $name | $rps | $p50 | $p99 | $cpu | $errors |"
+    echo "$RPS $P50 $P99 $CPU" >>"$OUT/wrk-$name.tsv"
+    say "| $round | $name | $RPS | $P50 | $P99 | $CPU | $ERRORS |"
   done
 done
 col() { awk -v c="$2" '{ print $c }' "$OUT/wrk-$1.tsv" | median; }
@@ -204,18 +210,12 @@ for round in $(seq 1 "$ROUNDS"); do
   [ $((round % 2)) -eq 0 ] && order="rodent-traced rodent"
   for name in $order; do
     start "$name"
-    taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNECTIONS" -d2s "http://127.0.0.1:$PORT/" >/dev/null
-    before=$(cpu_ticks "$PID")
-    taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency \
-      "http://127.0.0.1:$PORT/" >"$OUT/trace-$name-$round.txt"
-    after=$(cpu_ticks "$PID")
+    measure "$OUT/trace-$name-$round.txt"
     spans=$(curl -fs "http://127.0.0.1:$PORT/metrics" |
       awk '/^rodent_spans_exported_total/ { e = $2 } /^rodent_spans_dropped_total/ { d = $2 } END { printf "%d / %d", e, d }')
     stop
-    read -r rps p50 p99 requests errors < <(wrk_figures <"$OUT/trace-$name-$round.txt")
-    cpu=$(awk -v t=$((after - before)) -v hz="$TICK" -v n="$requests" 'BEGIN { printf "%.2f", t / hz * 1e6 / n }')
-    echo "$rps $p99 $cpu" >>"$OUT/trace-$name.tsv"
-    say "| $round | $name | $rps | $p99 | $cpu | $spans |"
+    echo "$RPS $P99 $CPU" >>"$OUT/trace-$name.tsv"
+    say "| $round | $name | $RPS | $P99 | $CPU | $spans |"
   done
 done
 kill "$SINK" 2>/dev/null || true
