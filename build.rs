@@ -1,9 +1,14 @@
 //! Records what `/version`, `rodent version` and the `rodent_build_info` metric report.
+//!
+//! The values reach the crate as `BUILD_INFO_*` variables. Cargo also sets those in the
+//! environment of whatever it runs (`cargo run`, `cargo test`), so they must not start with
+//! `RODENT_`: rodent would read them as configuration and warn about unknown variables.
 
 use std::path::Path;
 use std::process::Command;
 
 fn main() {
+    // The commit can be given from outside, where there is no git checkout (a Docker build).
     println!("cargo:rerun-if-env-changed=RODENT_BUILD_COMMIT");
     // Only watch git files that exist: a missing path would make cargo rerun this every build.
     for path in [".git/HEAD", ".git/refs/heads"] {
@@ -18,14 +23,14 @@ fn main() {
         .unwrap_or_else(|| "unknown".to_string());
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_string());
     let rustc_version = output(&rustc, &["--version"]).unwrap_or_else(|| "unknown".to_string());
-    println!("cargo:rustc-env=RODENT_BUILD_COMMIT={commit}");
-    println!("cargo:rustc-env=RODENT_BUILD_RUSTC={rustc_version}");
+    println!("cargo:rustc-env=BUILD_INFO_COMMIT={commit}");
+    println!("cargo:rustc-env=BUILD_INFO_RUSTC={rustc_version}");
     println!(
-        "cargo:rustc-env=RODENT_BUILD_TARGET={}",
+        "cargo:rustc-env=BUILD_INFO_TARGET={}",
         std::env::var("TARGET").unwrap_or_default()
     );
     println!(
-        "cargo:rustc-env=RODENT_BUILD_PROFILE={}",
+        "cargo:rustc-env=BUILD_INFO_PROFILE={}",
         std::env::var("PROFILE").unwrap_or_default()
     );
 }

@@ -5,10 +5,10 @@ use serde::Serialize;
 pub const NAME: &str = env!("CARGO_PKG_NAME");
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The git commit the binary was built from, or `unknown` (a build outside a checkout).
-pub const COMMIT: &str = env!("RODENT_BUILD_COMMIT");
-pub const RUSTC: &str = env!("RODENT_BUILD_RUSTC");
-pub const TARGET: &str = env!("RODENT_BUILD_TARGET");
-pub const PROFILE: &str = env!("RODENT_BUILD_PROFILE");
+pub const COMMIT: &str = env!("BUILD_INFO_COMMIT");
+pub const RUSTC: &str = env!("BUILD_INFO_RUSTC");
+pub const TARGET: &str = env!("BUILD_INFO_TARGET");
+pub const PROFILE: &str = env!("BUILD_INFO_PROFILE");
 
 /// Build information as `/version` serves it.
 #[derive(Debug, Clone, Serialize)]
