@@ -65,7 +65,7 @@ fn main() -> std::process::ExitCode {
                     if connected {
                         Ok(())
                     } else {
-                        Err("not connected".to_string())
+                        Err("not connected".into())
                     }
                 }
             })

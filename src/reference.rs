@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use crate::build;
-use crate::http::problem::Problem;
+use crate::http::Problem;
 use crate::lifecycle::Lifecycle;
 
 /// How often `/stream/{ms}` sends a line.

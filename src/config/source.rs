@@ -1,9 +1,13 @@
 //! Where variables come from: the process environment, and the dotenv file named by
 //! `RODENT_ENV_FILE` layered over it.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::{ConfigError, Vars};
+use super::error::ConfigError;
+
+/// The environment as rodent sees it: process variables with the env file layered on top.
+pub type Vars = BTreeMap<String, String>;
 
 /// The process environment. A `RODENT_*` variable whose value is not UTF-8 is an error (it
 /// cannot be what the user meant); other variables that are not UTF-8 are not ours to judge.

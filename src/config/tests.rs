@@ -1,3 +1,4 @@
+use std::collections::BTreeMap;
 use std::io::Write;
 
 use super::*;
@@ -156,7 +157,7 @@ fn reload_applies_only_reloadable_settings() {
         ("RODENT_PID_FILE", ""),
     ])
     .unwrap();
-    let reload = running.reload(next);
+    let reload = Reload::of(&running, next);
     assert_eq!(reload.config.port, 8080);
     assert_eq!(reload.config.log, "debug");
     assert_eq!(reload.changed, ["RODENT_LOG", "RODENT_ADMIN_TOKEN"]);

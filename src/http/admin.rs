@@ -11,10 +11,10 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use super::problem::Problem;
-use crate::state::ServiceState;
+use super::shared::Shared;
 
 pub(crate) async fn readiness(
-    State(state): State<Arc<ServiceState>>,
+    State(state): State<Arc<Shared>>,
     Path(action): Path<String>,
     method: Method,
     headers: HeaderMap,

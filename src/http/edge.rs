@@ -8,20 +8,15 @@ use axum::http::{HeaderValue, StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
 use http_body::Body as _;
 
-use super::is_exempt;
 use super::problem::{self, Problem};
+use super::routes::is_exempt;
+use super::shared::Shared;
 use crate::lifecycle::State as LifecycleState;
-use crate::state::ServiceState;
 
 /// Bodies up to this size are turned into problem+json; larger ones are left alone.
 const MAX_PLAIN_ERROR: u64 = 8 * 1024;
 
-pub(crate) async fn edge<F, Fut>(
-    state: &ServiceState,
-    route: &str,
-    mut req: Request,
-    next: F,
-) -> Response
+pub(crate) async fn edge<F, Fut>(state: &Shared, route: &str, mut req: Request, next: F) -> Response
 where
     F: FnOnce(Request) -> Fut,
     Fut: Future<Output = Response>,

@@ -12,16 +12,11 @@ use http_body::Body as _;
 
 use super::body::{BodyVerdict, Limited};
 use super::problem::Problem;
+use super::shared::Shared;
 use crate::config::format_duration;
-use crate::metrics::Route;
-use crate::state::ServiceState;
+use crate::observe::metrics::Route;
 
-pub(crate) async fn guard<F, Fut>(
-    state: &ServiceState,
-    route: &Route,
-    req: Request,
-    next: F,
-) -> Response
+pub(crate) async fn guard<F, Fut>(state: &Shared, route: &Route, req: Request, next: F) -> Response
 where
     F: FnOnce(Request) -> Fut,
     Fut: Future<Output = Response>,

@@ -1,9 +1,9 @@
-//! The per-request work around every route, as one tower layer: [`observe`] around [`edge`]
+//! The per-request work around every route, as one tower layer: [`access`] around [`edge`]
 //! around [`guard`] around the route, whose panics are caught. One layer with one boxed future
 //! per request, rather than a middleware function per concern, each of which would clone the
 //! route's boxed service and box a future of its own on every request.
 //!
-//! [`observe`]: super::observe
+//! [`access`]: super::access
 //! [`edge`]: super::edge
 //! [`guard`]: super::guard
 
@@ -19,11 +19,13 @@ use axum::response::Response;
 use futures_util::FutureExt;
 use tower::{Layer, Service, ServiceExt};
 
-use super::{edge, guard, is_operational, observe};
-use crate::state::ServiceState;
+use super::problem::panic_response;
+use super::routes::is_operational;
+use super::shared::Shared;
+use super::{access, edge, guard};
 
 #[derive(Clone)]
-pub(crate) struct RequestLayer(pub Arc<ServiceState>);
+pub(crate) struct RequestLayer(pub Arc<Shared>);
 
 impl<S> Layer<S> for RequestLayer {
     type Service = RequestService<<DefaultBodyLimit as Layer<S>>::Service>;
@@ -41,7 +43,7 @@ impl<S> Layer<S> for RequestLayer {
 #[derive(Clone)]
 pub(crate) struct RequestService<S> {
     inner: S,
-    state: Arc<ServiceState>,
+    state: Arc<Shared>,
 }
 
 impl<S> Service<Request> for RequestService<S>
@@ -66,11 +68,11 @@ where
     }
 }
 
-async fn handle<S>(state: &ServiceState, inner: S, req: Request) -> Response
+async fn handle<S>(state: &Shared, inner: S, req: Request) -> Response
 where
     S: Service<Request, Response = Response, Error = Infallible>,
 {
-    observe::observe(state, req, |req, route| async move {
+    access::observe(state, req, |req, route| async move {
         edge::edge(state, &route, req, |req| async {
             if is_operational(&route) {
                 call(inner, req).await
@@ -92,6 +94,6 @@ where
     match AssertUnwindSafe(inner.oneshot(req)).catch_unwind().await {
         Ok(Ok(response)) => response,
         Ok(Err(never)) => match never {},
-        Err(payload) => super::panic_response(payload),
+        Err(payload) => panic_response(payload),
     }
 }

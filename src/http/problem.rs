@@ -92,3 +92,16 @@ impl IntoResponse for Problem {
         response
     }
 }
+
+/// Marks a response produced by the panic handler, so the access layer can count it.
+#[derive(Clone, Copy)]
+pub(crate) struct Panicked;
+
+pub(crate) fn panic_response(_payload: Box<dyn std::any::Any + Send>) -> Response {
+    // The panic hook has already logged the message and location.
+    let mut response = Problem::new(StatusCode::INTERNAL_SERVER_ERROR)
+        .detail("the handler panicked; the process keeps serving")
+        .into_response();
+    response.extensions_mut().insert(Panicked);
+    response
+}

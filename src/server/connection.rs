@@ -20,8 +20,9 @@ use tower::util::Oneshot;
 
 use super::Control;
 use super::io::{Activity, Tracked, Verdict};
-use crate::state::ServiceState;
+use crate::observe::metrics::Metrics;
 
+/// The per-connection timeouts, fixed for the life of the server.
 #[derive(Clone, Copy)]
 pub(crate) struct Timeouts {
     pub header_read: Duration,
@@ -32,7 +33,7 @@ pub(crate) struct Timeouts {
 pub(super) struct Shared {
     pub builder: auto::Builder<TokioExecutor>,
     pub router: Router,
-    pub state: Arc<ServiceState>,
+    pub metrics: Arc<Metrics>,
     pub control: Control,
     pub timeouts: Timeouts,
 }
@@ -40,7 +41,7 @@ pub(super) struct Shared {
 pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     // Small responses should leave at once rather than wait for Nagle's algorithm.
     let _ = stream.set_nodelay(true);
-    let metrics = &shared.state.metrics;
+    let metrics = &shared.metrics;
     metrics.connection_opened();
     let activity = Arc::new(Activity::new());
     let service = ConnectionService {

@@ -1,16 +1,15 @@
 //! The HTTP server: an accept loop on a bound listener and one task per connection, driven by
 //! hyper-util's connection builder so each connection can be shut down on its own.
 //!
-//! The orchestrator steers it through [`Server`]: [`Server::drain_started`] sends HTTP/2 clients
+//! The service's run loop steers it through [`Server`]: [`Server::drain_started`] sends HTTP/2 clients
 //! a GOAWAY, [`Server::close`] stops accepting and lets every connection finish its in-flight
 //! requests, [`Server::abort`] drops whatever is left.
 
 mod connection;
 mod io;
 
-pub(crate) use connection::RequestOnConnection;
+pub(crate) use connection::{RequestOnConnection, Timeouts};
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -23,7 +22,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::state::ServiceState;
+use crate::observe::metrics::Metrics;
 
 /// Largest request head accepted; beyond it hyper answers 431.
 const MAX_HEADER_BYTES: usize = 64 * 1024;
@@ -51,8 +50,13 @@ pub(crate) struct Server {
 }
 
 impl Server {
-    /// Starts accepting on `listener`.
-    pub(crate) fn start(listener: TcpListener, router: Router, state: Arc<ServiceState>) -> Self {
+    /// Starts accepting on `listener`, serving every connection with `router`.
+    pub(crate) fn start(
+        listener: TcpListener,
+        router: Router,
+        timeouts: Timeouts,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let control = Control {
             draining: CancellationToken::new(),
             closing: CancellationToken::new(),
@@ -61,18 +65,12 @@ impl Server {
             accept_stopped: CancellationToken::new(),
         };
         let connections = TaskTracker::new();
-        let config = state.config.load();
-        let timeouts = connection::Timeouts {
-            header_read: config.header_read_timeout,
-            idle: config.idle_timeout,
-        };
-        drop(config);
         let accept_loop = tokio::spawn(accept_loop(
             listener,
             Arc::new(connection::Shared {
                 builder: builder(),
                 router,
-                state,
+                metrics,
                 control: control.clone(),
                 timeouts,
             }),
@@ -167,7 +165,7 @@ async fn accept_loop(
                 // pending connection stays in the backlog and accept would fail again at once:
                 // back off, so in-flight requests can finish and free descriptors, instead of
                 // spinning a core. Connections waiting in the backlog are served afterwards.
-                shared.state.metrics.accept_error();
+                shared.metrics.accept_error();
                 errors.failed(&e);
                 tokio::select! {
                     () = closing.cancelled() => break,
@@ -222,9 +220,4 @@ impl AcceptErrors {
             *self = Self::default();
         }
     }
-}
-
-/// The address a listener is bound to, for the `listening` log line.
-pub(crate) fn local_addr(listener: &TcpListener) -> Option<SocketAddr> {
-    listener.local_addr().ok()
 }

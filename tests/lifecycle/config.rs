@@ -98,12 +98,12 @@ fn drain_and_request_timeout_must_fit_in_the_grace() {
     let line = log
         .iter()
         .find(|l| {
-            l["message"]
+            l["error"]
                 .as_str()
                 .is_some_and(|m| m.contains("does not fit inside RODENT_SHUTDOWN_GRACE"))
         })
         .unwrap_or_else(|| panic!("no explanation in {log:?}"));
-    let message = line["message"].as_str().unwrap();
+    let message = line["error"].as_str().unwrap();
     assert!(
         message.contains("RODENT_DRAIN_DELAY (5s) + RODENT_REQUEST_TIMEOUT (30s)"),
         "{message}"
@@ -210,11 +210,24 @@ fn config_check_answers_with_its_exit_code() {
 
 #[test]
 fn an_unknown_variable_is_warned_about() {
-    let mut rodent = rodent().env("RODENT_DRAIN_DELAI", "9s").spawn();
+    // With everything cargo put in this test's environment, as `cargo run` would give it.
+    let mut spawn = rodent();
+    for (name, value) in std::env::vars().filter(|(name, _)| !name.starts_with("RODENT_")) {
+        spawn = spawn.env(&name, value);
+    }
+    let mut rodent = spawn.env("RODENT_DRAIN_DELAI", "9s").spawn();
     let warning = rodent.wait_log(|l| l["message"] == "unknown variable (a typo?)");
     assert_eq!(warning["variable"], "RODENT_DRAIN_DELAI");
     rodent.signal(nix::sys::signal::Signal::SIGTERM);
     assert_eq!(rodent.exit_code(PATIENCE), 0);
+    // The build information cargo passes to what it runs is never mistaken for configuration.
+    let unknown: Vec<_> = rodent
+        .json_lines()
+        .into_iter()
+        .filter(|l| l["message"] == "unknown variable (a typo?)")
+        .map(|l| l["variable"].clone())
+        .collect();
+    assert_eq!(unknown, ["RODENT_DRAIN_DELAI"]);
 }
 
 #[test]

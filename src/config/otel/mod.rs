@@ -1,0 +1,155 @@
+//! The `OTEL_*` variables rodent honours, read from the same variables as the rest of the
+//! configuration (so `RODENT_ENV_FILE` and tests work) and validated the same way: every bad
+//! value is reported with its variable, and rodent refuses to start.
+//!
+//! The OpenTelemetry crates also read some of these from the process environment on their own;
+//! everything read here is passed to them explicitly, so what is validated is what is used.
+
+mod read;
+
+use std::time::Duration;
+
+use super::error::ConfigError;
+use super::source::Vars;
+
+/// Every variable read here, for the documentation and for reloads (none of them applies
+/// without a restart).
+pub const VARIABLES: &[&str] = &[
+    "OTEL_SDK_DISABLED",
+    "OTEL_TRACES_EXPORTER",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_HEADERS",
+    "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+    "OTEL_EXPORTER_OTLP_TIMEOUT",
+    "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+    "OTEL_EXPORTER_OTLP_COMPRESSION",
+    "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+    "OTEL_SERVICE_NAME",
+    "OTEL_RESOURCE_ATTRIBUTES",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
+    "OTEL_BSP_SCHEDULE_DELAY",
+    "OTEL_BSP_EXPORT_TIMEOUT",
+    "OTEL_BSP_MAX_QUEUE_SIZE",
+    "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+];
+
+/// The service name when neither `OTEL_SERVICE_NAME` nor `service.name` in
+/// `OTEL_RESOURCE_ATTRIBUTES` says otherwise.
+pub const DEFAULT_SERVICE_NAME: &str = "rodent";
+
+/// How spans travel to the collector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// OTLP over HTTP with protobuf bodies, to `<endpoint>/v1/traces` (usually port 4318).
+    HttpProtobuf,
+    /// OTLP over gRPC (usually port 4317).
+    Grpc,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::HttpProtobuf => "http/protobuf",
+            Self::Grpc => "grpc",
+        }
+    }
+}
+
+/// Which spans are recorded, as `OTEL_TRACES_SAMPLER` names them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Sampler {
+    AlwaysOn,
+    AlwaysOff,
+    TraceIdRatio(f64),
+    ParentBasedAlwaysOn,
+    ParentBasedAlwaysOff,
+    ParentBasedTraceIdRatio(f64),
+}
+
+impl Sampler {
+    pub fn describe(self) -> String {
+        match self {
+            Self::AlwaysOn => "always_on".into(),
+            Self::AlwaysOff => "always_off".into(),
+            Self::TraceIdRatio(r) => format!("traceidratio({r})"),
+            Self::ParentBasedAlwaysOn => "parentbased_always_on".into(),
+            Self::ParentBasedAlwaysOff => "parentbased_always_off".into(),
+            Self::ParentBasedTraceIdRatio(r) => format!("parentbased_traceidratio({r})"),
+        }
+    }
+}
+
+/// Where and how to send spans.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Export {
+    /// The full URL for http/protobuf (`…/v1/traces`), the server address for gRPC.
+    pub endpoint: String,
+    pub protocol: Protocol,
+    /// Sent with every export, names in lower case; values are secrets (API keys) and never
+    /// logged.
+    pub headers: Vec<(String, String)>,
+    /// Bounds one export request.
+    pub timeout: Duration,
+    pub gzip: bool,
+}
+
+/// The batch span processor: how long spans wait, how many are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batch {
+    pub schedule_delay: Duration,
+    /// Bounds one export, retries included, and the flush at shutdown.
+    pub export_timeout: Duration,
+    /// Spans beyond this many waiting are dropped (and counted), never waited for.
+    pub max_queue_size: usize,
+    pub max_export_batch_size: usize,
+}
+
+/// Why no span is exported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Off {
+    NoEndpoint,
+    SdkDisabled,
+    ExporterNone,
+}
+
+impl Off {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::NoEndpoint => {
+                "neither OTEL_EXPORTER_OTLP_ENDPOINT nor OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set"
+            }
+            Self::SdkDisabled => "OTEL_SDK_DISABLED=true",
+            Self::ExporterNone => "OTEL_TRACES_EXPORTER=none",
+        }
+    }
+}
+
+/// The validated trace settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// `Err` says why tracing is off.
+    pub export: Result<Export, Off>,
+    /// Resource attributes, `service.name` first.
+    pub resource: Vec<(String, String)>,
+    pub sampler: Sampler,
+    pub batch: Batch,
+}
+
+impl Settings {
+    /// Reads every `OTEL_*` variable rodent honours; all problems are returned at once.
+    pub fn from_vars(vars: &Vars) -> Result<Self, Vec<ConfigError>> {
+        read::settings(vars)
+    }
+}
+
+/// Checks the `OTEL_*` variables, for the configuration's own validation.
+pub(crate) fn check(vars: &Vars) -> Vec<ConfigError> {
+    Settings::from_vars(vars).err().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests;

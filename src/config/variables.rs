@@ -1,0 +1,52 @@
+//! Every variable rodent reads, with its default and whether a reload applies it.
+
+use super::source::Vars;
+
+/// One documented variable.
+pub struct Variable {
+    pub name: &'static str,
+    pub default: &'static str,
+    /// Applied by a reload (SIGHUP) without a restart.
+    pub reloadable: bool,
+}
+
+/// Every variable rodent reads, in the order the README documents them.
+pub const VARIABLES: &[Variable] = &[
+    var("RODENT_HOST", "0.0.0.0", false),
+    var("RODENT_PORT", "8080", false),
+    var("RODENT_LOG", "info", true),
+    var("RODENT_LOG_FORMAT", "json", true),
+    var("RODENT_DRAIN_DELAY", "5s", true),
+    var("RODENT_SHUTDOWN_GRACE", "30s", true),
+    var("RODENT_REQUEST_TIMEOUT", "20s", true),
+    var("RODENT_HEADER_READ_TIMEOUT", "10s", false),
+    var("RODENT_IDLE_TIMEOUT", "60s", false),
+    var("RODENT_BODY_LIMIT", "1048576", true),
+    var("RODENT_MAX_INFLIGHT", "1024", true),
+    var("RODENT_PID_FILE", "(per platform)", false),
+    var("RODENT_INIT", "auto", false),
+    var("RODENT_ENV_FILE", "", false),
+    var("RODENT_LOG_FILE", "", false),
+    var("RODENT_ADMIN_TOKEN", "", true),
+];
+
+const fn var(name: &'static str, default: &'static str, reloadable: bool) -> Variable {
+    Variable {
+        name,
+        default,
+        reloadable,
+    }
+}
+
+/// Variables that rodent itself sets for its own child processes, never by users.
+const INTERNAL_VARIABLES: &[&str] = &["RODENT_SUPERVISED", "RODENT_DAEMON_FD"];
+
+/// `RODENT_*` variables that rodent does not know: most likely typos.
+pub(super) fn unknown_variables(vars: &Vars) -> Vec<String> {
+    vars.keys()
+        .filter(|k| k.starts_with("RODENT_"))
+        .filter(|k| !VARIABLES.iter().any(|v| v.name == k.as_str()))
+        .filter(|k| !INTERNAL_VARIABLES.contains(&k.as_str()))
+        .cloned()
+        .collect()
+}

@@ -1,0 +1,58 @@
+//! What the request path of one running service shares: the router's middleware and handlers,
+//! and the run loop that reloads its configuration, all hold an `Arc<Shared>`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use arc_swap::ArcSwap;
+
+use crate::config::Config;
+use crate::lifecycle::Lifecycle;
+use crate::lifecycle::readiness::Readiness;
+use crate::observe::metrics::Metrics;
+
+pub(crate) struct Shared {
+    pub lifecycle: Lifecycle,
+    /// The current configuration; a reload swaps in a new one atomically, so a request sees
+    /// either the old settings or the new ones, never a mix.
+    pub config: ArcSwap<Config>,
+    /// Shared with the parts that count from outside the request path (telemetry's spans, the
+    /// supervisor's reaped orphans).
+    pub metrics: Arc<Metrics>,
+    pub readiness: Readiness,
+    /// Application requests in flight, for load shedding (probes and `/metrics` not counted).
+    app_in_flight: Arc<AtomicUsize>,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        config: Config,
+        lifecycle: Lifecycle,
+        metrics: Arc<Metrics>,
+        readiness: Readiness,
+    ) -> Self {
+        Self {
+            metrics,
+            lifecycle,
+            config: ArcSwap::from_pointee(config),
+            readiness,
+            app_in_flight: Arc::default(),
+        }
+    }
+
+    /// Admits one more application request unless `max` are already in flight.
+    pub(crate) fn admit(&self, max: usize) -> Option<AdmissionPermit> {
+        let previous = self.app_in_flight.fetch_add(1, Ordering::AcqRel);
+        let permit = AdmissionPermit(self.app_in_flight.clone());
+        (previous < max).then_some(permit)
+    }
+}
+
+/// One admitted application request; dropping it makes room for another.
+pub(crate) struct AdmissionPermit(Arc<AtomicUsize>);
+
+impl Drop for AdmissionPermit {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}

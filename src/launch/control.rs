@@ -1,0 +1,143 @@
+//! Commands that operate an instance from outside: `status`, `stop` and `reload`. The instance
+//! is the process holding the lock on RODENT_PID_FILE, read from the environment like the server
+//! reads it; the number written in the file is never trusted on its own.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use crate::config::{Config, format_duration};
+use crate::exit::Exit;
+use crate::process::pidfile::{self, Status};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// Added to the shutdown grace for `stop`'s default timeout: the instance exits inside its
+/// grace, and the rest is process teardown.
+const STOP_SLACK: Duration = Duration::from_secs(5);
+const STOP_POLL: Duration = Duration::from_millis(20);
+
+/// LSB `status` codes.
+const RUNNING: u8 = 0;
+const DEAD_WITH_PID_FILE: u8 = 1;
+const NOT_RUNNING: u8 = 3;
+const UNKNOWN: u8 = 4;
+
+/// `rodent status`: LSB codes; the PID is the lock holder's.
+pub(super) fn status() -> ExitCode {
+    let (_, path) = match target("status", UNKNOWN) {
+        Ok(target) => target,
+        Err(code) => return code,
+    };
+    ExitCode::from(match pidfile::status(&path) {
+        Ok(Status::Running(pid)) => {
+            println!("rodent is running (PID {pid})");
+            RUNNING
+        }
+        Ok(Status::Dead(pid)) => {
+            println!(
+                "rodent is not running, but its PID file {} remains (PID {pid})",
+                path.display()
+            );
+            DEAD_WITH_PID_FILE
+        }
+        Ok(Status::NotRunning) => {
+            println!("rodent is not running");
+            NOT_RUNNING
+        }
+        Err(e) => {
+            eprintln!("rodent status: {e}");
+            UNKNOWN
+        }
+    })
+}
+
+/// `rodent stop`: SIGTERM to the lock holder, then wait for the lock to be released.
+pub(super) fn stop(timeout: Option<Duration>) -> ExitCode {
+    let (config, path) = match target("stop", Exit::Failure.code()) {
+        Ok(target) => target,
+        Err(code) => return code,
+    };
+    let timeout = timeout.unwrap_or(config.shutdown_grace + STOP_SLACK);
+    let pid = match running(&path, "stop") {
+        Ok(pid) => pid,
+        Err(code) => return code,
+    };
+    if let Err(e) = kill(pid, Signal::SIGTERM) {
+        eprintln!("rodent stop: cannot signal PID {pid}: {e}");
+        return Exit::Failure.into();
+    }
+    let deadline = Instant::now() + timeout;
+    loop {
+        match pidfile::status(&path) {
+            Ok(Status::Running(holder)) if holder == pid => {}
+            _ => {
+                println!("rodent stopped (PID {pid})");
+                return ExitCode::SUCCESS;
+            }
+        }
+        if Instant::now() >= deadline {
+            eprintln!(
+                "rodent stop: rodent (PID {pid}) is still running after {}",
+                format_duration(timeout)
+            );
+            return Exit::Failure.into();
+        }
+        std::thread::sleep(STOP_POLL);
+    }
+}
+
+/// `rodent reload`: SIGHUP to the lock holder. The outcome is in the instance's log.
+pub(super) fn reload() -> ExitCode {
+    let (_, path) = match target("reload", Exit::Failure.code()) {
+        Ok(target) => target,
+        Err(code) => return code,
+    };
+    let pid = match running(&path, "reload") {
+        Ok(pid) => pid,
+        Err(code) => return code,
+    };
+    match kill(pid, Signal::SIGHUP) {
+        Ok(()) => {
+            println!("rodent (PID {pid}) is reloading its configuration");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("rodent reload: cannot signal PID {pid}: {e}");
+            Exit::Failure.into()
+        }
+    }
+}
+
+/// The configuration and the PID file path a command acts on; `Err` is the exit code when
+/// there is none (`no_pid_file` when RODENT_PID_FILE is empty).
+fn target(command: &str, no_pid_file: u8) -> Result<(Config, PathBuf), ExitCode> {
+    let config = Config::from_env().map_err(|errors| {
+        eprintln!("rodent {command}: {errors}");
+        ExitCode::from(Exit::Config)
+    })?;
+    match config.pid_file.clone() {
+        Some(path) => Ok((config, path)),
+        None => {
+            eprintln!(
+                "rodent {command}: RODENT_PID_FILE is empty, so there is no instance to look for"
+            );
+            Err(ExitCode::from(no_pid_file))
+        }
+    }
+}
+
+/// The running instance's PID; `Err` is the exit code when there is none.
+fn running(path: &std::path::Path, command: &str) -> Result<Pid, ExitCode> {
+    match pidfile::status(path) {
+        Ok(Status::Running(pid)) => Ok(pid),
+        Ok(Status::Dead(_) | Status::NotRunning) => {
+            println!("rodent is not running");
+            Err(ExitCode::from(NOT_RUNNING))
+        }
+        Err(e) => {
+            eprintln!("rodent {command}: {e}");
+            Err(Exit::Failure.into())
+        }
+    }
+}

@@ -1,0 +1,303 @@
+//! The life of a rodent process, in the order it must happen, for the `rodent` binary and for
+//! any application embedding the library:
+//!
+//! 1. block the handled signals, before anything else, so none is lost;
+//! 2. read and validate the configuration, all of it, before anything binds (exit 78);
+//! 3. become what this process is meant to be, while it is still single-threaded: the PID 1
+//!    supervisor, or a daemon (`--detach`);
+//! 4. install the signal handlers, before any other thread exists;
+//! 5. start trace export and logging, take the PID file, build the runtime;
+//! 6. serve until shutdown, and exit with the code the lifecycle ended with.
+//!
+//! [`main`] puts rodent's command line in front of it (`serve`, `status`, `stop`, `reload`,
+//! `probe`, `config`, `version`); [`serve`] is the `serve` command alone, for an application
+//! with a command line of its own.
+//!
+//! ```no_run
+//! use axum::{Router, routing::get};
+//!
+//! fn main() -> std::process::ExitCode {
+//!     rodent::launch::main(|service| {
+//!         service.routes(Router::new().route("/hello", get(|| async { "hello" })))
+//!     })
+//! }
+//! ```
+//!
+//! | part | owns |
+//! | --- | --- |
+//! | this file | the order of a process's life, from blocked signals to the exit code |
+//! | `cli` | the command line |
+//! | `commands` | the commands other than `serve`: `probe`, `config`, `version` |
+//! | `control` | `status`, `stop` and `reload`: an instance found through its PID file |
+//! | `probe` | the HTTP client behind `rodent probe` |
+
+mod cli;
+mod commands;
+mod control;
+mod probe;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use nix::unistd::Pid;
+
+use crate::build::{self, NAME};
+use crate::config::{Config, LogFormat};
+use crate::exit::Exit;
+use crate::observe::logging::Logging;
+use crate::observe::telemetry::Telemetry;
+use crate::process::daemon::{self, Detached, Outcome, Report};
+use crate::process::notify::Notifier;
+use crate::process::pidfile::PidFileLock;
+use crate::process::supervisor::{self, Link, Role};
+use crate::service::{Rodent, Signals};
+use cli::{Cli, Command, ServeArgs};
+
+/// Runs rodent's command line around the service `build` describes: `serve` (the default),
+/// `status`, `stop`, `reload`, `probe`, `config` and `version`. The `rodent` binary is this
+/// with the [reference routes](crate::reference::routes).
+pub fn main(build: impl FnOnce(Rodent) -> Rodent) -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
+        Command::Serve(args) => serve(
+            Options {
+                detach: args.detach,
+            },
+            build,
+        ),
+        Command::Status => control::status(),
+        Command::Stop(args) => control::stop(args.timeout),
+        Command::Reload => control::reload(),
+        Command::Probe(args) => commands::probe(args).into(),
+        Command::Config { action } => commands::config(action).into(),
+        Command::Version => commands::version().into(),
+    }
+}
+
+/// How to serve.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Options {
+    /// Run as a daemon (`serve --detach`): return once it is ready, or with its error.
+    pub detach: bool,
+}
+
+/// Reads configuration, becomes what this process is meant to be, then runs the service until
+/// it stops. The order matters: signals are blocked before anything else so none is lost;
+/// configuration is complete before anything binds; detaching and supervising fork, so they
+/// happen before any thread exists.
+pub fn serve(options: Options, build: impl FnOnce(Rodent) -> Rodent) -> ExitCode {
+    if let Err(e) = crate::process::signal::block_early() {
+        eprintln!("{NAME}: cannot block signals: {e}");
+        return Exit::Failure.into();
+    }
+    let mut config = match Config::from_env() {
+        Ok(config) => config,
+        Err(errors) if options.detach => {
+            eprintln!("{NAME}: {errors}");
+            return Exit::Config.into();
+        }
+        Err(errors) => {
+            let _logging = Logging::init("info", guess_log_format(), Vec::new());
+            errors.log();
+            tracing::error!(
+                target: "rodent::config",
+                problems = errors.0.len(),
+                exit_code = Exit::Config.code(),
+                "refusing to start with an invalid configuration"
+            );
+            return Exit::Config.into();
+        }
+    };
+    let role = supervisor::role(&config);
+    // A supervised service was re-executed with the same arguments: its supervisor detached.
+    let report = match &role {
+        Role::Service(None) | Role::Supervisor(_) if options.detach => match detach(&mut config) {
+            Detach::Daemon(report) => Some(report),
+            Detach::LauncherDone(exit) => return exit,
+        },
+        _ => None,
+    };
+    match role {
+        Role::Supervisor(supervisor) => supervisor
+            .pid_file(config.pid_file.clone())
+            .report_to(report)
+            .run(&config)
+            .into(),
+        Role::Service(link) => service(config, link, report, build).into(),
+    }
+}
+
+/// Runs the service in this process. Under a supervisor, the supervisor holds the PID file
+/// and the daemon report (if any) comes from it.
+fn service(
+    config: Config,
+    mut link: Option<Link>,
+    report: Option<Report>,
+    build: impl FnOnce(Rodent) -> Rodent,
+) -> Exit {
+    // Shared with the lifecycle observer, and kept here until the very end: after a failure,
+    // the launcher returns when the last copy is closed, which must follow the PID file.
+    let report = report
+        .or_else(|| link.as_mut().and_then(Link::take_report))
+        .map(Arc::new);
+    // Before any thread exists, so every thread (and every process they spawn) starts with
+    // the signals unblocked: see `process::signal`.
+    let signals = match crate::process::signal::listen() {
+        Ok(signals) => signals,
+        Err(e) => {
+            eprintln!("{NAME}: cannot install signal handlers: {e}");
+            return Exit::Failure;
+        }
+    };
+    // Trace export, when configured, starts its thread here: after the signal handlers, like
+    // every thread.
+    let mut telemetry = Telemetry::start(&config.vars);
+    let logging = Logging::init(&config.log, config.log_format, telemetry.layers());
+    log_starting(&config);
+    let pid_file = match (&link, &config.pid_file) {
+        (None, Some(path)) => match PidFileLock::acquire(path) {
+            Ok(lock) => Some(lock),
+            Err(e) => {
+                tracing::error!(target: "rodent::lifecycle", path = %path.display(), exit_code = e.exit().code(), "{e}");
+                if let Some(report) = &report {
+                    report.failed(e.exit(), &e.to_string());
+                }
+                return e.exit();
+            }
+        },
+        _ => None,
+    };
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("rodent-worker")
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return Exit::Failure;
+        }
+    };
+    let notifier = Notifier::from_vars(&config.vars);
+    let service = Rodent::new(config);
+    let flush = telemetry.connect(&service.metrics());
+    let mut service = build(service.logging(logging.handle()).flush_last(flush));
+    match notifier {
+        Some(Ok(notifier)) => service = service.on_event(move |event| notifier.observe(event)),
+        Some(Err(e)) => {
+            tracing::warn!(target: "rodent::notify", error = %e, "NOTIFY_SOCKET is set but cannot be used")
+        }
+        None => {}
+    }
+    if let Some(report) = report.clone() {
+        service = service.on_event(move |event| report.observe(event));
+    }
+    let metrics = service.metrics();
+    let exit = runtime.block_on(async move {
+        if let Some(link) = link {
+            link.publish(move |total| metrics.set_zombies_reaped(total));
+        }
+        service.bind_and_serve(Signals::Os(signals)).await
+    });
+    // Tasks still parked in blocking calls must not hold the exit.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    // Removed last, once nothing of the service is left running; then the launcher of a
+    // failed daemon may return.
+    drop(pid_file);
+    drop(report);
+    exit
+}
+
+fn log_starting(config: &Config) {
+    let settings: Vec<String> = config
+        .render()
+        .into_iter()
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect();
+    tracing::info!(
+        target: "rodent::lifecycle",
+        version = build::VERSION,
+        commit = build::COMMIT,
+        pid = std::process::id(),
+        config = settings.join(" "),
+        "starting"
+    );
+    config.warn_unknown();
+}
+
+/// The log format to report configuration errors in, when the configuration itself is invalid.
+fn guess_log_format() -> LogFormat {
+    match std::env::var("RODENT_LOG_FORMAT").as_deref().map(str::trim) {
+        Ok("text") => LogFormat::Text,
+        _ => LogFormat::Json,
+    }
+}
+
+/// Which side of `--detach` this process is on once [`detach`] returns.
+enum Detach {
+    /// The daemon, with the pipe to report its start on.
+    Daemon(Report),
+    /// The launcher, done: the daemon has said how its start went (or could not be started),
+    /// and this is the launcher's exit code.
+    LauncherDone(ExitCode),
+}
+
+/// Becomes a daemon.
+fn detach(config: &mut Config) -> Detach {
+    if nix::unistd::getpid() == Pid::from_raw(1) {
+        eprintln!(
+            "{NAME}: serve --detach as PID 1 would end the container as soon as it returns; \
+             run `rodent serve` in the foreground"
+        );
+        return Detach::LauncherDone(Exit::Usage.into());
+    }
+    // The daemon runs in `/`, and re-reads RODENT_ENV_FILE on every reload.
+    if let Some(env_file) = config.env_file.as_ref().filter(|p| p.is_relative()) {
+        eprintln!(
+            "{NAME}: RODENT_ENV_FILE={} must be an absolute path with serve --detach (the daemon \
+             runs in /)",
+            env_file.display()
+        );
+        return Detach::LauncherDone(Exit::Config.into());
+    }
+    if let Some(path) = &config.pid_file {
+        config.pid_file = Some(std::path::absolute(path).unwrap_or_else(|_| path.clone()));
+    }
+    let outcome = match daemon::detach(config.log_file.as_deref()) {
+        Ok(Detached::Daemon(report)) => return Detach::Daemon(report),
+        Ok(Detached::Launcher(outcome)) => outcome,
+        Err(e) => {
+            eprintln!("{NAME}: {e}");
+            return Detach::LauncherDone(Exit::Failure.into());
+        }
+    };
+    Detach::LauncherDone(match outcome {
+        Outcome::Ready { pid, address } => {
+            match address {
+                Some(address) => println!("{NAME} is running (PID {pid}), listening on {address}"),
+                None => println!("{NAME} is running (PID {pid})"),
+            }
+            ExitCode::SUCCESS
+        }
+        Outcome::Failed { code, message } => {
+            eprintln!("{NAME}: {message}");
+            ExitCode::from(code)
+        }
+        Outcome::Vanished => {
+            match &config.log_file {
+                Some(log) => eprintln!(
+                    "{NAME}: the daemon exited before it was ready; its output is in {}",
+                    log.display()
+                ),
+                None => eprintln!(
+                    "{NAME}: the daemon exited before it was ready (set RODENT_LOG_FILE to keep \
+                     its output)"
+                ),
+            }
+            Exit::Failure.into()
+        }
+    })
+}

@@ -1,0 +1,153 @@
+//! The client side of the probes: `rodent probe [live|ready]`, the health check of an image that
+//! has no shell and no curl. Plain blocking HTTP/1.1 over std, so the command starts no runtime.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use crate::config::Config;
+
+/// Which probe to call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Probe {
+    Live,
+    Ready,
+}
+
+impl Probe {
+    pub(super) fn path(self) -> &'static str {
+        match self {
+            Self::Live => "/healthz",
+            Self::Ready => "/readyz",
+        }
+    }
+}
+
+/// Where the service listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Target {
+    pub(super) host: String,
+    pub(super) port: u16,
+}
+
+impl Target {
+    /// The service this configuration describes, reached over loopback when it listens on every
+    /// address.
+    pub(super) fn from_config(config: &Config) -> Self {
+        let host = match config.host {
+            IpAddr::V4(a) if a.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(a) if a.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            other => other,
+        };
+        Self {
+            host: host.to_string(),
+            port: config.port,
+        }
+    }
+
+    /// Parses `http://host[:port]` (port 80 when absent; IPv6 hosts in brackets).
+    pub(super) fn parse(url: &str) -> Result<Self, String> {
+        let bad = || format!("{url:?} is not a URL of the form http://host[:port]");
+        let rest = url.strip_prefix("http://").ok_or_else(bad)?;
+        let authority = rest.split('/').next().unwrap_or_default();
+        if authority.is_empty() {
+            return Err(bad());
+        }
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            let (host, after) = v6.split_once(']').ok_or_else(bad)?;
+            let port = match after.strip_prefix(':') {
+                Some(p) => p.parse().map_err(|_| bad())?,
+                None if after.is_empty() => 80,
+                None => return Err(bad()),
+            };
+            (host.to_string(), port)
+        } else {
+            match authority.rsplit_once(':') {
+                Some((host, port)) => (host.to_string(), port.parse().map_err(|_| bad())?),
+                None => (authority.to_string(), 80),
+            }
+        };
+        Ok(Self { host, port })
+    }
+
+    fn authority(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Calls the probe and returns the status code it answered.
+pub(super) fn check(target: &Target, probe: Probe, timeout: Duration) -> Result<u16, String> {
+    let authority = target.authority();
+    let addresses = (target.host.as_str(), target.port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {}: {e}", target.host))?;
+    let mut last_error = format!("{} resolves to no address", target.host);
+    for address in addresses {
+        match TcpStream::connect_timeout(&address, timeout) {
+            Ok(stream) => return request(stream, &authority, probe.path(), timeout),
+            Err(e) => last_error = format!("cannot connect to {address}: {e}"),
+        }
+    }
+    Err(last_error)
+}
+
+fn request(
+    mut stream: TcpStream,
+    authority: &str,
+    path: &str,
+    timeout: Duration,
+) -> Result<u16, String> {
+    let io = |e: std::io::Error| format!("probe of {authority}{path} failed: {e}");
+    stream.set_read_timeout(Some(timeout)).map_err(io)?;
+    stream.set_write_timeout(Some(timeout)).map_err(io)?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: rodent-probe\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(io)?;
+    let mut status_line = String::new();
+    BufReader::new(stream)
+        .read_line(&mut status_line)
+        .map_err(io)?;
+    status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| {
+            format!("{authority}{path} answered something that is not HTTP: {status_line:?}")
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(
+            Target::parse("http://rodent:8080").unwrap(),
+            Target {
+                host: "rodent".into(),
+                port: 8080
+            }
+        );
+        assert_eq!(Target::parse("http://10.0.0.1").unwrap().port, 80);
+        assert_eq!(
+            Target::parse("http://[::1]:9000/").unwrap(),
+            Target {
+                host: "::1".into(),
+                port: 9000
+            }
+        );
+        assert!(Target::parse("rodent:8080").is_err());
+        assert!(Target::parse("http://host:port").is_err());
+        assert_eq!(
+            Target::parse("http://[::1]:9000").unwrap().authority(),
+            "[::1]:9000"
+        );
+    }
+}

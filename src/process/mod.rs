@@ -1,0 +1,24 @@
+//! What a rodent process is to the operating system, apart from the service it runs: how OS
+//! signals become [`Signal`]s, the PID 1 supervisor, daemon mode, the PID file, and systemd's
+//! readiness notifications.
+//!
+//! | part | owns |
+//! | --- | --- |
+//! | [`signal`] | OS signals, blocked early and translated once into [`Signal`] |
+//! | [`supervisor`] | PID 1: re-exec as a child, reap orphans, forward signals |
+//! | [`daemon`] | `serve --detach`: double fork and an honest report to the launcher |
+//! | [`pidfile`] | one instance per PID file, held with `flock` |
+//! | [`notify`] | systemd readiness notifications (`NOTIFY_SOCKET`) |
+//! | `inherit` | descriptors a parent process hands down, claimed once |
+//!
+//! Nothing here knows about HTTP or the service's state: the launcher wires these parts to the
+//! service through lifecycle [`Event`](crate::lifecycle::Event)s.
+
+pub(crate) mod daemon;
+mod inherit;
+pub(crate) mod notify;
+pub(crate) mod pidfile;
+pub(crate) mod signal;
+pub(crate) mod supervisor;
+
+pub use signal::Signal;

@@ -1,0 +1,109 @@
+//! The run loop: from a bound listener to the shutdown signal. Startup hooks run while the
+//! listener already answers `/healthz`; then the service turns ready and waits; the first
+//! shutdown signal hands over to the [`Shutdown`] sequence.
+
+use std::sync::Arc;
+
+use axum::Router;
+use tokio::net::TcpListener;
+
+use super::controls::Controls;
+use super::shutdown::Shutdown;
+use crate::config::Config;
+use crate::exit::Exit;
+use crate::http::Shared;
+use crate::lifecycle::hooks::Hook;
+use crate::lifecycle::readiness::{Readiness, ReadinessCheck};
+use crate::lifecycle::{Event, Lifecycle, State};
+use crate::observe::metrics::Metrics;
+use crate::server::{Server, Timeouts};
+
+/// What the builder hands the run loop.
+pub(super) struct Parts {
+    pub(super) config: Config,
+    pub(super) app: Router,
+    pub(super) lifecycle: Lifecycle,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) checks: Vec<ReadinessCheck>,
+    pub(super) startup: Vec<Hook>,
+}
+
+pub(super) async fn run(
+    parts: Parts,
+    listener: TcpListener,
+    mut controls: Controls,
+    shutdown: Shutdown,
+) -> Exit {
+    let Parts {
+        config,
+        app,
+        lifecycle,
+        metrics,
+        checks,
+        startup,
+    } = parts;
+    let timeouts = Timeouts {
+        header_read: config.header_read_timeout,
+        idle: config.idle_timeout,
+    };
+    let shared = Arc::new(Shared::new(
+        config,
+        lifecycle.clone(),
+        metrics.clone(),
+        Readiness::new(checks),
+    ));
+    let heartbeat = lifecycle.spawn_heartbeat();
+    let router = crate::http::router(shared.clone(), app);
+    let address = listener.local_addr().ok();
+    let server = Server::start(listener, router, timeouts, metrics);
+    if let Some(address) = address {
+        tracing::info!(target: "rodent::lifecycle", address = %address, port = address.port(), "listening");
+        controls.emit(&Event::Listening(address));
+    }
+
+    let exit = match start(&shared, &mut controls, startup).await {
+        Started::Ready => {
+            lifecycle.advance(State::Ready);
+            tracing::info!(target: "rodent::lifecycle", "ready");
+            controls.emit(&Event::Ready);
+            let signal = controls.next_shutdown_signal(&shared).await;
+            shutdown.run(signal, &shared, &server, &mut controls).await
+        }
+        Started::Interrupted(signal) => {
+            tracing::info!(target: "rodent::lifecycle", signal = signal.name(), "signal received during startup");
+            shutdown.run(signal, &shared, &server, &mut controls).await
+        }
+        Started::Failed(cause) => {
+            controls.emit(&Event::StartFailed(cause));
+            server.abort().await;
+            tracing::info!(target: "rodent::lifecycle", exit_code = Exit::Failure.code(), "stopped");
+            Exit::Failure
+        }
+    };
+    heartbeat.abort();
+    exit
+}
+
+/// How the startup hooks ended.
+enum Started {
+    Ready,
+    /// A shutdown signal came first.
+    Interrupted(crate::process::signal::Signal),
+    /// A hook failed; the one-line cause.
+    Failed(String),
+}
+
+async fn start(shared: &Arc<Shared>, controls: &mut Controls, hooks: Vec<Hook>) -> Started {
+    for hook in hooks {
+        let name = hook.name().to_string();
+        tracing::info!(target: "rodent::lifecycle", hook = %name, "running startup hook");
+        let outcome = tokio::select! {
+            outcome = hook.run(None) => outcome,
+            signal = controls.next_shutdown_signal(shared) => return Started::Interrupted(signal),
+        };
+        if let Err(cause) = outcome.log(&name, "startup") {
+            return Started::Failed(format!("startup hook {name:?} {cause}"));
+        }
+    }
+    Started::Ready
+}
