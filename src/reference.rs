@@ -5,19 +5,26 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Extension, Path};
+use axum::extract::{Extension, Path, Query};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use futures_util::stream::{self, Stream, StreamExt};
+use serde::Deserialize;
 use serde_json::json;
 
 use crate::build;
 use crate::http::Problem;
-use crate::lifecycle::Lifecycle;
+use crate::lifecycle::{Drain, Lifecycle};
 
 /// How often `/stream/{ms}` sends a line.
 const STREAM_EVERY: Duration = Duration::from_millis(100);
+/// How often `/events` sends an event, unless asked otherwise.
+const EVENTS_EVERY: Duration = Duration::from_secs(1);
+/// What the last line or event of a long-lived response says when the drain ended it.
+const STOPPING: &str = "the service is stopping; reconnect to reach another instance";
 
 pub fn routes() -> Router {
     Router::new()
@@ -28,6 +35,7 @@ pub fn routes() -> Router {
         .route("/echo", post(echo))
         .route("/panic", get(panic))
         .route("/stream/{ms}", get(stream))
+        .route("/events", get(events))
 }
 
 /// `GET /`: who is answering.
@@ -98,21 +106,39 @@ async fn panic() -> &'static str {
     panic!("GET /panic was requested");
 }
 
-/// `GET /stream/{ms}`: a line every 100 ms for `ms` milliseconds. The request timeout bounds
-/// only the wait for the response head, so this is the way to hold a long-lived response open
-/// (as server-sent events or a download would) and see what shutdown does with it.
-async fn stream(Path(ms): Path<u64>) -> Response {
+#[derive(Deserialize)]
+struct StreamQuery {
+    /// `ignore`: keep streaming through the drain, to see what the shutdown deadline does to a
+    /// response that does not end itself.
+    drain: Option<String>,
+}
+
+/// `GET /stream/{ms}[?drain=ignore]`: a line every 100 ms for `ms` milliseconds. The request
+/// timeout bounds only the wait for the response head, so this is the way to hold a long-lived
+/// response open (as a download would) and see what shutdown does with it: when the drain is
+/// signaled, a last line says why the stream ended early, and the body ends properly.
+async fn stream(Path(ms): Path<u64>, Query(query): Query<StreamQuery>, drain: Drain) -> Response {
     let lines = ms.div_ceil(STREAM_EVERY.as_millis() as u64);
-    let body = futures_util::stream::unfold(0u64, move |sent| async move {
+    let ticks = stream::unfold(0u64, move |sent| async move {
         if sent >= lines {
             return None;
         }
         if sent > 0 {
             tokio::time::sleep(STREAM_EVERY).await;
         }
-        let line = Bytes::from(format!("{{\"line\":{}}}\n", sent + 1));
-        Some((Ok::<_, Infallible>(line), sent + 1))
+        Some((json!({ "line": sent + 1 }), sent + 1))
     });
+    let lines = if query.drain.as_deref() == Some("ignore") {
+        ticks.boxed()
+    } else {
+        until_drained(
+            ticks,
+            drain,
+            |lines| json!({ "ended": "stopping", "lines": lines, "reason": STOPPING }),
+        )
+        .boxed()
+    };
+    let body = lines.map(|line| Ok::<_, Infallible>(Bytes::from(format!("{line}\n"))));
     (
         [(
             header::CONTENT_TYPE,
@@ -121,4 +147,63 @@ async fn stream(Path(ms): Path<u64>) -> Response {
         Body::from_stream(body),
     )
         .into_response()
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    /// Milliseconds between events.
+    every_ms: Option<u64>,
+}
+
+/// `GET /events[?every_ms=N]`: server-sent events, a `tick` every second (or every `N` ms) for as
+/// long as the client listens; when the drain is signaled, a last `end` event says why, and the
+/// stream ends. A browser's `EventSource` then reconnects, to another instance.
+async fn events(
+    Query(query): Query<EventsQuery>,
+    drain: Drain,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let every = query
+        .every_ms
+        .map_or(EVENTS_EVERY, Duration::from_millis)
+        .max(Duration::from_millis(1));
+    let ticks = stream::unfold(0u64, move |sent| async move {
+        if sent > 0 {
+            tokio::time::sleep(every).await;
+        }
+        Some((json!({ "tick": sent + 1 }), sent + 1))
+    });
+    let events = until_drained(
+        ticks,
+        drain,
+        |ticks| json!({ "ended": "stopping", "ticks": ticks, "reason": STOPPING }),
+    )
+    .map(|data| {
+        let kind = if data.get("ended").is_some() {
+            "end"
+        } else {
+            "tick"
+        };
+        Ok(Event::default().event(kind).data(data.to_string()))
+    });
+    Sse::new(events)
+}
+
+/// `items` until the drain is signaled; then, if that cut them short, one last item that
+/// `farewell` makes from the number sent.
+fn until_drained<S, F>(items: S, drain: Drain, farewell: F) -> impl Stream<Item = serde_json::Value>
+where
+    S: Stream<Item = serde_json::Value> + Send + 'static,
+    F: FnOnce(u64) -> serde_json::Value + Send + 'static,
+{
+    let start = Some((Box::pin(items), drain, farewell, 0u64));
+    stream::unfold(start, |state| async move {
+        let (mut items, drain, farewell, sent) = state?;
+        tokio::select! {
+            biased;
+            () = drain.signaled() => Some((farewell(sent), None)),
+            item = items.next() => {
+                item.map(|item| (item, Some((items, drain, farewell, sent + 1))))
+            }
+        }
+    })
 }

@@ -113,7 +113,7 @@ async fn a_stream_longer_than_the_grace_is_cut_at_the_deadline() {
         .env("RODENT_SHUTDOWN_GRACE", "2s")
         .env("RODENT_REQUEST_TIMEOUT", "1s")
         .spawn();
-    let mut stream = rodent.get("/stream/60000").await;
+    let mut stream = rodent.get("/stream/60000?drain=ignore").await;
     assert_eq!(stream.status(), 200);
     assert!(
         stream.chunk().await.unwrap().is_some(),
@@ -266,4 +266,74 @@ async fn no_thread_of_the_service_blocks_the_signals_its_children_inherit() {
         threads > 2,
         "the runtime's threads were inspected ({threads})"
     );
+}
+
+#[tokio::test]
+async fn a_stream_ends_itself_with_a_last_line_when_the_listener_closes() {
+    let mut rodent = rodent().env("RODENT_DRAIN_DELAY", "1s").spawn();
+    let mut stream = rodent.get("/stream/60000").await;
+    assert_eq!(stream.status(), 200);
+    let mut body = stream
+        .chunk()
+        .await
+        .unwrap()
+        .expect("the stream started")
+        .to_vec();
+
+    let signalled = Instant::now();
+    rodent.signal(SIGTERM);
+    // Read to the end: an error here would be a cut connection (what curl calls exit 18).
+    while let Some(chunk) = stream.chunk().await.expect("a complete response") {
+        body.extend_from_slice(&chunk);
+    }
+    let ended = signalled.elapsed();
+    let text = String::from_utf8(body).unwrap();
+    let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(last["ended"], "stopping", "{text}");
+    assert!(
+        last["reason"].as_str().unwrap().contains("stopping"),
+        "{last}"
+    );
+    assert!(
+        ended >= Duration::from_millis(900) && ended < Duration::from_secs(5),
+        "ended when the listener closed, a drain delay after the signal: {ended:?}"
+    );
+    assert_eq!(rodent.exit_code(PATIENCE), 0, "nothing was left to abort");
+}
+
+#[tokio::test]
+async fn server_sent_events_end_with_a_last_event_when_the_listener_closes() {
+    let mut rodent = rodent().env("RODENT_DRAIN_DELAY", "1s").spawn();
+    let mut events = rodent.get("/events?every_ms=100").await;
+    assert_eq!(events.status(), 200);
+    assert_eq!(events.headers()["content-type"], "text/event-stream");
+    let mut body = events
+        .chunk()
+        .await
+        .unwrap()
+        .expect("the first event")
+        .to_vec();
+
+    rodent.signal(SIGTERM);
+    while let Some(chunk) = events.chunk().await.expect("a complete response") {
+        body.extend_from_slice(&chunk);
+    }
+    let text = String::from_utf8(body).unwrap();
+    let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
+    assert!(events.len() >= 2, "{text}");
+    assert!(
+        events[0].starts_with("event: tick\ndata: {\"tick\":1}"),
+        "{text}"
+    );
+    let last = events.last().unwrap();
+    assert!(last.starts_with("event: end\ndata: "), "{text}");
+    let data: serde_json::Value =
+        serde_json::from_str(last.strip_prefix("event: end\ndata: ").unwrap()).unwrap();
+    assert_eq!(data["ended"], "stopping");
+    assert_eq!(
+        data["ticks"],
+        events.len() - 1,
+        "every tick counted: {text}"
+    );
+    assert_eq!(rodent.exit_code(PATIENCE), 0);
 }

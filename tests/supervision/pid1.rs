@@ -165,7 +165,7 @@ async fn the_deadline_exit_code_is_the_namespaces() {
         .env("RODENT_REQUEST_TIMEOUT", "1s");
     let (mut rodent, init) = as_pid1(spawn, Path::new(BINARY));
     let mut stream = client()
-        .get(rodent.url("/stream/60000"))
+        .get(rodent.url("/stream/60000?drain=ignore"))
         .send()
         .await
         .unwrap();
