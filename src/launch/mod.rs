@@ -137,6 +137,9 @@ fn service(
     report: Option<Report>,
     build: impl FnOnce(Rodent) -> Rodent,
 ) -> Exit {
+    if link.is_some() {
+        supervisor::name_service();
+    }
     // Shared with the lifecycle observer, and kept here until the very end: after a failure,
     // the launcher returns when the last copy is closed, which must follow the PID file.
     let report = report

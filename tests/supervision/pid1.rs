@@ -249,3 +249,30 @@ fn init_always_supervises_as_a_subreaper_and_holds_the_pid_file() {
     assert_eq!(rodent.exit_code(PATIENCE), 0);
     assert!(!pid_file.exists(), "the supervisor removes its PID file");
 }
+
+#[test]
+fn ps_tells_the_supervisor_from_the_service() {
+    if !namespace::available() {
+        return;
+    }
+    let (mut rodent, init) = as_pid1(rodent(), Path::new(BINARY));
+    supervising(&rodent);
+    let service = only_child(init);
+    let read = |pid: nix::unistd::Pid, file: &str| {
+        std::fs::read(format!("/proc/{pid}/{file}"))
+            .map(|raw| String::from_utf8_lossy(&raw).trim_end().replace('\0', " "))
+            .unwrap()
+    };
+    // Executed through /proc/self/exe, the service would be `exe`; both are rodent, and the
+    // service's title says which it is.
+    assert_eq!(read(init, "comm"), "rodent");
+    assert_eq!(read(service, "comm"), "rodent");
+    assert!(
+        read(service, "cmdline").starts_with("rodent: service"),
+        "{}",
+        read(service, "cmdline")
+    );
+    assert!(!read(init, "cmdline").contains(": service"));
+    kill(init, SIGTERM).unwrap();
+    assert_eq!(rodent.exit_code(PATIENCE), 0);
+}

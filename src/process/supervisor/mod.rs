@@ -209,11 +209,13 @@ fn take_signals() -> nix::Result<()> {
 /// twice.
 fn spawn_service(counts: &OwnedFd, report: Option<RawFd>) -> std::io::Result<Pid> {
     let mut args = std::env::args_os();
-    let arg0 = args.next().unwrap_or_else(|| "rodent".into());
+    args.next();
     let counts_fd = counts.as_raw_fd();
     let mut command = Command::new("/proc/self/exe");
+    // Executed through /proc/self/exe, the child would show as `exe` in ps, top and docker top,
+    // beside a supervisor with the same command line: its title says what it is instead.
     command
-        .arg0(arg0)
+        .arg0(format!("{}: service", program_name()))
         .args(args)
         .env(MARKER, format!("{}:{counts_fd}", getpid()));
     if let Some(fd) = report {
@@ -242,6 +244,27 @@ fn spawn_service(counts: &OwnedFd, report: Option<RawFd>) -> std::io::Result<Pid
     }
     let child = command.spawn()?;
     Ok(Pid::from_raw(child.id() as i32))
+}
+
+/// The name of this program: the file the process was executed from (`rodent`, or an
+/// embedding application's binary).
+fn program_name() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|path| Some(path.file_name()?.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "rodent".to_string())
+}
+
+/// Gives the supervised service the program's name, in place of the `exe` of /proc/self/exe it
+/// was executed through: the name ps, top and the kernel's messages show (at most 15 bytes).
+/// Call it in the service before any thread exists, so every thread starts with it.
+pub(crate) fn name_service() {
+    let mut name = program_name().into_bytes();
+    name.truncate(15);
+    if let Ok(name) = std::ffi::CString::new(name) {
+        // Cosmetic: a failure leaves the name as it was.
+        let _ = nix::sys::prctl::set_name(&name);
+    }
 }
 
 /// The supervisor logs in the service's format, synchronously: it has no runtime and no
