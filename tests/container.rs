@@ -564,7 +564,14 @@ async fn a_container_becomes_ready_and_healthy_with_rodents_supervisor_as_pid_1(
     });
     let service =
         service.unwrap_or_else(|| panic!("the service ({info}) is not PID 1's child: {children}"));
-    assert!(cmdline(service).starts_with(b"/rodent\0"));
+    // The service says what it is, and has the supervisor's name, not `exe`.
+    assert!(
+        cmdline(service).starts_with(b"rodent: service\0"),
+        "{:?}",
+        String::from_utf8_lossy(&cmdline(service))
+    );
+    let comm = std::fs::read_to_string(format!("/proc/{service}/comm")).unwrap_or_default();
+    assert_eq!(comm.trim_end(), "rodent");
     assert_ne!(
         info["pid"], 1,
         "the service itself must not be PID 1: {info}"
