@@ -165,7 +165,7 @@ fn plot(server: Server, run: &Run) {
     };
     let svg = support::plot::save(
         "haproxy-rollouts",
-        "Three rolling restarts of three instances behind HAProxy, requests per second",
+        "Three rolling restarts behind HAProxy, requests per second",
         key,
         &["rodent", "baseline"],
         &panel,
