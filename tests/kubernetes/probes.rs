@@ -19,7 +19,7 @@ const DRAIN_DELAY: Duration = Duration::from_secs(5);
 /// The chart's readiness probe: every second, one failure marks the pod unready.
 const READINESS_PERIOD: Duration = Duration::from_secs(1);
 
-fn watches<'a>(cluster: &'a Cluster, release: &Release) -> (Watch, Watch) {
+fn watches(cluster: &Cluster, release: &Release) -> (Watch, Watch) {
     let namespace = &release.namespace.name;
     let pods = Watch::start(
         cluster,

@@ -185,7 +185,7 @@ pub fn check_the_load_ran(server: Server, run: &Run) {
         .report
         .instances
         .iter()
-        .filter_map(|pod| pod.rsplitn(3, '-').nth(1))
+        .filter_map(|pod| pod.rsplit('-').nth(1))
         .collect();
     assert_eq!(
         generations.len(),
