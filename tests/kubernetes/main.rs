@@ -5,11 +5,12 @@
 //!
 //! Without a cluster every test prints SKIPPED and passes; under CI (`CI` set) that is a
 //! failure: `.ci/run` builds and starts the cluster first (`scripts/ci/kube.sh`). The images are
-//! built from the binaries under test, so run these with `scripts/test` (which builds rodent
-//! statically, and the baseline example with it: `scripts/test --test kubernetes --examples`).
+//! built from the binaries under test, so run these with `scripts/test`, which builds rodent
+//! statically (and the baseline example with it: run `scripts/test --no-run` once before
+//! `scripts/test --test kubernetes`).
 //!
 //! Run with `--nocapture` to see the figures; the rollouts are also drawn into
-//! `target/figures/kubernetes-rollouts.svg`.
+//! `target/<target>/figures/kubernetes-rollouts.svg`.
 
 #[path = "../support/mod.rs"]
 mod support;

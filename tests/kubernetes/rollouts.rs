@@ -195,7 +195,7 @@ pub fn check_the_load_ran(server: Server, run: &Run) {
     );
 }
 
-/// Draws the run into `target/figures/kubernetes-rollouts.svg`, beside the other server's.
+/// Draws the run into `target/…/figures/kubernetes-rollouts.svg`, beside the other server's.
 pub fn plot(server: Server, run: &Run) {
     let (key, title) = match server {
         Server::Rodent => ("rodent", "rodent, the chart's defaults (drain delay 5 s)"),

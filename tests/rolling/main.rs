@@ -151,7 +151,7 @@ fn rolling_restarts(server: Server) -> Run {
     }
 }
 
-/// Draws the run into `target/figures/haproxy-rollouts.svg`, beside the other server's run if it
+/// Draws the run into `target/…/figures/haproxy-rollouts.svg`, beside the other server's run if it
 /// has been saved (BENCHMARKS.md shows the committed copy).
 fn plot(server: Server, run: &Run) {
     let (key, title) = match server {

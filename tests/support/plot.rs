@@ -3,7 +3,8 @@
 //! above, failures below (on a scale of their own, or a handful of failures would be invisible
 //! beside thousands of successes), and the scenario's events as dashed lines.
 //!
-//! A scenario saves its timeline as JSON under `target/figures/` (see [`figures_dir`]); the
+//! A scenario saves its timeline as JSON (and CSV) in the target directory's `figures/` (see
+//! [`figures_dir`]); the
 //! figure is redrawn from every timeline saved for it, so two tests that run one after the other
 //! (rodent, then the baseline) end with both panels in one picture.
 
@@ -23,14 +24,14 @@ pub struct Panel {
     pub marks: Vec<(f64, String)>,
 }
 
-/// `target/figures`, beside the test binaries (Cargo's temporary directory for integration
-/// tests is `target/tmp`).
+/// `figures/` beside Cargo's temporary directory for integration tests (`target/tmp`, or
+/// `target/<triple>/tmp` with an explicit `--target`, as `scripts/test` gives).
 pub fn figures_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .parent()
         .expect("the target directory holds tmp/")
         .join("figures");
-    std::fs::create_dir_all(&dir).expect("target/figures can be made");
+    std::fs::create_dir_all(&dir).expect("the figures directory can be made");
     dir
 }
 
