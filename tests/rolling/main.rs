@@ -71,6 +71,8 @@ struct Run {
     report: Report,
     /// Requests counted during each cycle.
     cycles: Vec<Counts>,
+    /// When each cycle started, on the load's clock.
+    marks: Vec<(f64, String)>,
     haproxy_log: Vec<String>,
 }
 
@@ -118,7 +120,9 @@ fn rolling_restarts(server: Server) -> Run {
     load.wait_for_successes(Counts::default(), 500);
 
     let mut cycles = Vec::new();
-    for _ in 0..CYCLES {
+    let mut marks = Vec::new();
+    for cycle in 0..CYCLES {
+        marks.push((load.elapsed().as_secs_f64(), format!("cycle {}", cycle + 1)));
         let before = load.counts();
         for (i, port) in ports.iter().enumerate() {
             instances[i].signal(Signal::SIGTERM);
@@ -142,8 +146,31 @@ fn rolling_restarts(server: Server) -> Run {
         elapsed: started.elapsed(),
         report,
         cycles,
+        marks,
         haproxy_log: haproxy.log(),
     }
+}
+
+/// Draws the run into `target/…/figures/haproxy-rollouts.svg`, beside the other server's run if it
+/// has been saved (BENCHMARKS.md shows the committed copy).
+fn plot(server: Server, run: &Run) {
+    let (key, title) = match server {
+        Server::Rodent => ("rodent", "rodent (drain delay 1 s)"),
+        Server::Baseline => ("baseline", "bare axum baseline (no drain delay)"),
+    };
+    let panel = support::plot::Panel {
+        title: title.to_string(),
+        timeline: run.report.timeline.clone(),
+        marks: run.marks.clone(),
+    };
+    let svg = support::plot::save(
+        "haproxy-rollouts",
+        "Three rolling restarts behind HAProxy, requests per second",
+        key,
+        &["rodent", "baseline"],
+        &panel,
+    );
+    eprintln!("figure: {}", svg.display());
 }
 
 fn check_the_load_ran(server: Server, run: &Run) {
@@ -173,6 +200,7 @@ fn rodent_loses_no_request_across_rolling_restarts() {
     }
     let run = rolling_restarts(Server::Rodent);
     eprintln!("{}", run.summary(Server::Rodent));
+    plot(Server::Rodent, &run);
     check_the_load_ran(Server::Rodent, &run);
     assert_eq!(
         run.report.counts.failed,
@@ -205,6 +233,7 @@ fn the_baseline_loses_requests_in_the_same_scenario() {
     }
     let run = rolling_restarts(Server::Baseline);
     eprintln!("{}", run.summary(Server::Baseline));
+    plot(Server::Baseline, &run);
     check_the_load_ran(Server::Baseline, &run);
     assert!(
         run.report.counts.failed > 0,

@@ -5,6 +5,7 @@
 //! at every instant some requests are in flight for a few hundred milliseconds, the ones a
 //! careless shutdown cuts. A request succeeds when it gets a 2xx and its whole body; anything
 //! else (another status, a reset, a timeout) is a failure, recorded with what happened.
+//! Every outcome is also counted in the second it completed in, for the figures' timelines.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -41,6 +42,26 @@ struct Tally {
     failures: Mutex<Vec<Failure>>,
     /// The `pid` of every `GET /` answer: which instances actually served.
     pids: Mutex<BTreeSet<u64>>,
+    /// The `instance` (host name) of every `GET /` answer: in Kubernetes every container's
+    /// service has the same PID, but each pod has its own name.
+    instances: Mutex<BTreeSet<String>>,
+    /// Outcomes by the second (since the load started) they completed in.
+    seconds: Mutex<Vec<Counts>>,
+}
+
+impl Tally {
+    fn count(&self, at: Duration, ok: bool) {
+        let second = at.as_secs() as usize;
+        let mut seconds = self.seconds.lock().unwrap();
+        if seconds.len() <= second {
+            seconds.resize(second + 1, Counts::default());
+        }
+        if ok {
+            seconds[second].ok += 1;
+        } else {
+            seconds[second].failed += 1;
+        }
+    }
 }
 
 /// Requests so far.
@@ -69,6 +90,9 @@ pub struct Report {
     pub elapsed: Duration,
     pub failures: Vec<Failure>,
     pub pids: BTreeSet<u64>,
+    pub instances: BTreeSet<String>,
+    /// Requests by the second they completed in, from the start of the load.
+    pub timeline: Vec<Counts>,
 }
 
 impl Report {
@@ -158,6 +182,11 @@ impl Load {
         }
     }
 
+    /// Time since the load started: the timeline's clock.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
     pub fn counts(&self) -> Counts {
         Counts {
             ok: self.tally.ok.load(Ordering::Relaxed),
@@ -189,6 +218,8 @@ impl Load {
             elapsed: self.started.elapsed(),
             failures: std::mem::take(&mut *self.tally.failures.lock().unwrap()),
             pids: std::mem::take(&mut *self.tally.pids.lock().unwrap()),
+            instances: std::mem::take(&mut *self.tally.instances.lock().unwrap()),
+            timeline: std::mem::take(&mut *self.tally.seconds.lock().unwrap()),
         }
     }
 }
@@ -204,16 +235,24 @@ struct Worker {
 impl Worker {
     async fn request(&self, read_pid: bool) {
         match self.outcome(read_pid).await {
-            Ok(pid) => {
+            Ok(who) => {
                 self.tally.ok.fetch_add(1, Ordering::Relaxed);
-                if let Some(pid) = pid {
-                    self.tally.pids.lock().unwrap().insert(pid);
+                self.tally.count(self.started.elapsed(), true);
+                if let Some((pid, instance)) = who {
+                    if let Some(pid) = pid {
+                        self.tally.pids.lock().unwrap().insert(pid);
+                    }
+                    if let Some(instance) = instance {
+                        self.tally.instances.lock().unwrap().insert(instance);
+                    }
                 }
             }
             Err(what) => {
+                let at = self.started.elapsed();
                 self.tally.failed.fetch_add(1, Ordering::Relaxed);
+                self.tally.count(at, false);
                 self.tally.failures.lock().unwrap().push(Failure {
-                    at: self.started.elapsed(),
+                    at,
                     path: self.path.clone(),
                     what,
                 });
@@ -221,8 +260,8 @@ impl Worker {
         }
     }
 
-    /// `Ok` with the answering instance's PID (for `GET /`), or what went wrong.
-    async fn outcome(&self, read_pid: bool) -> Result<Option<u64>, String> {
+    /// `Ok` with the answering instance's PID and name (for `GET /`), or what went wrong.
+    async fn outcome(&self, read_pid: bool) -> Result<Option<Answerer>, String> {
         let response = self
             .client
             .get(&self.url)
@@ -244,9 +283,15 @@ impl Worker {
         }
         let info: serde_json::Value = serde_json::from_slice(&body)
             .map_err(|e| format!("{status} with a body that is not JSON: {e}"))?;
-        Ok(info["pid"].as_u64())
+        Ok(Some((
+            info["pid"].as_u64(),
+            info["instance"].as_str().map(str::to_string),
+        )))
     }
 }
+
+/// Who answered a `GET /`: the service's PID and its instance (host) name.
+type Answerer = (Option<u64>, Option<String>);
 
 /// An error and its causes on one line: reqwest's own message rarely says what the socket did.
 fn error_chain(error: &dyn std::error::Error) -> String {

@@ -15,6 +15,7 @@ use serde_json::Value;
 
 pub mod load;
 pub mod namespace;
+pub mod plot;
 
 pub const BINARY: &str = env!("CARGO_BIN_EXE_rodent");
 

@@ -1,0 +1,134 @@
+//! rodent on a real single-node Kubernetes cluster: the one `scripts/kube up` builds from the
+//! Kubernetes sources and runs in a network namespace of its own (see the README). The chart is
+//! installed with helm, the probes are run by a real kubelet, endpoints follow real
+//! EndpointSlices, and the load goes through kube-proxy's iptables rules to a Service.
+//!
+//! Without a cluster every test prints SKIPPED and passes; under CI (`CI` set) that is a
+//! failure: `.ci/run` builds and starts the cluster first (`scripts/ci/kube.sh`). The images are
+//! built from the binaries under test, so run these with `scripts/test`, which builds rodent
+//! statically (and the baseline example with it: run `scripts/test --no-run` once before
+//! `scripts/test --test kubernetes`).
+//!
+//! Run with `--nocapture` to see the figures; the rollouts are also drawn into
+//! `target/<target>/figures/kubernetes-rollouts.svg`.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod chart;
+mod cluster;
+mod deletion;
+mod drain;
+mod images;
+mod probes;
+mod release;
+mod rollouts;
+mod watch;
+
+use rollouts::{Server, check_the_load_ran, plot, rolling_restarts};
+
+/// The cluster, or a return that skips the test (outside CI), and the one-at-a-time guard.
+macro_rules! cluster {
+    () => {{
+        let Some(cluster) = cluster::require() else {
+            return;
+        };
+        eprintln!(
+            "cluster: Kubernetes {} (scripts/kube up took {} s)",
+            cluster.version, cluster.start_seconds
+        );
+        (cluster, cluster::one_at_a_time())
+    }};
+}
+
+#[test]
+fn helm_install_waits_and_helm_test_passes_in_a_restricted_namespace() {
+    let (cluster, _one) = cluster!();
+    chart::install_and_helm_test(cluster);
+}
+
+#[test]
+fn the_all_features_values_pass_a_server_side_dry_run() {
+    let (cluster, _one) = cluster!();
+    chart::all_features_pass_a_server_side_dry_run(cluster);
+}
+
+#[test]
+fn after_deletion_the_pod_turns_unready_and_its_endpoint_terminating_in_time() {
+    let (cluster, _one) = cluster!();
+    probes::readiness_after_deletion(cluster);
+}
+
+#[test]
+fn liveness_holds_through_a_drain_and_the_restart_is_the_exits() {
+    let (cluster, _one) = cluster!();
+    probes::liveness_through_a_drain_signalled_on_the_node(cluster);
+}
+
+#[test]
+fn the_admin_api_takes_a_pod_out_of_the_endpoints_and_back() {
+    let (cluster, _one) = cluster!();
+    probes::admin_api_takes_a_pod_out_of_rotation(cluster);
+}
+
+#[test]
+fn a_deleted_pod_exits_0_inside_the_grace_period() {
+    let (cluster, _one) = cluster!();
+    let deletion = deletion::delete_pod(cluster, 0);
+    assert!(deletion.to_exit < deletion.grace);
+}
+
+#[test]
+fn a_deleted_pod_with_a_pre_stop_sleep_exits_0_inside_the_grace_period() {
+    let (cluster, _one) = cluster!();
+    let deletion = deletion::delete_pod(cluster, 3);
+    assert!(deletion.to_exit < deletion.grace);
+    assert!(deletion.to_sigterm.is_none_or(|t| t < deletion.to_exit));
+}
+
+#[test]
+fn rodent_loses_no_request_across_three_rollout_restarts() {
+    let (cluster, _one) = cluster!();
+    let run = rolling_restarts(cluster, Server::Rodent);
+    eprintln!("{}", run.summary(Server::Rodent));
+    plot(Server::Rodent, &run);
+    check_the_load_ran(Server::Rodent, &run);
+    assert_eq!(
+        run.report.counts.failed,
+        0,
+        "rodent lost requests:\n{}\nfirst failures:\n{}",
+        run.summary(Server::Rodent),
+        run.report
+            .failures
+            .iter()
+            .take(20)
+            .map(|f| format!(
+                "  {:>7.3} s  GET {}: {}",
+                f.at.as_secs_f64(),
+                f.path,
+                f.what
+            ))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+#[test]
+fn the_baseline_loses_requests_in_the_same_rollouts() {
+    let (cluster, _one) = cluster!();
+    let run = rolling_restarts(cluster, Server::Baseline);
+    eprintln!("{}", run.summary(Server::Baseline));
+    plot(Server::Baseline, &run);
+    check_the_load_ran(Server::Baseline, &run);
+    assert!(
+        run.report.counts.failed > 0,
+        "the baseline lost nothing, so the scenario cannot tell a drain from none:\n{}",
+        run.summary(Server::Baseline)
+    );
+}
+
+#[test]
+fn a_node_drain_is_held_by_the_disruption_budget_without_losing_a_request() {
+    let (cluster, _one) = cluster!();
+    drain::drain_with_the_disruption_budget(cluster);
+}
