@@ -29,9 +29,8 @@ use crate::lifecycle::readiness::ReadinessCheck;
 use crate::lifecycle::{BoxError, Event, Lifecycle, Observers};
 use crate::observe::logging::LogHandle;
 use crate::observe::metrics::Metrics;
+use controls::ConfigSource;
 pub(crate) use controls::Signals;
-use controls::{ConfigSource, Controls};
-use shutdown::Shutdown;
 
 /// A service with rodent's lifecycle. Build it, then [`run`](Rodent::run) or
 /// [`serve`](Rodent::serve) it, or hand it to [`launch::serve`](crate::launch::serve), which
@@ -206,33 +205,6 @@ impl Rodent {
 
     /// Serves on `listener`, taking signals from `signals`.
     pub(crate) async fn serve_with(self, listener: TcpListener, signals: Signals) -> Exit {
-        let Rodent {
-            config,
-            app,
-            lifecycle,
-            metrics,
-            checks,
-            startup,
-            shutdown,
-            flush,
-            observers,
-            logging,
-            config_source,
-        } = self;
-        let controls = Controls::new(signals, logging, config_source, observers);
-        run::run(
-            run::Parts {
-                config,
-                app,
-                lifecycle,
-                metrics,
-                checks,
-                startup,
-            },
-            listener,
-            controls,
-            Shutdown::new(shutdown, flush),
-        )
-        .await
+        run::run(self, listener, signals).await
     }
 }

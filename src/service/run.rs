@@ -4,44 +4,34 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use tokio::net::TcpListener;
 
-use super::controls::Controls;
+use super::Rodent;
+use super::controls::{Controls, Signals};
 use super::shutdown::Shutdown;
-use crate::config::Config;
 use crate::exit::Exit;
 use crate::http::Shared;
 use crate::lifecycle::hooks::Hook;
-use crate::lifecycle::readiness::{Readiness, ReadinessCheck};
-use crate::lifecycle::{Event, Lifecycle, State};
-use crate::observe::metrics::Metrics;
+use crate::lifecycle::readiness::Readiness;
+use crate::lifecycle::{Event, State};
 use crate::server::{Server, Timeouts};
 
-/// What the builder hands the run loop.
-pub(super) struct Parts {
-    pub(super) config: Config,
-    pub(super) app: Router,
-    pub(super) lifecycle: Lifecycle,
-    pub(super) metrics: Arc<Metrics>,
-    pub(super) checks: Vec<ReadinessCheck>,
-    pub(super) startup: Vec<Hook>,
-}
-
-pub(super) async fn run(
-    parts: Parts,
-    listener: TcpListener,
-    mut controls: Controls,
-    shutdown: Shutdown,
-) -> Exit {
-    let Parts {
+pub(super) async fn run(service: Rodent, listener: TcpListener, signals: Signals) -> Exit {
+    let Rodent {
         config,
         app,
         lifecycle,
         metrics,
         checks,
         startup,
-    } = parts;
+        shutdown,
+        flush,
+        observers,
+        logging,
+        config_source,
+    } = service;
+    let mut controls = Controls::new(signals, logging, config_source, observers);
+    let shutdown = Shutdown::new(shutdown, flush);
     let timeouts = Timeouts {
         header_read: config.header_read_timeout,
         idle: config.idle_timeout,

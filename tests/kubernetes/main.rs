@@ -98,18 +98,7 @@ fn rodent_loses_no_request_across_three_rollout_restarts() {
         0,
         "rodent lost requests:\n{}\nfirst failures:\n{}",
         run.summary(Server::Rodent),
-        run.report
-            .failures
-            .iter()
-            .take(20)
-            .map(|f| format!(
-                "  {:>7.3} s  GET {}: {}",
-                f.at.as_secs_f64(),
-                f.path,
-                f.what
-            ))
-            .collect::<Vec<_>>()
-            .join("\n")
+        run.report.first_failures(20)
     );
 }
 

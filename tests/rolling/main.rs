@@ -207,18 +207,7 @@ fn rodent_loses_no_request_across_rolling_restarts() {
         0,
         "rodent lost requests:\n{}\nfirst failures:\n{}\nHAProxy's log:\n{}",
         run.summary(Server::Rodent),
-        run.report
-            .failures
-            .iter()
-            .take(20)
-            .map(|f| format!(
-                "  {:>7.3} s  GET {}: {}",
-                f.at.as_secs_f64(),
-                f.path,
-                f.what
-            ))
-            .collect::<Vec<_>>()
-            .join("\n"),
+        run.report.first_failures(20),
         run.haproxy_log.join("\n")
     );
 }

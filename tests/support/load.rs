@@ -108,6 +108,23 @@ impl Report {
         kinds.sort_by_key(|kind| std::cmp::Reverse(kind.1));
         kinds
     }
+
+    /// The first `n` failures, one line each, with when they happened.
+    pub fn first_failures(&self, n: usize) -> String {
+        self.failures
+            .iter()
+            .take(n)
+            .map(|f| {
+                format!(
+                    "  {:>7.3} s  GET {}: {}",
+                    f.at.as_secs_f64(),
+                    f.path,
+                    f.what
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
 }
 
 pub struct Load {
