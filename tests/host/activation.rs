@@ -92,7 +92,8 @@ async fn systemd_socket_activate_hands_rodent_its_socket_and_the_first_request_w
     // socket's queue until rodent accepts it.
     let (status, pid) = who_answers(&address).await;
     assert_eq!(status, 200);
-    let service = only_child(activator.pid());
+    // The peer execs rodent in its own place (non-accept mode).
+    let service = activator.pid();
     assert_eq!(pid, Some(service.as_raw() as u64), "rodent itself answered");
 
     let listening = activator.wait_log(|l| l["message"] == "listening");
@@ -116,8 +117,8 @@ async fn systemd_socket_activate_hands_rodent_its_socket_and_the_first_request_w
         "the peer set LISTEN_FDS, LISTEN_PID and LISTEN_FDNAMES"
     );
 
-    kill(service, SIGTERM).expect("rodent is signalled");
     let mut activator = activator;
+    activator.signal(SIGTERM);
     assert_eq!(
         activator.exit_code(PATIENCE),
         0,
@@ -147,7 +148,7 @@ async fn several_sockets_serve_on_the_one_named_http() {
         (inherited["fd"].clone(), inherited["name"].clone()),
         (4.into(), "http".into())
     );
-    kill(only_child(activator.pid()), SIGTERM).unwrap();
+    activator.signal(SIGTERM);
     assert_eq!(activator.exit_code(PATIENCE), 0);
 }
 
@@ -278,7 +279,7 @@ async fn under_the_supervisor_the_service_gets_the_socket_and_not_the_variables(
     wait_raw(&activator, "as 3.");
     let (status, pid) = who_answers(&address).await;
     assert_eq!(status, 200);
-    let supervisor = only_child(activator.pid());
+    let supervisor = activator.pid();
     let service = only_child(supervisor);
     assert_eq!(pid, Some(service.as_raw() as u64), "the service answered");
     let environ = environ_of(service);

@@ -62,7 +62,11 @@ impl Host {
 
     /// Runs `rodent <args>`; returns (code, stdout, stderr).
     fn run(&self, args: &[&str]) -> (i32, String, String) {
-        let mut command = self.spawn().command();
+        self.run_with(self.spawn(), args)
+    }
+
+    fn run_with(&self, spawn: Spawn, args: &[&str]) -> (i32, String, String) {
+        let mut command = spawn.command();
         command.args(args);
         let output = command.output().expect("rodent runs");
         (
@@ -242,9 +246,12 @@ fn five_restarts_under_load_lose_nothing_and_status_always_finds_an_instance() {
 fn a_successor_that_cannot_start_leaves_the_old_instance_serving_untouched() {
     let host = Host::new("restart-fails");
     let (pid, address) = host.detach();
-    // The successor reads the env file afresh; the running instance does not (no SIGHUP).
+    // The successor reads the env file afresh; the running instance does not (no SIGHUP). The
+    // operator's shell does not know the file (with it, the command itself would refuse the
+    // configuration, exit 78, before signalling anything).
     host.env_file("RODENT_LOG_FORMAT=xml\n");
-    let (code, out, err) = host.run(&["restart"]);
+    let operator = || host.spawn().without_env("RODENT_ENV_FILE");
+    let (code, out, err) = host.run_with(operator(), &["restart"]);
     assert_eq!(code, 78, "the successor's own exit code: {out}{err}");
     assert!(
         err.contains("RODENT_LOG_FORMAT") && err.contains("xml"),
@@ -254,7 +261,11 @@ fn a_successor_that_cannot_start_leaves_the_old_instance_serving_untouched() {
         err.contains(&format!("rodent (PID {pid}) is still serving")),
         "{err}"
     );
-    assert_eq!(host.status(), (0, format!("rodent is running (PID {pid})")));
+    let (code, out, _) = host.run_with(operator(), &["status"]);
+    assert_eq!(
+        (code, out.trim()),
+        (0, format!("rodent is running (PID {pid})").as_str())
+    );
     let mut stream = connect(address);
     let answer = get_on(&mut stream, "/").unwrap();
     assert_eq!(answer.status, 200);
