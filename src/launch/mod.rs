@@ -2,7 +2,8 @@
 //! any application embedding the library:
 //!
 //! 1. block the handled signals, before anything else, so none is lost;
-//! 2. read and validate the configuration, all of it, before anything binds (exit 78);
+//! 2. read and validate the configuration, all of it, before anything binds (exit 78), and claim
+//!    what was inherited: a listening socket;
 //! 3. become what this process is meant to be, while it is still single-threaded: the PID 1
 //!    supervisor, or a daemon (`--detach`);
 //! 4. install the signal handlers, before any other thread exists;
@@ -29,11 +30,13 @@
 //! | `cli` | the command line |
 //! | `commands` | the commands other than `serve`: `probe`, `config`, `version` |
 //! | `control` | `status`, `stop` and `reload`: an instance found through its PID file |
+//! | `inherited` | what the process was handed at start: a socket |
 //! | `probe` | the HTTP client behind `rodent probe` |
 
 mod cli;
 mod commands;
 mod control;
+mod inherited;
 mod probe;
 
 use std::process::ExitCode;
@@ -44,7 +47,7 @@ use clap::Parser;
 use nix::unistd::Pid;
 
 use crate::build::{self, NAME};
-use crate::config::{Config, LogFormat};
+use crate::config::Config;
 use crate::exit::Exit;
 use crate::observe::logging::Logging;
 use crate::observe::telemetry::Telemetry;
@@ -54,6 +57,7 @@ use crate::process::pidfile::PidFileLock;
 use crate::process::supervisor::{self, Link, Role};
 use crate::service::{Rodent, Signals};
 use cli::{Cli, Command, ServeArgs};
+use inherited::{Inheritance, refuse};
 
 /// Runs rodent's command line around the service `build` describes: `serve` (the default),
 /// `status`, `stop`, `reload`, `probe`, `config` and `version`. The `rodent` binary is this
@@ -94,20 +98,18 @@ pub fn serve(options: Options, build: impl FnOnce(Rodent) -> Rodent) -> ExitCode
     }
     let mut config = match Config::from_env() {
         Ok(config) => config,
-        Err(errors) if options.detach => {
-            eprintln!("{NAME}: {errors}");
-            return Exit::Config.into();
-        }
         Err(errors) => {
-            let _logging = Logging::init("info", guess_log_format(), Vec::new());
-            errors.log();
-            tracing::error!(
-                target: "rodent::config",
-                problems = errors.0.len(),
-                exit_code = Exit::Config.code(),
-                "refusing to start with an invalid configuration"
-            );
-            return Exit::Config.into();
+            let message = errors.to_string();
+            return refuse(&message, errors.0.len(), options.detach, || errors.log());
+        }
+    };
+    let mut inherited = match Inheritance::take(&config.vars) {
+        Ok(inherited) => inherited,
+        Err(error) => {
+            let message = error.to_string();
+            return refuse(&message, 1, options.detach, || {
+                inherited::log_activation_error(&error)
+            });
         }
     };
     let role = supervisor::role(&config);
@@ -123,9 +125,10 @@ pub fn serve(options: Options, build: impl FnOnce(Rodent) -> Rodent) -> ExitCode
         Role::Supervisor(supervisor) => supervisor
             .pid_file(config.pid_file.clone())
             .report_to(report)
+            .listener(inherited.socket.take().map(|socket| socket.listener))
             .run(&config)
             .into(),
-        Role::Service(link) => service(config, link, report, build).into(),
+        Role::Service(link) => service(config, link, report, inherited, build).into(),
     }
 }
 
@@ -135,6 +138,7 @@ fn service(
     config: Config,
     mut link: Option<Link>,
     report: Option<Report>,
+    mut inherited: Inheritance,
     build: impl FnOnce(Rodent) -> Rodent,
 ) -> Exit {
     if link.is_some() {
@@ -159,6 +163,7 @@ fn service(
     let mut telemetry = Telemetry::start(&config.vars);
     let logging = Logging::init(&config.log, config.log_format, telemetry.layers());
     log_starting(&config);
+    inherited.log(link.is_some());
     let pid_file = match (&link, &config.pid_file) {
         (None, Some(path)) => match PidFileLock::acquire(path) {
             Ok(lock) => Some(lock),
@@ -203,7 +208,14 @@ fn service(
         if let Some(link) = link {
             link.publish(move |total| metrics.set_zombies_reaped(total));
         }
-        service.bind_and_serve(Signals::Os(signals)).await
+        match inherited.socket.take() {
+            Some(socket) => {
+                service
+                    .serve_inherited(socket.listener, Signals::Os(signals))
+                    .await
+            }
+            None => service.bind_and_serve(Signals::Os(signals)).await,
+        }
     });
     // Tasks still parked in blocking calls must not hold the exit.
     runtime.shutdown_timeout(Duration::from_millis(100));
@@ -229,14 +241,6 @@ fn log_starting(config: &Config) {
         "starting"
     );
     config.warn_unknown();
-}
-
-/// The log format to report configuration errors in, when the configuration itself is invalid.
-fn guess_log_format() -> LogFormat {
-    match std::env::var("RODENT_LOG_FORMAT").as_deref().map(str::trim) {
-        Ok("text") => LogFormat::Text,
-        _ => LogFormat::Json,
-    }
 }
 
 /// Which side of `--detach` this process is on once [`detach`] returns.

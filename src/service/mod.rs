@@ -185,6 +185,10 @@ impl Rodent {
     where
         F: Future<Output = ()> + Send + 'static,
     {
+        let listener = run::Listener {
+            socket: listener,
+            outlives: false,
+        };
         self.serve_with(listener, Signals::Future(Some(Box::pin(shutdown))))
             .await
     }
@@ -193,7 +197,13 @@ impl Rodent {
     pub(crate) async fn bind_and_serve(self, signals: Signals) -> Exit {
         let address = self.config.bind_addr();
         match TcpListener::bind(address).await {
-            Ok(listener) => self.serve_with(listener, signals).await,
+            Ok(socket) => {
+                let listener = run::Listener {
+                    socket,
+                    outlives: false,
+                };
+                self.serve_with(listener, signals).await
+            }
             Err(e) => {
                 let cause = format!("cannot listen on {address}: {e}");
                 tracing::error!(target: "rodent::lifecycle", address = %address, error = %e, "{cause}");
@@ -203,8 +213,32 @@ impl Rodent {
         }
     }
 
+    /// Serves on a listening socket this process inherited (socket activation, a supervisor, a
+    /// predecessor) instead of binding one, taking signals from `signals`.
+    pub(crate) async fn serve_inherited(
+        self,
+        socket: std::net::TcpListener,
+        signals: Signals,
+    ) -> Exit {
+        match TcpListener::from_std(socket) {
+            Ok(socket) => {
+                let listener = run::Listener {
+                    socket,
+                    outlives: true,
+                };
+                self.serve_with(listener, signals).await
+            }
+            Err(e) => {
+                let cause = format!("cannot serve on the inherited socket: {e}");
+                tracing::error!(target: "rodent::lifecycle", "{cause}");
+                self.observers.emit(&Event::StartFailed(cause));
+                Exit::Failure
+            }
+        }
+    }
+
     /// Serves on `listener`, taking signals from `signals`.
-    pub(crate) async fn serve_with(self, listener: TcpListener, signals: Signals) -> Exit {
+    async fn serve_with(self, listener: run::Listener, signals: Signals) -> Exit {
         run::run(self, listener, signals).await
     }
 }

@@ -16,7 +16,14 @@ use crate::lifecycle::readiness::Readiness;
 use crate::lifecycle::{Event, State};
 use crate::server::{Server, Timeouts};
 
-pub(super) async fn run(service: Rodent, listener: TcpListener, signals: Signals) -> Exit {
+/// The socket to serve on.
+pub(super) struct Listener {
+    pub(super) socket: TcpListener,
+    /// Inherited from a service manager or a predecessor: the socket outlives this process.
+    pub(super) outlives: bool,
+}
+
+pub(super) async fn run(service: Rodent, listener: Listener, signals: Signals) -> Exit {
     let Rodent {
         config,
         app,
@@ -42,10 +49,13 @@ pub(super) async fn run(service: Rodent, listener: TcpListener, signals: Signals
         metrics.clone(),
         Readiness::new(checks),
     ));
+    if listener.outlives {
+        shared.mark_listener_outliving();
+    }
     let heartbeat = lifecycle.spawn_heartbeat();
     let router = crate::http::router(shared.clone(), app);
-    let address = listener.local_addr().ok();
-    let server = Server::start(listener, router, timeouts, metrics);
+    let address = listener.socket.local_addr().ok();
+    let server = Server::start(listener.socket, router, timeouts, metrics);
     if let Some(address) = address {
         tracing::info!(target: "rodent::lifecycle", address = %address, port = address.port(), "listening");
         controls.emit(&Event::Listening(address));
