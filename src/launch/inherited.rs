@@ -1,7 +1,8 @@
 //! What this process inherited from whoever started it, read once before anything else: a
-//! listening socket (from a service manager or the supervisor). The variables that described it
-//! are forgotten while the process is still single-threaded, so that nothing it starts takes
-//! them for its own.
+//! listening socket (from a service manager, the supervisor or a predecessor) and, for the
+//! successor of `rodent restart`, the predecessor to report to. The variables that described
+//! them are forgotten while the process is still single-threaded, so that nothing it starts
+//! takes them for its own.
 
 use std::process::ExitCode;
 
@@ -11,40 +12,52 @@ use crate::exit::Exit;
 use crate::observe::logging::Logging;
 use crate::process::activation::{self, Activation, ActivationError, Inherited, Source};
 use crate::process::inherit;
+use crate::process::successor::{self, Predecessor};
 
 /// What was inherited.
 pub(super) struct Inheritance {
     /// The socket to serve on instead of binding.
     pub(super) socket: Option<Inherited>,
+    /// The instance this one replaces (`rodent restart`).
+    pub(super) predecessor: Option<Predecessor>,
     /// `LISTEN_FDS` was set for another process: its `LISTEN_PID` (or unset).
     not_ours: Option<Option<String>>,
     /// Whether the variables could be forgotten (not when threads were running already).
     forgotten: bool,
 }
 
+/// The socket described by an inherited variable cannot be used; the predecessor, if any,
+/// still waits to be told.
+pub(super) struct Refused {
+    pub(super) error: ActivationError,
+    pub(super) predecessor: Option<Predecessor>,
+}
+
 impl Inheritance {
     /// Claims what `vars` describe, then forgets the variables.
-    pub(super) fn take(vars: &Vars) -> Result<Self, ActivationError> {
+    pub(super) fn take(vars: &Vars) -> Result<Self, Box<Refused>> {
+        let predecessor = Predecessor::inherited(vars);
         let activation = Activation::from_vars(vars);
         let mut names = activation::VARIABLES.to_vec();
-        names.push(activation::HANDED_DOWN);
+        names.extend([activation::HANDED_DOWN, successor::MARKER]);
         // Before anything can start a process: none of them is the one these were meant for.
         let forgotten = inherit::forget(&names);
         let (socket, not_ours) = match activation {
             Ok(Activation::Inherited(socket)) => (Some(socket), None),
             Ok(Activation::NotOurs { listen_pid }) => (None, Some(listen_pid)),
             Ok(Activation::None) => (None, None),
-            Err(error) => return Err(error),
+            Err(error) => return Err(Box::new(Refused { error, predecessor })),
         };
         Ok(Self {
             socket,
+            predecessor,
             not_ours,
             forgotten,
         })
     }
 
     /// Logs where the socket comes from, when it is not bound here. `supervised`: a socket
-    /// handed down by a parent came from the supervisor.
+    /// handed down by a parent came from the supervisor, not from a predecessor.
     pub(super) fn log(&self, supervised: bool) {
         if let Some(listen_pid) = &self.not_ours {
             let listen_pid = listen_pid
@@ -83,12 +96,22 @@ impl Inheritance {
     }
 }
 
-/// Refuses to start with an invalid configuration: the error goes to the terminal for
-/// `--detach` (the launcher prints it there, before any fork) or to the log. `log` writes a line
-/// for each of the `problems`.
-pub(super) fn refuse(message: &str, problems: usize, detach: bool, log: impl FnOnce()) -> ExitCode {
+/// Refuses to start with an invalid configuration: the error goes to the predecessor waiting
+/// for this successor, if any, and to the terminal for `--detach` (the launcher prints it
+/// there, before any fork) or to the log. `log` writes a line for each of the `problems`.
+pub(super) fn refuse(
+    message: &str,
+    problems: usize,
+    detach: bool,
+    predecessor: Option<Predecessor>,
+    log: impl FnOnce(),
+) -> ExitCode {
     let exit = Exit::Config;
-    if detach {
+    let successor = predecessor.is_some();
+    if let Some(predecessor) = predecessor {
+        predecessor.report.failed(exit, message);
+    }
+    if detach && !successor {
         eprintln!("{NAME}: {message}");
         return exit.into();
     }
@@ -101,6 +124,14 @@ pub(super) fn refuse(message: &str, problems: usize, detach: bool, log: impl FnO
         "refusing to start with an invalid configuration"
     );
     exit.into()
+}
+
+/// The process environment, as far as it is UTF-8: where a predecessor is looked for when the
+/// configuration could not be read.
+pub(super) fn process_vars() -> Vars {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect()
 }
 
 /// Logs an activation variable that cannot be honoured, naming it.

@@ -1,6 +1,6 @@
 //! What a parent process hands down and names in a variable: the supervisor's zombie-count pipe,
-//! a daemon's report pipe, a listening socket. Each descriptor is claimed once, and the
-//! variables are forgotten before this process starts any of its own.
+//! a daemon's report pipe, a listening socket, the pipe a successor reports on. Each descriptor is
+//! claimed once, and the variables are forgotten before this process starts any of its own.
 
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
@@ -19,8 +19,8 @@ pub(crate) fn claim_inherited(fd: RawFd) -> Option<OwnedFd> {
 }
 
 /// Removes `names` from this process's environment, so that no process it starts (a handler's,
-/// a hook's) takes what they describe for its own: descriptors that are not open there, or a
-/// parent that is not its parent.
+/// a hook's, a successor's) takes what they describe for its own: descriptors that are not open
+/// there, or a parent that is not its parent.
 ///
 /// Changing the environment is sound only while no other thread can read it, so this is done
 /// only when this process has a single thread (the start of `launch::serve`, which forks for the

@@ -1,6 +1,6 @@
 //! What a rodent process is to the operating system, apart from the service it runs: how OS
 //! signals become [`Signal`]s, the PID 1 supervisor, daemon mode, the PID file, systemd's
-//! readiness notifications and socket activation.
+//! readiness notifications and socket activation, and the successor a restart starts.
 //!
 //! | part | owns |
 //! | --- | --- |
@@ -10,6 +10,7 @@
 //! | [`pidfile`] | one instance per PID file, held with `flock` |
 //! | [`notify`] | systemd readiness notifications (`NOTIFY_SOCKET`) |
 //! | [`activation`] | listening sockets inherited instead of bound: `LISTEN_FDS`, or from a parent rodent |
+//! | [`successor`] | `rodent restart`: the successor started on the socket, its report, the outcome |
 //! | `inherit` | descriptors a parent process hands down, claimed once; their variables forgotten |
 //!
 //! Nothing here knows about HTTP or the service's state: the launcher wires these parts to the
@@ -21,6 +22,7 @@ pub(crate) mod inherit;
 pub(crate) mod notify;
 pub(crate) mod pidfile;
 pub(crate) mod signal;
+pub(crate) mod successor;
 pub(crate) mod supervisor;
 
 pub use signal::Signal;

@@ -6,12 +6,14 @@
 //! | --- | --- |
 //! | this file | the builder, and how it is served |
 //! | `run` | the run loop: startup hooks, ready, then the shutdown signal |
-//! | `controls` | what answers the operator: signals in (reload, dump, shutdown), events out |
+//! | `controls` | what answers the operator: signals in (reload, dump, shutdown, restart), events out |
+//! | `restart` | SIGUSR2: a successor on the listening socket, then the drain |
 //! | `shutdown` | the drain sequence and its deadline, from the first signal to the exit code |
 //!
 //! The state machine is advanced here and only here; everything else reads it.
 
 mod controls;
+mod restart;
 mod run;
 mod shutdown;
 
@@ -29,6 +31,7 @@ use crate::lifecycle::readiness::ReadinessCheck;
 use crate::lifecycle::{BoxError, Event, Lifecycle, Observers};
 use crate::observe::logging::LogHandle;
 use crate::observe::metrics::Metrics;
+use crate::process::successor::Restarts;
 use controls::ConfigSource;
 pub(crate) use controls::Signals;
 
@@ -64,6 +67,7 @@ pub struct Rodent {
     observers: Observers,
     logging: Option<LogHandle>,
     config_source: ConfigSource,
+    restarts: Option<Restarts>,
 }
 
 impl Rodent {
@@ -81,6 +85,7 @@ impl Rodent {
             observers: Observers::default(),
             logging: None,
             config_source: Box::new(Config::from_env),
+            restarts: None,
         }
     }
 
@@ -160,6 +165,12 @@ impl Rodent {
     /// The telemetry flush: runs after every shutdown hook.
     pub(crate) fn flush_last(mut self, flush: Option<Hook>) -> Self {
         self.flush = flush;
+        self
+    }
+
+    /// Lets SIGUSR2 restart the service (`rodent restart`).
+    pub(crate) fn restarts(mut self, restarts: Restarts) -> Self {
+        self.restarts = Some(restarts);
         self
     }
 

@@ -1,6 +1,7 @@
 //! The run loop: from a bound listener to the shutdown signal. Startup hooks run while the
-//! listener already answers `/healthz`; then the service turns ready and waits; the first
-//! shutdown signal hands over to the [`Shutdown`] sequence.
+//! listener already answers `/healthz`; then the service turns ready and waits (restarting on
+//! SIGUSR2 where that is enabled: see `restart`); the first shutdown signal, or a successor
+//! taking over, hands over to the [`Shutdown`] sequence.
 
 use std::sync::Arc;
 
@@ -36,8 +37,9 @@ pub(super) async fn run(service: Rodent, listener: Listener, signals: Signals) -
         observers,
         logging,
         config_source,
+        restarts,
     } = service;
-    let mut controls = Controls::new(signals, logging, config_source, observers);
+    let mut controls = Controls::new(signals, logging, config_source, observers, restarts);
     let shutdown = Shutdown::new(shutdown, flush);
     let timeouts = Timeouts {
         header_read: config.header_read_timeout,
@@ -66,7 +68,7 @@ pub(super) async fn run(service: Rodent, listener: Listener, signals: Signals) -
             lifecycle.advance(State::Ready);
             tracing::info!(target: "rodent::lifecycle", "ready");
             controls.emit(&Event::Ready);
-            let signal = controls.next_shutdown_signal(&shared).await;
+            let signal = super::restart::serve_until_stopped(&shared, &server, &mut controls).await;
             shutdown.run(signal, &shared, &server, &mut controls).await
         }
         Started::Interrupted(signal) => {

@@ -48,7 +48,7 @@ use reap::Running;
 /// The internal variable that tells a re-executed rodent it is the supervised service:
 /// `<supervisor pid>:<fd of the zombie-count pipe>`. It is honoured only when the supervisor is
 /// the process's parent, so a rodent started by the service never mistakes it for its own.
-const MARKER: &str = "RODENT_SUPERVISED";
+pub(crate) const MARKER: &str = "RODENT_SUPERVISED";
 
 const TARGET: &str = "rodent::supervisor";
 
