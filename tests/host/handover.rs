@@ -5,6 +5,11 @@
 //!   gets SIGTERM. The old one drains (its own connections get `Connection: close`, in-flight
 //!   requests finish) and closes its copy of the socket without disturbing it: connections
 //!   queued in the backlog are left for the new one. Nothing is lost.
+//! - **stop then start on the held socket** (`systemctl restart` of a socket-activated
+//!   service): nothing accepts for a moment, but the socket stays open, so connections wait in
+//!   its backlog instead of being refused. Measured, and asserted only to refuse nothing: the
+//!   stopping process, with nobody else accepting, closes its last connections under load, and
+//!   a request written on one at that moment fails (a couple in thousands).
 //! - **stop then start, each instance binding the port itself** (the baseline: a restart
 //!   without socket activation): while nothing listens, connections are refused. It must lose
 //!   requests, which proves the scenario can tell.
@@ -31,6 +36,7 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Replacement {
     Overlap,
+    StopThenStartOnTheSocket,
     StopThenStartBinding,
 }
 
@@ -44,7 +50,9 @@ impl Target {
     fn for_scenario(how: Replacement) -> Self {
         match how {
             Replacement::StopThenStartBinding => Self::Port(free_port()),
-            Replacement::Overlap => Self::Held(held_listener()),
+            Replacement::Overlap | Replacement::StopThenStartOnTheSocket => {
+                Self::Held(held_listener())
+            }
         }
     }
 
@@ -125,7 +133,7 @@ fn replacements(how: Replacement) -> Run {
                 assert_eq!(current.exit_code(PATIENCE), 0, "the old instance drains");
                 next
             }
-            Replacement::StopThenStartBinding => {
+            Replacement::StopThenStartOnTheSocket | Replacement::StopThenStartBinding => {
                 current.signal(SIGTERM);
                 assert_eq!(current.exit_code(PATIENCE), 0, "the old instance drains");
                 target.start()
@@ -188,6 +196,26 @@ fn five_overlapping_replacements_on_a_held_socket_lose_nothing() {
         0,
         "requests were lost:\n{}\n{}",
         run.summary(Replacement::Overlap),
+        first_failures(&run.report)
+    );
+}
+
+#[test]
+fn stop_then_start_on_a_held_socket_refuses_no_connection() {
+    let how = Replacement::StopThenStartOnTheSocket;
+    let run = replacements(how);
+    eprintln!("{}", run.summary(how));
+    check(how, &run);
+    let refused: Vec<_> = run
+        .report
+        .failure_kinds()
+        .into_iter()
+        .filter(|(what, _)| what.contains("refused"))
+        .collect();
+    assert!(
+        refused.is_empty(),
+        "connections were refused while the socket was held:\n{}\n{}",
+        run.summary(how),
         first_failures(&run.report)
     );
 }

@@ -78,7 +78,11 @@ impl Host {
 
     /// Starts a daemon; returns its PID and address.
     fn detach(&self) -> (Pid, SocketAddr) {
-        let (code, out, err) = self.run(&["serve", "--detach"]);
+        self.detach_with(self.spawn())
+    }
+
+    fn detach_with(&self, spawn: Spawn) -> (Pid, SocketAddr) {
+        let (code, out, err) = self.run_with(spawn, &["serve", "--detach"]);
         assert_eq!(code, 0, "{out}{err}\nlog:\n{}", self.log());
         let rest = out
             .trim()
@@ -282,6 +286,38 @@ fn a_successor_that_cannot_start_leaves_the_old_instance_serving_untouched() {
     assert_eq!(code, 0, "{out}{err}");
     let (old, _, _) = restarted(&out);
     assert_eq!(old, pid);
+    let (code, _, _) = host.run(&["stop"]);
+    assert_eq!(code, 0);
+}
+
+/// The supervisor holds the PID file and the socket: the service refuses to be replaced on its
+/// own, and says so to the command, which does not wait for an outcome that cannot come.
+#[test]
+fn under_the_supervisor_restart_is_refused_and_the_instance_serves_on() {
+    let host = Host::new("restart-supervised");
+    let supervised = || host.spawn().env("RODENT_INIT", "always");
+    let (supervisor, address) = host.detach_with(supervised());
+    let started = Instant::now();
+    let (code, out, err) = host.run_with(supervised(), &["restart"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        started.elapsed() < PATIENCE,
+        "the refusal came at once, not after a timeout"
+    );
+    assert!(
+        err.contains("not available under the PID 1 supervisor"),
+        "the reason is printed: {err}"
+    );
+    assert!(
+        err.contains(&format!("rodent (PID {supervisor}) is still serving")),
+        "{err}"
+    );
+    assert_eq!(
+        host.status(),
+        (0, format!("rodent is running (PID {supervisor})"))
+    );
+    let mut stream = connect(address);
+    assert_eq!(get_on(&mut stream, "/").unwrap().status, 200);
     let (code, _, _) = host.run(&["stop"]);
     assert_eq!(code, 0);
 }
