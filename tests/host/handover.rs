@@ -169,23 +169,6 @@ fn check(how: Replacement, run: &Run) {
     );
 }
 
-fn first_failures(report: &Report) -> String {
-    report
-        .failures
-        .iter()
-        .take(20)
-        .map(|f| {
-            format!(
-                "  {:>7.3} s  GET {}: {}",
-                f.at.as_secs_f64(),
-                f.path,
-                f.what
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 #[test]
 fn five_overlapping_replacements_on_a_held_socket_lose_nothing() {
     let run = replacements(Replacement::Overlap);
@@ -196,7 +179,7 @@ fn five_overlapping_replacements_on_a_held_socket_lose_nothing() {
         0,
         "requests were lost:\n{}\n{}",
         run.summary(Replacement::Overlap),
-        first_failures(&run.report)
+        run.report.first_failures(20)
     );
 }
 
@@ -216,7 +199,7 @@ fn stop_then_start_on_a_held_socket_refuses_no_connection() {
         refused.is_empty(),
         "connections were refused while the socket was held:\n{}\n{}",
         run.summary(how),
-        first_failures(&run.report)
+        run.report.first_failures(20)
     );
 }
 
