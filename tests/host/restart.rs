@@ -4,6 +4,7 @@
 //! successor that cannot start changes nothing.
 
 use std::net::SocketAddr;
+use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -320,6 +321,35 @@ fn under_the_supervisor_restart_is_refused_and_the_instance_serves_on() {
     assert_eq!(get_on(&mut stream, "/").unwrap().status, 200);
     let (code, _, _) = host.run(&["stop"]);
     assert_eq!(code, 0);
+}
+
+/// Under systemd (`NOTIFY_SOCKET`) the old process's exit would be taken for the service's:
+/// the instance refuses, and points at `systemctl restart`.
+#[tokio::test]
+async fn under_systemd_restart_is_refused_and_the_instance_serves_on() {
+    let host = Host::new("restart-systemd");
+    let notify = host.dir.join("notify.sock");
+    let _manager = UnixDatagram::bind(&notify).expect("the notification socket binds");
+    let mut instance = host
+        .spawn()
+        .without_env("RODENT_LOG_FILE")
+        .env("NOTIFY_SOCKET", notify.to_str().unwrap())
+        .spawn();
+    let (code, out, err) = host.run(&["restart"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("not available under systemd") && err.contains("systemctl restart"),
+        "the reason is printed: {err}"
+    );
+    let info: serde_json::Value = instance.get("/").await.json().await.unwrap();
+    assert_eq!(
+        info["pid"],
+        instance.pid().as_raw(),
+        "still the same instance"
+    );
+    assert_eq!(info["state"], "ready");
+    instance.signal(SIGTERM);
+    assert_eq!(instance.exit_code(PATIENCE), 0);
 }
 
 #[test]
