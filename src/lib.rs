@@ -23,7 +23,7 @@
 //! | `server` | the accept loop and per-connection timeouts, on hyper-util |
 //! | [`http`] | rodent's routes and middleware around the application's, and [`Problem`] errors |
 //! | `observe` | logs, Prometheus metrics, OpenTelemetry traces |
-//! | `process` | OS signals ([`Signal`]), the PID 1 supervisor, daemon mode, the PID file, systemd |
+//! | `process` | OS signals ([`Signal`]), the PID 1 supervisor, daemon mode, the PID file, systemd, socket activation, the successor of a restart |
 //! | [`reference`] | the routes of the reference service |
 //! | `exit` | [`Exit`] codes |
 //! | `build` | what was built: version and commit |

@@ -7,6 +7,11 @@
 #   util-linux  taskset, which pins the benchmark's server and client to their own cores
 #   curl        readiness polling in scripts/bench.sh
 #   python3     the benchmark's connection holder and start/stop timer
+#   systemd     systemd-socket-activate, the real peer of the socket-activation tests (tests/host).
+#               Installed without its recommends: the package alone does not make systemd the
+#               init (that is systemd-sysv), and its install scripts only reload a running
+#               systemd when /run/systemd/system exists, so it is harmless where something else
+#               is PID 1 (a container, a CI runner). The tests run the binary standalone.
 #
 # scripts/bench.sh also uses valgrind (instruction counts) and, with PROFILE=1, perf, when they
 # are present (Debian's valgrind and linux-perf); they are not installed here because nothing in
@@ -22,6 +27,7 @@ have wrk || needed+=(wrk)
 have taskset || needed+=(util-linux)
 have curl || needed+=(curl)
 have python3 || needed+=(python3)
+have systemd-socket-activate || needed+=(systemd)
 if [ ${#needed[@]} -gt 0 ]; then
   log "installing ${needed[*]}"
   apt_install "${needed[@]}"
@@ -29,3 +35,4 @@ fi
 # Debian's haproxy package starts a service on install where an init system runs; the tests
 # start their own instances with generated configurations and need nothing from it.
 log "haproxy $(haproxy -v 2>/dev/null | head -n1 | awk '{print $3}'), wrk present"
+log "$(systemd-socket-activate --version | head -n1) for systemd-socket-activate"

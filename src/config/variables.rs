@@ -39,7 +39,12 @@ const fn var(name: &'static str, default: &'static str, reloadable: bool) -> Var
 }
 
 /// Variables that rodent itself sets for its own child processes, never by users.
-const INTERNAL_VARIABLES: &[&str] = &["RODENT_SUPERVISED", "RODENT_DAEMON_FD"];
+const INTERNAL_VARIABLES: &[&str] = &[
+    "RODENT_SUPERVISED",
+    "RODENT_DAEMON_FD",
+    "RODENT_LISTENER",
+    "RODENT_SUCCESSOR",
+];
 
 /// `RODENT_*` variables that rodent does not know: most likely typos.
 pub(super) fn unknown_variables(vars: &Vars) -> Vec<String> {

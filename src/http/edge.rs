@@ -23,8 +23,13 @@ where
 {
     // HTTP/2 forbids `Connection`; its equivalent is the GOAWAY the server sends at drain.
     let http1 = req.version() <= Version::HTTP_11;
-    if state.lifecycle.state() == LifecycleState::Stopping && !is_exempt(route) {
-        // The listener is closed; this request raced in on an open connection.
+    if state.lifecycle.state() == LifecycleState::Stopping
+        && !is_exempt(route)
+        && !state.listener_outlives()
+    {
+        // The listener is closed; this request raced in on an open connection. (When the
+        // socket lives on in another process, it is served instead, with `Connection: close`
+        // below: the client's next connection lands on that process.)
         let refused = Problem::new(StatusCode::SERVICE_UNAVAILABLE)
             .detail("this instance is shutting down; retry on another")
             .retry_after(1);

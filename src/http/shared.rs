@@ -2,7 +2,7 @@
 //! and the run loop that reloads its configuration, all hold an `Arc<Shared>`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use arc_swap::ArcSwap;
 
@@ -22,6 +22,11 @@ pub(crate) struct Shared {
     pub readiness: Readiness,
     /// Application requests in flight, for load shedding (probes and `/metrics` not counted).
     app_in_flight: Arc<AtomicUsize>,
+    /// The listening socket outlives this process: it was inherited from a service manager, or
+    /// handed to a successor. Closing it then refuses nobody (new connections wait in its queue
+    /// for whoever accepts next), so what still reaches this process on its open connections is
+    /// served rather than refused (see `edge`).
+    listener_outlives: AtomicBool,
 }
 
 impl Shared {
@@ -37,7 +42,17 @@ impl Shared {
             config: ArcSwap::from_pointee(config),
             readiness,
             app_in_flight: Arc::default(),
+            listener_outlives: AtomicBool::new(false),
         }
+    }
+
+    pub(crate) fn listener_outlives(&self) -> bool {
+        self.listener_outlives.load(Ordering::Relaxed)
+    }
+
+    /// From now on the listening socket outlives this process.
+    pub(crate) fn mark_listener_outliving(&self) {
+        self.listener_outlives.store(true, Ordering::Relaxed);
     }
 
     /// Admits one more application request unless `max` are already in flight.

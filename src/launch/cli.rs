@@ -41,6 +41,14 @@ pub(super) enum Command {
     ///
     /// Sends SIGHUP; the outcome is in the instance's log. Exit 0 sent, 3 not running.
     Reload,
+    /// Replace the instance holding RODENT_PID_FILE with a fresh one, losing no request.
+    ///
+    /// Sends SIGUSR2: the instance starts its successor on its own listening socket (the same
+    /// binary path, arguments and environment; RODENT_ENV_FILE read afresh), waits until it is
+    /// ready and holds the PID file, then drains. Exit 0 once the old instance has exited;
+    /// the successor's own exit code (78 for an invalid configuration) with its error when it
+    /// could not start, the old instance serving on untouched; 3 not running; 1 otherwise.
+    Restart(RestartArgs),
     /// Call a probe of a running instance; exit 0 when it answers 200.
     Probe(ProbeArgs),
     /// Print the effective configuration, secrets redacted.
@@ -65,6 +73,14 @@ pub(super) struct ServeArgs {
 #[derive(Args)]
 pub(super) struct StopArgs {
     /// How long to wait for the instance to exit; by default RODENT_SHUTDOWN_GRACE plus 5s.
+    #[arg(long, value_parser = duration)]
+    pub(super) timeout: Option<Duration>,
+}
+
+#[derive(Args)]
+pub(super) struct RestartArgs {
+    /// How long to wait for the outcome and the old instance's exit; by default a minute for
+    /// the successor's start plus RODENT_SHUTDOWN_GRACE plus 5s.
     #[arg(long, value_parser = duration)]
     pub(super) timeout: Option<Duration>,
 }

@@ -1,7 +1,8 @@
-//! Commands that operate an instance from outside: `status`, `stop` and `reload`. The instance
+//! Commands that operate an instance from outside: `status`, `stop`, `reload` and `restart`. The instance
 //! is the process holding the lock on RODENT_PID_FILE, read from the environment like the server
 //! reads it; the number written in the file is never trusted on its own.
 
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -9,6 +10,8 @@ use std::time::{Duration, Instant};
 use crate::config::{Config, format_duration};
 use crate::exit::Exit;
 use crate::process::pidfile::{self, Status};
+use crate::process::successor::START_PATIENCE;
+use crate::process::successor::outcome::{self, Recorded};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -138,6 +141,112 @@ fn running(path: &std::path::Path, command: &str) -> Result<Pid, ExitCode> {
         Err(e) => {
             eprintln!("rodent {command}: {e}");
             Err(Exit::Failure.into())
+        }
+    }
+}
+
+/// Added to the successor's start and the old instance's grace for `restart`'s default timeout.
+const RESTART_SLACK: Duration = Duration::from_secs(5);
+const RESTART_POLL: Duration = Duration::from_millis(20);
+
+/// `rodent restart`: SIGUSR2 to the lock holder, which starts its successor on its socket; then
+/// the outcome it records beside the PID file, and (on success) the old instance's exit.
+pub(super) fn restart(timeout: Option<Duration>) -> ExitCode {
+    let (config, path) = match target("restart", Exit::Failure.code()) {
+        Ok(target) => target,
+        Err(code) => return code,
+    };
+    let old = match running(&path, "restart") {
+        Ok(pid) => pid,
+        Err(code) => return code,
+    };
+    let timeout = timeout.unwrap_or(START_PATIENCE + config.shutdown_grace + RESTART_SLACK);
+    let deadline = Instant::now() + timeout;
+    let before = outcome::identity(&path);
+    // Watched from before the signal, so that an exit is seen even if the PID is reused since.
+    let exited = ProcessExit::watch(old);
+    if let Err(e) = kill(old, Signal::SIGUSR2) {
+        eprintln!("rodent restart: cannot signal PID {old}: {e}");
+        return Exit::Failure.into();
+    }
+    let recorded = loop {
+        if let Some((identity, recorded)) = outcome::read(&path)
+            && identity != before
+            && recorded.old() == old
+        {
+            break recorded;
+        }
+        if exited.happened() {
+            eprintln!("rodent restart: rodent (PID {old}) exited during the restart");
+            return Exit::Failure.into();
+        }
+        if Instant::now() >= deadline {
+            eprintln!(
+                "rodent restart: no outcome from rodent (PID {old}) after {}",
+                format_duration(timeout)
+            );
+            return Exit::Failure.into();
+        }
+        std::thread::sleep(RESTART_POLL);
+    };
+    match recorded {
+        Recorded::Failed { code, message, .. } => {
+            eprintln!("rodent restart: the new instance did not start: {message}");
+            eprintln!("rodent restart: rodent (PID {old}) is still serving");
+            ExitCode::from(code)
+        }
+        Recorded::Ready { new, address, .. } => {
+            while !exited.happened() {
+                if Instant::now() >= deadline {
+                    eprintln!(
+                        "rodent restart: rodent (PID {new}) serves, but rodent (PID {old}) is \
+                         still draining after {}",
+                        format_duration(timeout)
+                    );
+                    return Exit::Failure.into();
+                }
+                std::thread::sleep(RESTART_POLL);
+            }
+            match address {
+                Some(address) => {
+                    println!("rodent restarted (PID {old} -> {new}), listening on {address}")
+                }
+                None => println!("rodent restarted (PID {old} -> {new})"),
+            }
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+/// Whether a process has exited, through a pidfd (`pidfd_open(2)`, readable once it has; nix
+/// has no wrapper for it), or by its PID where there is none.
+struct ProcessExit {
+    pidfd: Option<OwnedFd>,
+    pid: Pid,
+}
+
+impl ProcessExit {
+    fn watch(pid: Pid) -> Self {
+        // SAFETY: pidfd_open takes a PID and flags and returns a new descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+        // SAFETY: a descriptor just returned to us, owned by nothing else.
+        let pidfd = (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
+        Self { pidfd, pid }
+    }
+
+    fn happened(&self) -> bool {
+        match &self.pidfd {
+            Some(fd) => {
+                let mut poll = libc::pollfd {
+                    fd: fd.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: one pollfd, and no waiting.
+                (unsafe { libc::poll(&mut poll, 1, 0) }) > 0
+            }
+            // No pidfd (a kernel before 5.3): the PID no longer exists.
+            None => kill(self.pid, None).is_err(),
         }
     }
 }

@@ -2,7 +2,8 @@
 //! any application embedding the library:
 //!
 //! 1. block the handled signals, before anything else, so none is lost;
-//! 2. read and validate the configuration, all of it, before anything binds (exit 78);
+//! 2. read and validate the configuration, all of it, before anything binds (exit 78), and claim
+//!    what was inherited: a listening socket, a predecessor to report to;
 //! 3. become what this process is meant to be, while it is still single-threaded: the PID 1
 //!    supervisor, or a daemon (`--detach`);
 //! 4. install the signal handlers, before any other thread exists;
@@ -10,7 +11,7 @@
 //! 6. serve until shutdown, and exit with the code the lifecycle ended with.
 //!
 //! [`main`] puts rodent's command line in front of it (`serve`, `status`, `stop`, `reload`,
-//! `probe`, `config`, `version`); [`serve`] is the `serve` command alone, for an application
+//! `restart`, `probe`, `config`, `version`); [`serve`] is the `serve` command alone, for an application
 //! with a command line of its own.
 //!
 //! ```no_run
@@ -28,35 +29,39 @@
 //! | this file | the order of a process's life, from blocked signals to the exit code |
 //! | `cli` | the command line |
 //! | `commands` | the commands other than `serve`: `probe`, `config`, `version` |
-//! | `control` | `status`, `stop` and `reload`: an instance found through its PID file |
+//! | `control` | `status`, `stop`, `reload` and `restart`: an instance found through its PID file |
+//! | `inherited` | what the process was handed at start: a socket, a predecessor |
 //! | `probe` | the HTTP client behind `rodent probe` |
 
 mod cli;
 mod commands;
 mod control;
+mod inherited;
 mod probe;
 
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::Parser;
 use nix::unistd::Pid;
 
 use crate::build::{self, NAME};
-use crate::config::{Config, LogFormat};
+use crate::config::Config;
 use crate::exit::Exit;
 use crate::observe::logging::Logging;
 use crate::observe::telemetry::Telemetry;
 use crate::process::daemon::{self, Detached, Outcome, Report};
 use crate::process::notify::Notifier;
 use crate::process::pidfile::PidFileLock;
+use crate::process::successor::{Predecessor, Restarts};
 use crate::process::supervisor::{self, Link, Role};
 use crate::service::{Rodent, Signals};
 use cli::{Cli, Command, ServeArgs};
+use inherited::{Inheritance, Refused, refuse};
 
 /// Runs rodent's command line around the service `build` describes: `serve` (the default),
-/// `status`, `stop`, `reload`, `probe`, `config` and `version`. The `rodent` binary is this
+/// `status`, `stop`, `reload`, `restart`, `probe`, `config` and `version`. The `rodent` binary is this
 /// with the [reference routes](crate::reference::routes).
 pub fn main(build: impl FnOnce(Rodent) -> Rodent) -> ExitCode {
     let cli = Cli::parse();
@@ -70,6 +75,7 @@ pub fn main(build: impl FnOnce(Rodent) -> Rodent) -> ExitCode {
         Command::Status => control::status(),
         Command::Stop(args) => control::stop(args.timeout),
         Command::Reload => control::reload(),
+        Command::Restart(args) => control::restart(args.timeout),
         Command::Probe(args) => commands::probe(args).into(),
         Command::Config { action } => commands::config(action).into(),
         Command::Version => commands::version().into(),
@@ -92,49 +98,75 @@ pub fn serve(options: Options, build: impl FnOnce(Rodent) -> Rodent) -> ExitCode
         eprintln!("{NAME}: cannot block signals: {e}");
         return Exit::Failure.into();
     }
+    crate::process::successor::remember_executable();
     let mut config = match Config::from_env() {
         Ok(config) => config,
-        Err(errors) if options.detach => {
-            eprintln!("{NAME}: {errors}");
-            return Exit::Config.into();
-        }
         Err(errors) => {
-            let _logging = Logging::init("info", guess_log_format(), Vec::new());
-            errors.log();
-            tracing::error!(
-                target: "rodent::config",
-                problems = errors.0.len(),
-                exit_code = Exit::Config.code(),
-                "refusing to start with an invalid configuration"
+            let predecessor = Predecessor::inherited(&inherited::process_vars());
+            let message = errors.to_string();
+            return refuse(
+                &message,
+                errors.0.len(),
+                options.detach,
+                predecessor,
+                || errors.log(),
             );
-            return Exit::Config.into();
+        }
+    };
+    let mut inherited = match Inheritance::take(&config.vars) {
+        Ok(inherited) => inherited,
+        Err(refused) => {
+            let Refused { error, predecessor } = *refused;
+            let message = error.to_string();
+            return refuse(&message, 1, options.detach, predecessor, || {
+                inherited::log_activation_error(&error)
+            });
         }
     };
     let role = supervisor::role(&config);
-    // A supervised service was re-executed with the same arguments: its supervisor detached.
-    let report = match &role {
-        Role::Service(None) | Role::Supervisor(_) if options.detach => match detach(&mut config) {
-            Detach::Daemon(report) => Some(report),
-            Detach::LauncherDone(exit) => return exit,
-        },
+    let predecessor = inherited.predecessor.take();
+    let replaces = predecessor.as_ref().map(|p| p.pid);
+    let report = match (predecessor, &role) {
+        // The instance being replaced is not supervised (it refuses to restart then), but the
+        // successor's configuration may ask for supervision: that takes a stop and a start.
+        (Some(predecessor), Role::Supervisor(_)) => {
+            let message = "RODENT_INIT asks for the PID 1 supervisor, which a restart cannot \
+                           start: stop the instance and start it again";
+            predecessor.report.failed(Exit::Config, message);
+            eprintln!("{NAME}: {message}");
+            return Exit::Config.into();
+        }
+        // A successor is started by a running instance: it is as detached as its predecessor,
+        // and reports to it instead of to a launcher.
+        (Some(predecessor), _) => Some(predecessor.report),
+        // A supervised service was re-executed with the same arguments: its supervisor detached.
+        (None, Role::Service(None) | Role::Supervisor(_)) if options.detach => {
+            match detach(&mut config) {
+                Detach::Daemon(report) => Some(report),
+                Detach::LauncherDone(exit) => return exit,
+            }
+        }
         _ => None,
     };
     match role {
         Role::Supervisor(supervisor) => supervisor
             .pid_file(config.pid_file.clone())
             .report_to(report)
+            .listener(inherited.socket.take().map(|socket| socket.listener))
             .run(&config)
             .into(),
-        Role::Service(link) => service(config, link, report, build).into(),
+        Role::Service(link) => service(config, link, report, inherited, replaces, build).into(),
     }
 }
 
 /// Runs the service in this process. Under a supervisor, the supervisor holds the PID file
-/// and the daemon report (if any) comes from it.
+/// and the daemon report (if any) comes from it. `replaces`: the instance this one succeeds.
 fn service(
     config: Config,
     mut link: Option<Link>,
     report: Option<Report>,
+    mut inherited: Inheritance,
+    replaces: Option<Pid>,
     build: impl FnOnce(Rodent) -> Rodent,
 ) -> Exit {
     if link.is_some() {
@@ -159,9 +191,14 @@ fn service(
     let mut telemetry = Telemetry::start(&config.vars);
     let logging = Logging::init(&config.log, config.log_format, telemetry.layers());
     log_starting(&config);
+    inherited.log(link.is_some());
+    // A successor locks a file beside the PID file, which its last startup step moves over it.
     let pid_file = match (&link, &config.pid_file) {
-        (None, Some(path)) => match PidFileLock::acquire(path) {
-            Ok(lock) => Some(lock),
+        (None, Some(path)) => match replaces.map_or_else(
+            || PidFileLock::acquire(path),
+            |_| PidFileLock::stand_by(path),
+        ) {
+            Ok(lock) => Some(Arc::new(Mutex::new(lock))),
             Err(e) => {
                 tracing::error!(target: "rodent::lifecycle", path = %path.display(), exit_code = e.exit().code(), "{e}");
                 if let Some(report) = &report {
@@ -185,9 +222,30 @@ fn service(
         }
     };
     let notifier = Notifier::from_vars(&config.vars);
-    let service = Rodent::new(config);
+    let restarts = restarts(&config, link.is_some(), notifier.is_some());
+    let takeover = match (replaces, &pid_file, &config.pid_file) {
+        (Some(predecessor), Some(lock), Some(path)) => {
+            Some((predecessor, lock.clone(), path.clone()))
+        }
+        _ => None,
+    };
+    let service = Rodent::new(config).restarts(restarts);
     let flush = telemetry.connect(&service.metrics());
     let mut service = build(service.logging(logging.handle()).flush_last(flush));
+    // Registered after the application's hooks, so it runs last: the PID file names this
+    // process only once everything else is ready, right before the predecessor is told.
+    if let Some((predecessor, lock, path)) = takeover {
+        service = service.on_startup(
+            "PID file takeover",
+            Duration::from_secs(1),
+            move || async move {
+                lock.lock()
+                    .expect("the PID file lock is never poisoned: nothing panics while holding it")
+                    .take_over(&path, predecessor)
+                    .map_err(|e| e.into())
+            },
+        );
+    }
     match notifier {
         Some(Ok(notifier)) => service = service.on_event(move |event| notifier.observe(event)),
         Some(Err(e)) => {
@@ -203,7 +261,14 @@ fn service(
         if let Some(link) = link {
             link.publish(move |total| metrics.set_zombies_reaped(total));
         }
-        service.bind_and_serve(Signals::Os(signals)).await
+        match inherited.socket.take() {
+            Some(socket) => {
+                service
+                    .serve_inherited(socket.listener, Signals::Os(signals))
+                    .await
+            }
+            None => service.bind_and_serve(Signals::Os(signals)).await,
+        }
     });
     // Tasks still parked in blocking calls must not hold the exit.
     runtime.shutdown_timeout(Duration::from_millis(100));
@@ -231,12 +296,26 @@ fn log_starting(config: &Config) {
     config.warn_unknown();
 }
 
-/// The log format to report configuration errors in, when the configuration itself is invalid.
-fn guess_log_format() -> LogFormat {
-    match std::env::var("RODENT_LOG_FORMAT").as_deref().map(str::trim) {
-        Ok("text") => LogFormat::Text,
-        _ => LogFormat::Json,
+/// How this process answers SIGUSR2. A restart is refused where a successor could not take
+/// this process's place: under the PID 1 supervisor, which holds the PID file and the socket and
+/// would be left supervising nothing; under systemd, which tracks the main PID and would take
+/// this process's exit for the service's.
+fn restarts(config: &Config, supervised: bool, under_systemd: bool) -> Restarts {
+    if supervised {
+        // The PID file names the supervisor, whom `rodent restart` signalled.
+        return Restarts::new(config.pid_file.clone(), nix::unistd::getppid()).refused(
+            "restart is not available under the PID 1 supervisor (RODENT_INIT=always, or PID 1): \
+             restart the container or the supervisor instead",
+        );
     }
+    let restarts = Restarts::new(config.pid_file.clone(), nix::unistd::getpid());
+    if under_systemd {
+        return restarts.refused(
+            "restart is not available under systemd (NOTIFY_SOCKET is set), which would take \
+             this process's exit for the service's: use systemctl restart, with a socket unit",
+        );
+    }
+    restarts
 }
 
 /// Which side of `--detach` this process is on once [`detach`] returns.

@@ -172,10 +172,14 @@ fn thread_count() -> usize {
 }
 
 fn wait_for_report(read: OwnedFd) -> Outcome {
-    let mut pipe = File::from(read);
+    read_report(File::from(read))
+}
+
+/// Reads a report off the launcher's end of a report pipe: up to the first line when it says
+/// ready, to the end of file (the reporter's exit) otherwise. Blocks.
+pub(super) fn read_report(mut pipe: File) -> Outcome {
     let mut received = Vec::new();
     let mut chunk = [0u8; 512];
-    // Up to the first line when it says ready; to the end of file (the daemon's exit) otherwise.
     while !received.starts_with(b"ready ") || !received.contains(&b'\n') {
         match pipe.read(&mut chunk) {
             Ok(0) => break,
@@ -224,7 +228,8 @@ struct Pipe {
 }
 
 impl Report {
-    fn new(pipe: OwnedFd, pid: Pid) -> Self {
+    /// The reporting end of a report pipe; `pid` is the PID to announce.
+    pub(super) fn new(pipe: OwnedFd, pid: Pid) -> Self {
         Self {
             pipe: Mutex::new(Pipe {
                 file: Some(File::from(pipe)),

@@ -1,6 +1,6 @@
 //! What a rodent process is to the operating system, apart from the service it runs: how OS
-//! signals become [`Signal`]s, the PID 1 supervisor, daemon mode, the PID file, and systemd's
-//! readiness notifications.
+//! signals become [`Signal`]s, the PID 1 supervisor, daemon mode, the PID file, systemd's
+//! readiness notifications and socket activation, and the successor a restart starts.
 //!
 //! | part | owns |
 //! | --- | --- |
@@ -9,16 +9,20 @@
 //! | [`daemon`] | `serve --detach`: double fork and an honest report to the launcher |
 //! | [`pidfile`] | one instance per PID file, held with `flock` |
 //! | [`notify`] | systemd readiness notifications (`NOTIFY_SOCKET`) |
-//! | `inherit` | descriptors a parent process hands down, claimed once |
+//! | [`activation`] | listening sockets inherited instead of bound: `LISTEN_FDS`, or from a parent rodent |
+//! | [`successor`] | `rodent restart`: the successor started on the socket, its report, the outcome |
+//! | `inherit` | descriptors a parent process hands down, claimed once; their variables forgotten |
 //!
 //! Nothing here knows about HTTP or the service's state: the launcher wires these parts to the
 //! service through lifecycle [`Event`](crate::lifecycle::Event)s.
 
+pub(crate) mod activation;
 pub(crate) mod daemon;
-mod inherit;
+pub(crate) mod inherit;
 pub(crate) mod notify;
 pub(crate) mod pidfile;
 pub(crate) mod signal;
+pub(crate) mod successor;
 pub(crate) mod supervisor;
 
 pub use signal::Signal;

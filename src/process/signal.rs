@@ -29,7 +29,9 @@ pub enum Signal {
     Dump,
     /// SIGUSR1: no meaning yet; caught so it never kills the process (its default action).
     User1,
-    /// SIGUSR2: as SIGUSR1.
+    /// SIGUSR2: `rodent restart` (the nginx and unicorn convention): start a successor on the
+    /// listening socket, then drain once it is ready. Without meaning where restarts are not
+    /// enabled (a service run without `launch`).
     User2,
     /// SIGWINCH: a terminal was resized; forwarded by a supervisor like any other, ignored.
     WindowChange,
@@ -74,7 +76,8 @@ impl Signal {
     }
 }
 
-fn handled_set() -> SigSet {
+/// Every signal in [`Signal::ALL`], as the OS numbers them.
+pub(crate) fn handled_set() -> SigSet {
     let mut set = SigSet::empty();
     for signal in Signal::ALL {
         set.add(signal.os());

@@ -3,15 +3,16 @@
 //!
 //! The service's run loop steers it through [`Server`]: [`Server::drain_started`] sends HTTP/2 clients
 //! a GOAWAY, [`Server::close`] stops accepting and lets every connection finish its in-flight
-//! requests, [`Server::abort`] drops whatever is left.
+//! requests, [`Server::abort`] drops whatever is left. A restart hands the listener to a
+//! successor ([`Server::with_listener`]), then [`Server::stop_accepting`] before the drain.
 
 mod connection;
 mod io;
 
 pub(crate) use connection::{RequestOnConnection, Timeouts};
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -38,6 +39,8 @@ pub(crate) struct Control {
     /// The deadline passed: every connection is dropped at once.
     abort: CancellationToken,
     aborted: Arc<AtomicU64>,
+    /// Stop accepting, nothing more: a restart hands the socket over before the drain.
+    stop_accepting: CancellationToken,
     /// Cancelled by the accept loop as it returns, after dropping the listener.
     accept_stopped: CancellationToken,
 }
@@ -45,6 +48,10 @@ pub(crate) struct Control {
 /// A running server.
 pub(crate) struct Server {
     control: Control,
+    /// The server's reference to the listener, besides the accept loop's: what a restart hands
+    /// to the successor. Dropped when accepting stops, so that this process's copy of the
+    /// socket really closes then.
+    listener: Mutex<Option<Arc<TcpListener>>>,
     connections: TaskTracker,
     accept_loop: tokio::task::JoinHandle<()>,
 }
@@ -62,11 +69,13 @@ impl Server {
             closing: CancellationToken::new(),
             abort: CancellationToken::new(),
             aborted: Arc::default(),
+            stop_accepting: CancellationToken::new(),
             accept_stopped: CancellationToken::new(),
         };
+        let listener = Arc::new(listener);
         let connections = TaskTracker::new();
         let accept_loop = tokio::spawn(accept_loop(
-            listener,
+            listener.clone(),
             Arc::new(connection::Shared {
                 builder: builder(),
                 router,
@@ -78,9 +87,35 @@ impl Server {
         ));
         Self {
             control,
+            listener: Mutex::new(Some(listener)),
             connections,
             accept_loop,
         }
+    }
+
+    /// Calls `with` on the listener while this server still accepts on it (`None` after).
+    pub(crate) fn with_listener<T>(&self, with: impl FnOnce(&TcpListener) -> T) -> Option<T> {
+        self.listener
+            .lock()
+            .expect("the listener lock is never poisoned: nothing panics while holding it")
+            .as_deref()
+            .map(with)
+    }
+
+    /// Stops accepting and drops this process's copy of the listener, and only that: no
+    /// `shutdown(2)`, which would reset the connections still queued in the socket for another
+    /// process that holds it. Open connections carry on.
+    pub(crate) async fn stop_accepting(&self) {
+        self.drop_listener();
+        self.control.stop_accepting.cancel();
+        self.control.accept_stopped.cancelled().await;
+    }
+
+    fn drop_listener(&self) {
+        self.listener
+            .lock()
+            .expect("the listener lock is never poisoned: nothing panics while holding it")
+            .take();
     }
 
     pub(crate) fn drain_started(&self) {
@@ -90,11 +125,11 @@ impl Server {
     /// Closes the listener (new connections are refused) and asks every connection to finish
     /// what it is doing and close; idle ones close at once.
     pub(crate) async fn close(&self) {
+        // Accepting stops first, so that no connection is accepted after its siblings were told
+        // to close; and "listener closed" is true when it is logged.
+        self.stop_accepting().await;
         self.control.closing.cancel();
         self.connections.close();
-        // The accept loop drops the listener when it sees `closing`; wait for that so "listener
-        // closed" is true when it is logged.
-        self.control.accept_stopped.cancelled().await;
     }
 
     /// Resolves once every connection has closed.
@@ -108,6 +143,7 @@ impl Server {
 
     /// Drops every remaining connection and returns how many there were.
     pub(crate) async fn abort(&self) -> u64 {
+        self.drop_listener();
         self.control.closing.cancel();
         self.control.abort.cancel();
         self.connections.close();
@@ -139,17 +175,17 @@ fn builder() -> auto::Builder<TokioExecutor> {
 const ACCEPT_ERROR_LOG_EVERY: Duration = Duration::from_secs(5);
 
 async fn accept_loop(
-    listener: TcpListener,
+    listener: Arc<TcpListener>,
     shared: Arc<connection::Shared>,
     connections: TaskTracker,
 ) {
     let _stopped = shared.control.accept_stopped.clone().drop_guard();
-    let closing = shared.control.closing.clone();
+    let stop = shared.control.stop_accepting.clone();
     let mut errors = AcceptErrors::default();
     loop {
         let accepted = tokio::select! {
             biased;
-            () = closing.cancelled() => break,
+            () = stop.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
         match accepted {
@@ -168,7 +204,7 @@ async fn accept_loop(
                 shared.metrics.accept_error();
                 errors.failed(&e);
                 tokio::select! {
-                    () = closing.cancelled() => break,
+                    () = stop.cancelled() => break,
                     () = tokio::time::sleep(Duration::from_millis(50)) => {}
                 }
             }

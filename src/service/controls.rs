@@ -1,5 +1,5 @@
-//! What answers the operator while the service runs: signals in (reload, dump, shutdown),
-//! lifecycle events out.
+//! What answers the operator while the service runs: signals in (reload, dump, shutdown,
+//! restart), lifecycle events out.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,6 +12,7 @@ use crate::http::Shared;
 use crate::lifecycle::{Event, Observers};
 use crate::observe::logging::LogHandle;
 use crate::process::signal::Signal;
+use crate::process::successor::Restarts;
 
 pub(super) type ConfigSource = Box<dyn Fn() -> Result<Config, ConfigErrors> + Send + Sync>;
 
@@ -43,11 +44,21 @@ impl Signals {
     }
 }
 
+/// What the operator asks of the running service, beyond what [`Controls`] answers itself.
+pub(super) enum Request {
+    /// SIGTERM or SIGINT.
+    Stop(Signal),
+    /// SIGUSR2 (`rodent restart`), where restarts are enabled: see `restart`.
+    Restart,
+}
+
 pub(super) struct Controls {
     signals: Signals,
     logging: Option<LogHandle>,
     config_source: ConfigSource,
     observers: Observers,
+    /// When set, SIGUSR2 restarts this process; otherwise it has no meaning.
+    restarts: Option<Restarts>,
 }
 
 impl Controls {
@@ -56,33 +67,55 @@ impl Controls {
         logging: Option<LogHandle>,
         config_source: ConfigSource,
         observers: Observers,
+        restarts: Option<Restarts>,
     ) -> Self {
         Self {
             signals,
             logging,
             config_source,
             observers,
+            restarts,
         }
+    }
+
+    pub(super) fn restarts(&self) -> Option<&Restarts> {
+        self.restarts.as_ref()
     }
 
     pub(super) fn emit(&self, event: &Event) {
         self.observers.emit(event);
     }
 
-    /// Waits for SIGTERM or SIGINT, handling every other signal as it comes.
+    /// Waits for SIGTERM or SIGINT, handling every other signal as it comes. A restart asked
+    /// for meanwhile is refused: only a ready instance restarts, from its run loop.
     pub(super) async fn next_shutdown_signal(&mut self, shared: &Arc<Shared>) -> Signal {
         loop {
-            let signal = self.signals.recv().await;
-            if signal.is_shutdown() {
-                return signal;
+            match self.next_request(shared).await {
+                Request::Stop(signal) => return signal,
+                Request::Restart => {
+                    let state = shared.lifecycle.state().as_str();
+                    if let Some(restarts) = &self.restarts {
+                        restarts.refuse(format!(
+                            "this instance is {state}: only a ready instance restarts"
+                        ));
+                    }
+                }
             }
+        }
+    }
+
+    /// Waits for a stop or a restart, handling every other signal as it comes.
+    pub(super) async fn next_request(&mut self, shared: &Arc<Shared>) -> Request {
+        loop {
+            let signal = self.signals.recv().await;
             match signal {
+                Signal::Terminate | Signal::Interrupt => return Request::Stop(signal),
+                Signal::User2 if self.restarts.is_some() => return Request::Restart,
                 Signal::Reload => self.reload(shared),
                 Signal::Dump => dump(shared),
                 Signal::User1 | Signal::User2 | Signal::WindowChange => {
                     tracing::info!(target: "rodent::lifecycle", signal = signal.name(), "signal received; it has no meaning here");
                 }
-                Signal::Terminate | Signal::Interrupt => {}
             }
         }
     }

@@ -6,12 +6,14 @@
 //! | --- | --- |
 //! | this file | the builder, and how it is served |
 //! | `run` | the run loop: startup hooks, ready, then the shutdown signal |
-//! | `controls` | what answers the operator: signals in (reload, dump, shutdown), events out |
+//! | `controls` | what answers the operator: signals in (reload, dump, shutdown, restart), events out |
+//! | `restart` | SIGUSR2: a successor on the listening socket, then the drain |
 //! | `shutdown` | the drain sequence and its deadline, from the first signal to the exit code |
 //!
 //! The state machine is advanced here and only here; everything else reads it.
 
 mod controls;
+mod restart;
 mod run;
 mod shutdown;
 
@@ -29,6 +31,7 @@ use crate::lifecycle::readiness::ReadinessCheck;
 use crate::lifecycle::{BoxError, Event, Lifecycle, Observers};
 use crate::observe::logging::LogHandle;
 use crate::observe::metrics::Metrics;
+use crate::process::successor::Restarts;
 use controls::ConfigSource;
 pub(crate) use controls::Signals;
 
@@ -64,6 +67,7 @@ pub struct Rodent {
     observers: Observers,
     logging: Option<LogHandle>,
     config_source: ConfigSource,
+    restarts: Option<Restarts>,
 }
 
 impl Rodent {
@@ -81,6 +85,7 @@ impl Rodent {
             observers: Observers::default(),
             logging: None,
             config_source: Box::new(Config::from_env),
+            restarts: None,
         }
     }
 
@@ -163,6 +168,12 @@ impl Rodent {
         self
     }
 
+    /// Lets SIGUSR2 restart the service (`rodent restart`).
+    pub(crate) fn restarts(mut self, restarts: Restarts) -> Self {
+        self.restarts = Some(restarts);
+        self
+    }
+
     /// Listens for OS signals (SIGTERM and SIGINT stop, SIGHUP reloads, SIGQUIT dumps), binds
     /// the configured address and serves until shutdown.
     pub async fn run(self) -> Exit {
@@ -185,6 +196,10 @@ impl Rodent {
     where
         F: Future<Output = ()> + Send + 'static,
     {
+        let listener = run::Listener {
+            socket: listener,
+            outlives: false,
+        };
         self.serve_with(listener, Signals::Future(Some(Box::pin(shutdown))))
             .await
     }
@@ -193,7 +208,13 @@ impl Rodent {
     pub(crate) async fn bind_and_serve(self, signals: Signals) -> Exit {
         let address = self.config.bind_addr();
         match TcpListener::bind(address).await {
-            Ok(listener) => self.serve_with(listener, signals).await,
+            Ok(socket) => {
+                let listener = run::Listener {
+                    socket,
+                    outlives: false,
+                };
+                self.serve_with(listener, signals).await
+            }
             Err(e) => {
                 let cause = format!("cannot listen on {address}: {e}");
                 tracing::error!(target: "rodent::lifecycle", address = %address, error = %e, "{cause}");
@@ -203,8 +224,32 @@ impl Rodent {
         }
     }
 
+    /// Serves on a listening socket this process inherited (socket activation, a supervisor, a
+    /// predecessor) instead of binding one, taking signals from `signals`.
+    pub(crate) async fn serve_inherited(
+        self,
+        socket: std::net::TcpListener,
+        signals: Signals,
+    ) -> Exit {
+        match TcpListener::from_std(socket) {
+            Ok(socket) => {
+                let listener = run::Listener {
+                    socket,
+                    outlives: true,
+                };
+                self.serve_with(listener, signals).await
+            }
+            Err(e) => {
+                let cause = format!("cannot serve on the inherited socket: {e}");
+                tracing::error!(target: "rodent::lifecycle", "{cause}");
+                self.observers.emit(&Event::StartFailed(cause));
+                Exit::Failure
+            }
+        }
+    }
+
     /// Serves on `listener`, taking signals from `signals`.
-    pub(crate) async fn serve_with(self, listener: TcpListener, signals: Signals) -> Exit {
+    async fn serve_with(self, listener: run::Listener, signals: Signals) -> Exit {
         run::run(self, listener, signals).await
     }
 }

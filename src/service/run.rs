@@ -1,6 +1,7 @@
 //! The run loop: from a bound listener to the shutdown signal. Startup hooks run while the
-//! listener already answers `/healthz`; then the service turns ready and waits; the first
-//! shutdown signal hands over to the [`Shutdown`] sequence.
+//! listener already answers `/healthz`; then the service turns ready and waits (restarting on
+//! SIGUSR2 where that is enabled: see `restart`); the first shutdown signal, or a successor
+//! taking over, hands over to the [`Shutdown`] sequence.
 
 use std::sync::Arc;
 
@@ -16,7 +17,14 @@ use crate::lifecycle::readiness::Readiness;
 use crate::lifecycle::{Event, State};
 use crate::server::{Server, Timeouts};
 
-pub(super) async fn run(service: Rodent, listener: TcpListener, signals: Signals) -> Exit {
+/// The socket to serve on.
+pub(super) struct Listener {
+    pub(super) socket: TcpListener,
+    /// Inherited from a service manager or a predecessor: the socket outlives this process.
+    pub(super) outlives: bool,
+}
+
+pub(super) async fn run(service: Rodent, listener: Listener, signals: Signals) -> Exit {
     let Rodent {
         config,
         app,
@@ -29,8 +37,9 @@ pub(super) async fn run(service: Rodent, listener: TcpListener, signals: Signals
         observers,
         logging,
         config_source,
+        restarts,
     } = service;
-    let mut controls = Controls::new(signals, logging, config_source, observers);
+    let mut controls = Controls::new(signals, logging, config_source, observers, restarts);
     let shutdown = Shutdown::new(shutdown, flush);
     let timeouts = Timeouts {
         header_read: config.header_read_timeout,
@@ -42,10 +51,13 @@ pub(super) async fn run(service: Rodent, listener: TcpListener, signals: Signals
         metrics.clone(),
         Readiness::new(checks),
     ));
+    if listener.outlives {
+        shared.mark_listener_outliving();
+    }
     let heartbeat = lifecycle.spawn_heartbeat();
     let router = crate::http::router(shared.clone(), app);
-    let address = listener.local_addr().ok();
-    let server = Server::start(listener, router, timeouts, metrics);
+    let address = listener.socket.local_addr().ok();
+    let server = Server::start(listener.socket, router, timeouts, metrics);
     if let Some(address) = address {
         tracing::info!(target: "rodent::lifecycle", address = %address, port = address.port(), "listening");
         controls.emit(&Event::Listening(address));
@@ -56,7 +68,7 @@ pub(super) async fn run(service: Rodent, listener: TcpListener, signals: Signals
             lifecycle.advance(State::Ready);
             tracing::info!(target: "rodent::lifecycle", "ready");
             controls.emit(&Event::Ready);
-            let signal = controls.next_shutdown_signal(&shared).await;
+            let signal = super::restart::serve_until_stopped(&shared, &server, &mut controls).await;
             shutdown.run(signal, &shared, &server, &mut controls).await
         }
         Started::Interrupted(signal) => {

@@ -59,6 +59,12 @@ impl Spawn {
         self
     }
 
+    /// The environment the process gets, for a launcher that passes variables on itself (such
+    /// as `systemd-socket-activate -E`).
+    pub fn vars(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.env.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
     pub fn arg(mut self, arg: &str) -> Self {
         self.args.push(arg.to_string());
         self

@@ -13,7 +13,10 @@
 //!
 //! Readers ([`status`]) never take the lock themselves: even a shared lock held for a moment
 //! would make a concurrent start fail. They read the holder from `/proc/locks` instead.
+//!
+//! `rodent restart` hands the file to the successor in one rename (`handover`).
 
+mod handover;
 mod locks;
 
 use std::fs::{File, Metadata, OpenOptions};
@@ -295,10 +298,10 @@ mod tests {
     use super::*;
 
     /// A directory of its own for one test, removed when dropped.
-    struct Scratch(PathBuf);
+    pub(super) struct Scratch(pub(super) PathBuf);
 
     impl Scratch {
-        fn new(name: &str) -> Self {
+        pub(super) fn new(name: &str) -> Self {
             let dir =
                 std::env::temp_dir().join(format!("rodent-pidfile-{name}-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
@@ -306,7 +309,7 @@ mod tests {
             Self(dir)
         }
 
-        fn pid_file(&self) -> PathBuf {
+        pub(super) fn pid_file(&self) -> PathBuf {
             self.0.join("rodent.pid")
         }
     }

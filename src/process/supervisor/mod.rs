@@ -48,7 +48,7 @@ use reap::Running;
 /// The internal variable that tells a re-executed rodent it is the supervised service:
 /// `<supervisor pid>:<fd of the zombie-count pipe>`. It is honoured only when the supervisor is
 /// the process's parent, so a rodent started by the service never mistakes it for its own.
-const MARKER: &str = "RODENT_SUPERVISED";
+pub(crate) const MARKER: &str = "RODENT_SUPERVISED";
 
 const TARGET: &str = "rodent::supervisor";
 
@@ -78,6 +78,7 @@ pub fn role(config: &Config) -> Role {
         mode,
         pid_file: None,
         report: None,
+        listener: None,
     })
 }
 
@@ -104,9 +105,19 @@ pub struct Supervisor {
     mode: Mode,
     pid_file: Option<PathBuf>,
     report: Option<Report>,
+    /// An inherited listening socket (socket activation), handed to the service.
+    listener: Option<std::net::TcpListener>,
 }
 
 impl Supervisor {
+    /// Hands this inherited listening socket to the service: the supervisor is the process the
+    /// service manager started, so the socket came to it. The supervisor keeps no copy once
+    /// the service has it.
+    pub fn listener(mut self, listener: Option<std::net::TcpListener>) -> Self {
+        self.listener = listener;
+        self
+    }
+
     /// Holds this PID file while supervising: it names the supervisor, which forwards every
     /// signal sent to it, and the service child leaves the file alone.
     pub fn pid_file(mut self, path: Option<PathBuf>) -> Self {
@@ -161,7 +172,7 @@ impl Supervisor {
         fcntl(&counts_write, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
             .map_err(|e| fail(Exit::Failure, format!("cannot configure a pipe: {e}")))?;
         let report_fd = report.as_ref().and_then(Report::raw_fd);
-        let service = spawn_service(&counts_read, report_fd)
+        let service = spawn_service(&counts_read, report_fd, self.listener.as_ref())
             .map_err(|e| fail(Exit::Failure, format!("cannot start the service: {e}")))?;
         drop(counts_read);
         tracing::info!(
@@ -207,7 +218,11 @@ fn take_signals() -> nix::Result<()> {
 /// forwarded while it starts stays pending until its handlers exist instead of killing it; it
 /// gets a process group of its own, so a terminal's Ctrl-C reaches it once (through us), not
 /// twice.
-fn spawn_service(counts: &OwnedFd, report: Option<RawFd>) -> std::io::Result<Pid> {
+fn spawn_service(
+    counts: &OwnedFd,
+    report: Option<RawFd>,
+    listener: Option<&std::net::TcpListener>,
+) -> std::io::Result<Pid> {
     let mut args = std::env::args_os();
     args.next();
     let counts_fd = counts.as_raw_fd();
@@ -220,6 +235,9 @@ fn spawn_service(counts: &OwnedFd, report: Option<RawFd>) -> std::io::Result<Pid
         .env(MARKER, format!("{}:{counts_fd}", getpid()));
     if let Some(fd) = report {
         command.env(daemon::FD_VARIABLE, fd.to_string());
+    }
+    if let Some(listener) = listener {
+        crate::process::activation::hand_down(&mut command, listener);
     }
     let early_mask = forwarded();
     let mut reset = forwarded();

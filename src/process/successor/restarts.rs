@@ -1,0 +1,106 @@
+//! How this process answers SIGUSR2 (`rodent restart`): whether it may be replaced at all, the
+//! successor it starts, and the outcome it records beside the PID file for the command. The
+//! service's run loop decides when ([`service`'s `restart`](crate::service)); this decides what.
+
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+
+use nix::unistd::Pid;
+
+use super::Starting;
+use super::outcome::{self, Recorded};
+use crate::exit::Exit;
+use crate::process::daemon::Outcome;
+
+const TARGET: &str = "rodent::lifecycle";
+
+/// How this process answers SIGUSR2.
+pub(crate) struct Restarts {
+    /// Where the outcome is recorded for the `restart` command: beside this PID file.
+    pid_file: Option<PathBuf>,
+    /// The PID the PID file names, which the command signalled: this process's, or its
+    /// supervisor's.
+    pid: Pid,
+    /// Why this process cannot be replaced this way, when it cannot.
+    refused: Option<String>,
+}
+
+impl Restarts {
+    pub(crate) fn new(pid_file: Option<PathBuf>, pid: Pid) -> Self {
+        Self {
+            pid_file,
+            pid,
+            refused: None,
+        }
+    }
+
+    /// Every restart is refused, for this reason (recorded for the command like a failure).
+    pub(crate) fn refused(mut self, reason: impl Into<String>) -> Self {
+        self.refused = Some(reason.into());
+        self
+    }
+
+    /// A restart that does not happen, for `reason`: logged, and recorded for the command.
+    pub(crate) fn refuse(&self, reason: String) {
+        self.failed(Exit::Failure.code(), reason);
+    }
+
+    /// Starts a successor on `listener`, unless restarts are refused or it cannot start.
+    pub(crate) fn begin(&self, listener: &impl AsRawFd) -> Option<Starting> {
+        if let Some(reason) = &self.refused {
+            self.refuse(reason.clone());
+            return None;
+        }
+        tracing::info!(target: TARGET, signal = "SIGUSR2", "restarting: starting a new instance on the listening socket");
+        match Starting::spawn(listener) {
+            Ok(starting) => {
+                tracing::info!(target: TARGET, successor_pid = starting.pid().as_raw(), "new instance started; waiting for it to be ready");
+                Some(starting)
+            }
+            Err(e) => {
+                self.refuse(format!("cannot start the new instance: {e}"));
+                None
+            }
+        }
+    }
+
+    /// The successor's PID when it is ready and has taken over; otherwise the failure is
+    /// logged and recorded.
+    pub(crate) fn done(&self, outcome: Outcome) -> Option<Pid> {
+        match outcome {
+            Outcome::Ready { pid, address } => {
+                self.record(&Recorded::Ready {
+                    old: self.pid,
+                    new: pid,
+                    address,
+                });
+                Some(pid)
+            }
+            Outcome::Failed { code, message } => {
+                self.failed(code, message);
+                None
+            }
+            Outcome::Vanished => {
+                self.refuse("the new instance exited before it was ready".to_string());
+                None
+            }
+        }
+    }
+
+    fn failed(&self, code: u8, message: String) {
+        tracing::error!(target: TARGET, exit_code = code, cause = %message, "restart failed");
+        self.record(&Recorded::Failed {
+            old: self.pid,
+            code,
+            message,
+        });
+    }
+
+    fn record(&self, outcome: &Recorded) {
+        if let Some(path) = &self.pid_file
+            && let Err(e) = outcome::record(path, outcome)
+        {
+            tracing::warn!(target: TARGET, error = %e, "cannot record the restart's outcome for `rodent restart`");
+        }
+    }
+}
