@@ -7,6 +7,8 @@
 #   util-linux  taskset, which pins the benchmark's server and client to their own cores
 #   curl        readiness polling in scripts/bench.sh
 #   python3     the benchmark's connection holder and start/stop timer
+#   prometheus  for `promtool check metrics`, which lints /metrics in tests/telemetry (only the
+#               tool is used; where no init system runs, the package's server is not started)
 #
 # scripts/bench.sh also uses valgrind (instruction counts) and, with PROFILE=1, perf, when they
 # are present (Debian's valgrind and linux-perf); they are not installed here because nothing in
@@ -22,10 +24,11 @@ have wrk || needed+=(wrk)
 have taskset || needed+=(util-linux)
 have curl || needed+=(curl)
 have python3 || needed+=(python3)
+have promtool || needed+=(prometheus)
 if [ ${#needed[@]} -gt 0 ]; then
   log "installing ${needed[*]}"
   apt_install "${needed[@]}"
 fi
 # Debian's haproxy package starts a service on install where an init system runs; the tests
 # start their own instances with generated configurations and need nothing from it.
-log "haproxy $(haproxy -v 2>/dev/null | head -n1 | awk '{print $3}'), wrk present"
+log "haproxy $(haproxy -v 2>/dev/null | head -n1 | awk '{print $3}'), wrk present, $(promtool --version 2>&1 | head -n1)"
