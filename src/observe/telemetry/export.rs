@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use opentelemetry::Context;
+use opentelemetry_otlp::tonic_types::transport::{Certificate, ClientTlsConfig, Identity};
 use opentelemetry_otlp::{SpanExporter, WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
@@ -362,8 +363,21 @@ impl Worker {
 fn build_exporter(export: &Export) -> Result<SpanExporter, opentelemetry_otlp::ExporterBuildError> {
     match export.protocol {
         Protocol::HttpProtobuf => {
+            // hyper-rustls answers `http://` in plain text and `https://` over TLS.
+            let tls = export
+                .tls
+                .client_config()
+                .expect("the TLS files were checked with the configuration");
+            let connector = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(tls)
+                .https_or_http()
+                .enable_http1()
+                .build();
+            let client =
+                opentelemetry_http::hyper::HyperClient::new(connector, export.timeout, None);
             let mut builder = SpanExporter::builder()
                 .with_http()
+                .with_http_client(client)
                 .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
                 .with_endpoint(export.endpoint.clone())
                 .with_timeout(export.timeout)
@@ -389,10 +403,27 @@ fn build_exporter(export: &Export) -> Result<SpanExporter, opentelemetry_otlp::E
                 .with_metadata(
                     opentelemetry_otlp::tonic_types::metadata::MetadataMap::from_headers(headers),
                 );
+            if export.is_https() {
+                builder = builder.with_tls_config(tonic_tls(&export.tls));
+            }
             if export.gzip {
                 builder = builder.with_compression(opentelemetry_otlp::Compression::Gzip);
             }
             builder.build()
         }
+    }
+}
+
+/// The same TLS for gRPC, which tonic builds from the PEM files itself (on the same rustls and
+/// ring). Without a CA file, the built-in public roots: tonic trusts none by default.
+fn tonic_tls(tls: &crate::config::otel::Tls) -> ClientTlsConfig {
+    let config = ClientTlsConfig::new();
+    let config = match &tls.ca {
+        Some(ca) => config.ca_certificate(Certificate::from_pem(&ca.contents)),
+        None => config.with_webpki_roots(),
+    };
+    match &tls.client {
+        Some((cert, key)) => config.identity(Identity::from_pem(&cert.contents, &key.contents)),
+        None => config,
     }
 }
