@@ -184,3 +184,67 @@ async fn an_unknown_propagator_is_a_configuration_error() {
         }
     }
 }
+
+/// `GET /propagate` of the embedding example: the headers its handler would send downstream.
+async fn passed_on(app: &Rodent, headers: &[(&str, String)]) -> serde_json::Value {
+    let mut request = client().get(app.url("/propagate"));
+    for (name, value) in headers {
+        request = request.header(*name, value);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.expect("a JSON object of headers")
+}
+
+#[tokio::test]
+async fn an_application_passes_the_trace_and_baggage_on_with_the_configured_propagators() {
+    let embed = crate::support::example("embed");
+    assert!(
+        embed.exists(),
+        "{} is missing: build the examples first with `scripts/test --no-run`",
+        embed.display()
+    );
+    let receiver = Receiver::start();
+    let app = |propagators: Option<&str>| {
+        let spawn = rodent()
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint())
+            .env("OTEL_BSP_SCHEDULE_DELAY", "20");
+        match propagators {
+            Some(value) => spawn.env("OTEL_PROPAGATORS", value),
+            None => spawn,
+        }
+        .spawn_program(&embed)
+    };
+    let mut incoming = headers("tracecontext");
+    incoming.push(("baggage", "tenant=acme".to_string()));
+
+    // The default, tracecontext and baggage: both go on.
+    let default = app(None);
+    let sent = passed_on(&default, &incoming).await;
+    let traceparent = sent["traceparent"].as_str().expect("a traceparent goes on");
+    assert_eq!(traceparent.split('-').nth(1), Some(CALLER_TRACE), "{sent}");
+    assert_ne!(traceparent.split('-').nth(2), Some(CALLER_SPAN), "{sent}");
+    assert_eq!(sent["baggage"], "tenant=acme", "{sent}");
+    stop(default);
+
+    // tracecontext alone: the baggage is neither read nor passed on.
+    let w3c = app(Some("tracecontext"));
+    let sent = passed_on(&w3c, &incoming).await;
+    assert!(sent["traceparent"].is_string(), "{sent}");
+    assert!(sent.get("baggage").is_none(), "{sent}");
+    stop(w3c);
+
+    // baggage alone: it goes on; the trace does not.
+    let baggage = app(Some("baggage"));
+    let sent = passed_on(&baggage, &incoming).await;
+    assert_eq!(sent["baggage"], "tenant=acme", "{sent}");
+    assert!(sent.get("traceparent").is_none(), "{sent}");
+    stop(baggage);
+
+    // b3multi: a B3 caller's trace goes on as B3 headers.
+    let b3 = app(Some("b3multi"));
+    let sent = passed_on(&b3, &headers("b3multi")).await;
+    assert_eq!(sent["x-b3-traceid"], CALLER_TRACE, "{sent}");
+    assert!(sent.get("traceparent").is_none(), "{sent}");
+    stop(b3);
+}

@@ -97,7 +97,7 @@ impl Propagation {
             return None;
         }
         let cx = self.propagator.extract(&Headers(headers));
-        let continued = cx.span().span_context().is_valid() || cx.baggage().len() > 0;
+        let continued = cx.span().span_context().is_valid() || !cx.baggage().is_empty();
         continued.then_some(cx)
     }
 }
