@@ -10,6 +10,7 @@
 //! | `context` | trace context at the HTTP edge: `OTEL_PROPAGATORS` in, `traceresponse` out |
 //! | `queue` | the bounded queue ended spans wait in, and the exported/dropped counts |
 //! | `export` | the span processor and the thread that exports the queue |
+//! | `otlp` | the OTLP exporter the thread builds: http/protobuf or gRPC, TLS for `https://` |
 //!
 //! With no endpoint (or `OTEL_SDK_DISABLED=true`, or `OTEL_TRACES_EXPORTER=none`) no
 //! OpenTelemetry layer is installed at all: request spans are plain `tracing` spans, nothing is
@@ -22,6 +23,7 @@
 
 pub(crate) mod context;
 mod export;
+mod otlp;
 mod queue;
 
 use opentelemetry::trace::TracerProvider as _;
