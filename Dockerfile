@@ -58,9 +58,13 @@ LABEL org.opencontainers.image.title="rodent" \
       org.opencontainers.image.licenses="Apache-2.0"
 
 COPY --from=binary /rodent /rodent
-# /run/rodent is where the PID file goes, writable by the service user (with a read-only root
-# filesystem, mount a tmpfs there as compose.yaml does); /run itself stays root's. COPY --chown
-# gives every directory it creates to that user, hence /run first.
+# No PID file by default: in a container rodent is PID 1, and `rodent status`, `reload` and
+# `stop` run inside it (`docker exec`, `kubectl exec`) find it there without one. So the image
+# starts with a read-only root filesystem, under any UID, with no volume.
+# /run/rodent is for a PID file configured explicitly (RODENT_PID_FILE=/run/rodent/rodent.pid),
+# writable by the service user; with a read-only root filesystem or another UID, mount a tmpfs
+# there for that UID, as compose.yaml does. /run itself stays root's. COPY --chown gives every
+# directory it creates to that user, hence /run first.
 COPY --from=binary /empty /run
 COPY --from=binary --chown=65532:65532 /empty /run/rodent
 
@@ -70,7 +74,7 @@ COPY --from=binary --chown=65532:65532 /empty /run/rodent
 # (and raise the others to taste); under Compose, to stop_grace_period.
 ENV RODENT_HOST=0.0.0.0 \
     RODENT_PORT=8080 \
-    RODENT_PID_FILE=/run/rodent/rodent.pid \
+    RODENT_PID_FILE= \
     RODENT_SHUTDOWN_GRACE=10s \
     RODENT_DRAIN_DELAY=2s \
     RODENT_REQUEST_TIMEOUT=5s

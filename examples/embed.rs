@@ -4,13 +4,19 @@
 //! ```sh
 //! cargo run --example embed
 //! curl localhost:8080/disk        # the application's route
+//! curl localhost:8080/propagate   # what a call to another service would carry
 //! curl localhost:8080/readyz?verbose
 //! ```
 //!
 //! `/disk` runs `df` as a child process and reports its exit status: under rodent's PID 1
 //! supervisor the service is not PID 1, so child exit statuses stay its own even while orphans
 //! are being reaped.
+//!
+//! `/propagate` shows how a handler passes its trace on to the services it calls: with traces
+//! exported, OpenTelemetry's global propagator (the one `OTEL_PROPAGATORS` configures) writes
+//! the request's context, baggage included, into the outgoing headers.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -25,6 +31,16 @@ use serde_json::{Value, json};
 #[derive(Deserialize)]
 struct DiskQuery {
     path: Option<String>,
+}
+
+/// `GET /propagate`: the headers a call from this handler to another service would carry.
+async fn propagate() -> Json<HashMap<String, String>> {
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    // The handler runs inside rodent's server span, which continues the caller's trace.
+    let cx = tracing::Span::current().context();
+    let mut headers = HashMap::new();
+    opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&cx, &mut headers));
+    Json(headers)
 }
 
 /// `GET /disk?path=/`: free space on a filesystem, from `df`.
@@ -54,7 +70,11 @@ fn main() -> std::process::ExitCode {
     // supervisor, the PID file, signals, logging, the exit code — comes with `launch::serve`.
     rodent::launch::serve(Options::default(), move |service| {
         service
-            .routes(Router::new().route("/disk", get(disk)))
+            .routes(
+                Router::new()
+                    .route("/disk", get(disk))
+                    .route("/propagate", get(propagate)),
+            )
             .on_startup("connect", Duration::from_secs(5), move || async move {
                 connected.store(true, Ordering::Release);
                 Ok(())

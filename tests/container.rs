@@ -977,3 +977,8 @@ async fn compose_up_wait_is_healthy_serves_and_compose_down_stops_cleanly() {
     .await;
     assert_eq!(exit_codes, "0", "the service did not exit 0 once");
 }
+
+#[path = "container/hardened.rs"]
+mod hardened;
+#[path = "container/offline_compose.rs"]
+mod offline_compose;

@@ -101,7 +101,7 @@ where
             request_id
         )
     };
-    let incoming = context::incoming(req.headers());
+    let incoming = state.propagation.incoming(req.headers());
     let server = server_span(&span, incoming.as_ref());
     // An unsampled span is never exported: attributes on it would be work for nothing.
     if server.as_ref().is_some_and(SpanContext::is_sampled) {
@@ -110,7 +110,9 @@ where
     let trace_id: Option<TraceId> = server.as_ref().map(SpanContext::trace_id).or_else(|| {
         incoming
             .as_ref()
-            .map(|cx| cx.span().span_context().trace_id())
+            .map(|cx| cx.span().span_context().clone())
+            .filter(SpanContext::is_valid)
+            .map(|span| span.trace_id())
     });
     let mut response = next(req, route.clone()).instrument(span.clone()).await;
 

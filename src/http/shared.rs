@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::lifecycle::Lifecycle;
 use crate::lifecycle::readiness::Readiness;
 use crate::observe::metrics::Metrics;
+use crate::observe::telemetry::context::Propagation;
 
 pub(crate) struct Shared {
     pub lifecycle: Lifecycle,
@@ -20,6 +21,8 @@ pub(crate) struct Shared {
     /// supervisor's reaped orphans).
     pub metrics: Arc<Metrics>,
     pub readiness: Readiness,
+    /// `OTEL_PROPAGATORS`, read at start like every `OTEL_*` variable.
+    pub propagation: Propagation,
     /// Application requests in flight, for load shedding (probes and `/metrics` not counted).
     app_in_flight: Arc<AtomicUsize>,
     /// The listening socket outlives this process: it was inherited from a service manager, or
@@ -36,9 +39,11 @@ impl Shared {
         metrics: Arc<Metrics>,
         readiness: Readiness,
     ) -> Self {
+        let propagation = Propagation::new(&crate::config::otel::propagators(&config.vars));
         Self {
             metrics,
             lifecycle,
+            propagation,
             config: ArcSwap::from_pointee(config),
             readiness,
             app_in_flight: Arc::default(),

@@ -1,6 +1,7 @@
 //! Commands that operate an instance from outside: `status`, `stop`, `reload` and `restart`. The instance
 //! is the process holding the lock on RODENT_PID_FILE, read from the environment like the server
-//! reads it; the number written in the file is never trusted on its own.
+//! reads it; the number written in the file is never trusted on its own. Without a PID file, in
+//! rodent's own container, it is PID 1.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
@@ -28,6 +29,10 @@ const UNKNOWN: u8 = 4;
 
 /// `rodent status`: LSB codes; the PID is the lock holder's.
 pub(super) fn status() -> ExitCode {
+    if let Some(pid) = container_instance() {
+        println!("rodent is running (PID {pid})");
+        return ExitCode::from(RUNNING);
+    }
     let (_, path) = match target("status", UNKNOWN) {
         Ok(target) => target,
         Err(code) => return code,
@@ -57,6 +62,19 @@ pub(super) fn status() -> ExitCode {
 
 /// `rodent stop`: SIGTERM to the lock holder, then wait for the lock to be released.
 pub(super) fn stop(timeout: Option<Duration>) -> ExitCode {
+    if let Some(pid) = container_instance() {
+        // Waiting is pointless: this command ends with the container when PID 1 exits.
+        return match kill(pid, Signal::SIGTERM) {
+            Ok(()) => {
+                println!("rodent (PID {pid}) is stopping; the container ends when it has drained");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("rodent stop: cannot signal PID {pid}: {e}");
+                Exit::Failure.into()
+            }
+        };
+    }
     let (config, path) = match target("stop", Exit::Failure.code()) {
         Ok(target) => target,
         Err(code) => return code,
@@ -92,13 +110,18 @@ pub(super) fn stop(timeout: Option<Duration>) -> ExitCode {
 
 /// `rodent reload`: SIGHUP to the lock holder. The outcome is in the instance's log.
 pub(super) fn reload() -> ExitCode {
-    let (_, path) = match target("reload", Exit::Failure.code()) {
-        Ok(target) => target,
-        Err(code) => return code,
-    };
-    let pid = match running(&path, "reload") {
-        Ok(pid) => pid,
-        Err(code) => return code,
+    let pid = match container_instance() {
+        Some(pid) => pid,
+        None => {
+            let (_, path) = match target("reload", Exit::Failure.code()) {
+                Ok(target) => target,
+                Err(code) => return code,
+            };
+            match running(&path, "reload") {
+                Ok(pid) => pid,
+                Err(code) => return code,
+            }
+        }
     };
     match kill(pid, Signal::SIGHUP) {
         Ok(()) => {
@@ -249,4 +272,21 @@ impl ProcessExit {
             None => kill(self.pid, None).is_err(),
         }
     }
+}
+
+/// The instance when no PID file is configured and this runs in rodent's container: PID 1,
+/// when PID 1 is this very program (the image's default; `docker exec`, `kubectl exec`).
+fn container_instance() -> Option<Pid> {
+    use std::os::unix::fs::MetadataExt;
+    let config = Config::from_env().ok()?;
+    if config.pid_file.is_some() || std::process::id() == 1 {
+        return None;
+    }
+    let ours = std::fs::metadata("/proc/self/exe").ok()?;
+    let same = match std::fs::metadata("/proc/1/exe") {
+        Ok(theirs) => (theirs.dev(), theirs.ino()) == (ours.dev(), ours.ino()),
+        // PID 1 of another user: its executable cannot be looked at, its name can.
+        Err(_) => std::fs::read("/proc/1/comm").ok()? == std::fs::read("/proc/self/comm").ok()?,
+    };
+    same.then(|| Pid::from_raw(1))
 }

@@ -5,7 +5,7 @@
 //! | --- | --- |
 //! | `logging` | the JSON/text log subscriber, its writer thread and its reload handle |
 //! | `metrics` | the Prometheus registry behind `/metrics` |
-//! | `telemetry` | OpenTelemetry traces: the export queue and thread, W3C context, the flush |
+//! | `telemetry` | OpenTelemetry traces: the export queue and thread (TLS included), propagation, the flush |
 //!
 //! The `OTEL_*` variables are read and validated with the rest of the configuration, in
 //! [`crate::config`]; this module only acts on them.

@@ -1,6 +1,5 @@
 //! What every rendering the chart accepts must say, whatever the values.
 
-use std::path::Path;
 use std::time::Duration;
 
 use rodent::config::{Config, parse_duration};
@@ -36,7 +35,7 @@ pub fn assert_lifecycle_facts(m: &Manifests) {
     assert_probes(m);
     assert_timing(m);
     assert_security(m);
-    assert_pid_file_is_writable(m);
+    assert_no_pid_file_and_no_volume(m);
     assert_rollout_and_selection(m);
     assert_test_pod(m);
 }
@@ -134,20 +133,26 @@ pub fn assert_security(m: &Manifests) {
     }
 }
 
-/// The root filesystem is read-only: the PID file's directory must be an emptyDir.
-pub fn assert_pid_file_is_writable(m: &Manifests) {
-    let pid_file = &m.env()["RODENT_PID_FILE"];
-    let dir = Path::new(pid_file).parent().expect("a directory");
-    assert_eq!(dir, Path::new("/run/rodent"));
-    let mount = array(&m.container()["volumeMounts"])
-        .iter()
-        .find(|v| v["mountPath"] == "/run/rodent")
-        .expect("a volume is mounted at /run/rodent");
-    let volume = array(&m.pod_spec()["volumes"])
-        .iter()
-        .find(|v| v["name"] == mount["name"])
-        .expect("the mounted volume exists");
-    assert!(volume["emptyDir"].is_object(), "/run/rodent is an emptyDir");
+/// The image's defaults: no PID file, so the read-only root filesystem needs no volume (`rodent
+/// status` inside the pod finds rodent as PID 1). Set explicitly, for images built on rodent
+/// whose platform default is a path.
+pub fn assert_no_pid_file_and_no_volume(m: &Manifests) {
+    assert_eq!(
+        m.env_entry("RODENT_PID_FILE"),
+        Some(&json!({"name": "RODENT_PID_FILE", "value": ""})),
+        "the PID file is explicitly off"
+    );
+    let container = m.container();
+    assert!(
+        container["volumeMounts"].is_null(),
+        "nothing is mounted: {}",
+        container["volumeMounts"]
+    );
+    assert!(
+        m.pod_spec()["volumes"].is_null(),
+        "the pod has no volume: {}",
+        m.pod_spec()["volumes"]
+    );
 }
 
 /// Rollouts never drop capacity; Service and PDB select exactly the Deployment's pods; a PDB

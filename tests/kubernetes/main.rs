@@ -19,6 +19,7 @@ mod chart;
 mod cluster;
 mod deletion;
 mod drain;
+mod hardened;
 mod images;
 mod probes;
 mod release;
@@ -45,6 +46,12 @@ macro_rules! cluster {
 fn helm_install_waits_and_helm_test_passes_in_a_restricted_namespace() {
     let (cluster, _one) = cluster!();
     chart::install_and_helm_test(cluster);
+}
+
+#[test]
+fn a_read_only_pod_with_no_volume_under_any_uid_starts_and_stops_cleanly() {
+    let (cluster, _one) = cluster!();
+    hardened::read_only_pod_with_no_volume_starts_and_stops_cleanly(cluster);
 }
 
 #[test]

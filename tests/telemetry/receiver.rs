@@ -1,9 +1,10 @@
 //! A small OTLP receiver standing in for a collector: `POST /v1/traces` (http/protobuf) and the
-//! gRPC `TraceService/Export`, on one port. It runs on its own thread and runtime, so a test
-//! blocking on a log line or an exit code never stalls an export.
+//! gRPC `TraceService/Export`, on one port, in plain text or over TLS. It runs on its own thread
+//! and runtime, so a test blocking on a log line or an exit code never stalls an export.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
@@ -13,6 +14,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::post;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -23,6 +27,8 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 use tokio::sync::oneshot;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::ServerConfig;
 
 use crate::support::PATIENCE;
 
@@ -82,6 +88,11 @@ fn render(value: Option<&AnyValue>) -> String {
 struct Collected {
     spans: Mutex<Vec<Received>>,
     grew: Condvar,
+    /// TLS handshakes that failed (a client that did not trust the server, or presented no
+    /// certificate where one is required).
+    handshakes_failed: AtomicUsize,
+    /// TLS handshakes that completed with a client certificate.
+    client_certificates: AtomicUsize,
 }
 
 impl Collected {
@@ -113,16 +124,30 @@ impl Collected {
 /// A running receiver; stops when dropped.
 pub struct Receiver {
     addr: SocketAddr,
+    scheme: &'static str,
     collected: Arc<Collected>,
     stop: Option<oneshot::Sender<()>>,
 }
 
 impl Receiver {
+    /// A plain-text receiver (`http://`).
     pub fn start() -> Self {
+        Self::spawn(None)
+    }
+
+    /// A receiver behind TLS with `config` (`https://`): ALPN offers h2 and http/1.1, so gRPC
+    /// and http/protobuf share the port as they do in plain text.
+    pub fn start_tls(mut config: ServerConfig) -> Self {
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Self::spawn(Some(TlsAcceptor::from(Arc::new(config))))
+    }
+
+    fn spawn(tls: Option<TlsAcceptor>) -> Self {
         let collected = Arc::new(Collected::default());
         let (stop, stopped) = oneshot::channel::<()>();
         let (bound, addr) = std::sync::mpsc::channel();
         let state = collected.clone();
+        let scheme = if tls.is_some() { "https" } else { "http" };
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -140,18 +165,27 @@ impl Receiver {
                         .into_axum_router();
                 let app = Router::new()
                     .route("/v1/traces", post(http_export))
-                    .with_state(state)
+                    .with_state(state.clone())
                     .merge(grpc);
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async {
-                        let _ = stopped.await;
-                    })
-                    .await
-                    .expect("the receiver serves");
+                match tls {
+                    None => axum::serve(listener, app)
+                        .with_graceful_shutdown(async {
+                            let _ = stopped.await;
+                        })
+                        .await
+                        .expect("the receiver serves"),
+                    Some(tls) => {
+                        tokio::select! {
+                            () = serve_tls(listener, tls, app, state) => {}
+                            _ = stopped => {}
+                        }
+                    }
+                }
             });
         });
         Self {
             addr: addr.recv().expect("the receiver reports its address"),
+            scheme,
             collected,
             stop: Some(stop),
         }
@@ -159,7 +193,15 @@ impl Receiver {
 
     /// The base URL, for `OTEL_EXPORTER_OTLP_ENDPOINT` (either protocol).
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
+    }
+
+    pub fn handshakes_failed(&self) -> usize {
+        self.collected.handshakes_failed.load(Ordering::Relaxed)
+    }
+
+    pub fn client_certificates(&self) -> usize {
+        self.collected.client_certificates.load(Ordering::Relaxed)
     }
 
     pub fn spans(&self) -> Vec<Received> {
@@ -188,6 +230,38 @@ impl Drop for Receiver {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+    }
+}
+
+/// Accepts TLS connections and serves `app` on each, HTTP/1.1 or h2 as ALPN chose.
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    tls: TlsAcceptor,
+    app: Router,
+    collected: Arc<Collected>,
+) {
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        let (tls, app, collected) = (tls.clone(), app.clone(), collected.clone());
+        tokio::spawn(async move {
+            let stream = match tls.accept(tcp).await {
+                Ok(stream) => stream,
+                Err(_) => {
+                    collected.handshakes_failed.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            };
+            if stream.get_ref().1.peer_certificates().is_some() {
+                collected
+                    .client_certificates
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app))
+                .await;
+        });
     }
 }
 

@@ -177,7 +177,9 @@ Everything the schema cannot say about values, checked once (included by the Dep
 {{- define "rodent.validate" -}}
 {{- $managed := list "RODENT_PORT" "RODENT_PID_FILE" "RODENT_SHUTDOWN_GRACE" "RODENT_DRAIN_DELAY" "RODENT_REQUEST_TIMEOUT" "RODENT_ADMIN_TOKEN" }}
 {{- range .Values.env }}
-{{- if has .name $managed }}
+{{- if eq .name "RODENT_PID_FILE" }}
+{{- fail "\n\nenv: RODENT_PID_FILE is set by the chart, to empty: the root filesystem is read-only with no volume, and `kubectl exec` finds rodent as the container's PID 1 without a PID file." }}
+{{- else if has .name $managed }}
 {{- fail (printf "\n\nenv: %s is set by the chart (from containerPort, shutdown.* or adminToken.*); set those values instead, so the probes, the grace period and the variable cannot disagree." .name) }}
 {{- end }}
 {{- end }}

@@ -6,11 +6,13 @@
 //! everything read here is passed to them explicitly, so what is validated is what is used.
 
 mod read;
+mod tls;
 
 use std::time::Duration;
 
 use super::error::ConfigError;
 use super::source::Vars;
+pub use tls::Tls;
 
 /// Every variable read here, for the documentation and for reloads (none of them applies
 /// without a restart).
@@ -27,6 +29,13 @@ pub const VARIABLES: &[&str] = &[
     "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
     "OTEL_EXPORTER_OTLP_COMPRESSION",
     "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+    "OTEL_EXPORTER_OTLP_CERTIFICATE",
+    "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
+    "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+    "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE",
+    "OTEL_EXPORTER_OTLP_CLIENT_KEY",
+    "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY",
+    "OTEL_PROPAGATORS",
     "OTEL_SERVICE_NAME",
     "OTEL_RESOURCE_ATTRIBUTES",
     "OTEL_TRACES_SAMPLER",
@@ -95,6 +104,14 @@ pub struct Export {
     /// Bounds one export request.
     pub timeout: Duration,
     pub gzip: bool,
+    /// Used when the endpoint is `https://`.
+    pub tls: Tls,
+}
+
+impl Export {
+    pub fn is_https(&self) -> bool {
+        self.endpoint.starts_with("https://")
+    }
 }
 
 /// The batch span processor: how long spans wait, how many are kept.
@@ -106,6 +123,19 @@ pub struct Batch {
     /// Spans beyond this many waiting are dropped (and counted), never waited for.
     pub max_queue_size: usize,
     pub max_export_batch_size: usize,
+}
+
+/// A way of carrying trace context in request headers, as `OTEL_PROPAGATORS` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Propagator {
+    /// W3C Trace Context: `traceparent`, `tracestate`.
+    TraceContext,
+    /// W3C Baggage: `baggage`.
+    Baggage,
+    /// Zipkin's B3, written as one `b3` header (both forms are read).
+    B3,
+    /// Zipkin's B3, written as `X-B3-TraceId`, `X-B3-SpanId`, … (both forms are read).
+    B3Multi,
 }
 
 /// Why no span is exported.
@@ -137,6 +167,9 @@ pub struct Settings {
     pub resource: Vec<(String, String)>,
     pub sampler: Sampler,
     pub batch: Batch,
+    /// What incoming requests are read for; empty for `none`. In effect whether or not spans
+    /// are exported: the access log joins the caller's trace either way.
+    pub propagators: Vec<Propagator>,
 }
 
 impl Settings {
@@ -144,6 +177,12 @@ impl Settings {
     pub fn from_vars(vars: &Vars) -> Result<Self, Vec<ConfigError>> {
         read::settings(vars)
     }
+}
+
+/// `OTEL_PROPAGATORS` alone (the default when it is invalid, which the configuration's own
+/// validation refuses).
+pub(crate) fn propagators(vars: &Vars) -> Vec<Propagator> {
+    read::propagators(vars)
 }
 
 /// Checks the `OTEL_*` variables, for the configuration's own validation.

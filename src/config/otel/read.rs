@@ -5,9 +5,18 @@ use std::time::Duration;
 
 use axum::http::{HeaderName, HeaderValue, Uri};
 
-use super::{Batch, DEFAULT_SERVICE_NAME, Export, Off, Protocol, Sampler, Settings};
+use super::{Batch, DEFAULT_SERVICE_NAME, Export, Off, Propagator, Protocol, Sampler, Settings};
 use crate::config::error::ConfigError;
 use crate::config::source::Vars;
+
+/// `OTEL_PROPAGATORS` alone.
+pub(super) fn propagators(vars: &Vars) -> Vec<Propagator> {
+    Reader {
+        vars,
+        errors: Vec::new(),
+    }
+    .propagators()
+}
 
 pub(super) fn settings(vars: &Vars) -> Result<Settings, Vec<ConfigError>> {
     let mut read = Reader {
@@ -22,12 +31,12 @@ pub(super) fn settings(vars: &Vars) -> Result<Settings, Vec<ConfigError>> {
     }
 }
 
-struct Reader<'a> {
+pub(super) struct Reader<'a> {
     vars: &'a Vars,
-    errors: Vec<ConfigError>,
+    pub(super) errors: Vec<ConfigError>,
 }
 
-type Parsed<T> = Result<T, String>;
+pub(super) type Parsed<T> = Result<T, String>;
 
 impl Reader<'_> {
     fn settings(&mut self) -> Settings {
@@ -56,9 +65,11 @@ impl Reader<'_> {
                 _ => Err("gzip or none".into()),
             }
         });
+        let tls = self.tls();
         let resource = self.resource();
         let sampler = self.sampler();
         let batch = self.batch();
+        let propagators = self.propagators();
 
         let export = match endpoint {
             _ if disabled => Err(Off::SdkDisabled),
@@ -70,6 +81,7 @@ impl Reader<'_> {
                 headers,
                 timeout,
                 gzip,
+                tls,
             }),
         };
         Settings {
@@ -77,7 +89,13 @@ impl Reader<'_> {
             resource,
             sampler,
             batch,
+            propagators,
         }
+    }
+
+    fn propagators(&mut self) -> Vec<Propagator> {
+        let default = vec![Propagator::TraceContext, Propagator::Baggage];
+        self.parse("OTEL_PROPAGATORS", default, propagator_list)
     }
 
     /// The value of a variable, `None` when unset or blank (the spec treats empty as unset).
@@ -88,7 +106,12 @@ impl Reader<'_> {
             .filter(|v| !v.is_empty())
     }
 
-    fn parse<T>(&mut self, variable: &str, default: T, parse: impl FnOnce(&str) -> Parsed<T>) -> T {
+    pub(super) fn parse<T>(
+        &mut self,
+        variable: &str,
+        default: T,
+        parse: impl FnOnce(&str) -> Parsed<T>,
+    ) -> T {
         let Some(raw) = self.raw(variable) else {
             return default;
         };
@@ -215,16 +238,47 @@ fn protocol(raw: &str) -> Parsed<Protocol> {
     }
 }
 
-/// An `http://host:port[/path]` URL. This build has no TLS client: a collector reached over
-/// TLS needs an agent or sidecar collector in between.
+/// An `http://` or `https://` URL with a host; `https` is exported over TLS.
 fn endpoint(raw: &str) -> Parsed<String> {
-    let expected = "an http:// URL such as http://otel-collector:4318 (this build exports \
-                    without TLS: send to a local agent or sidecar collector)";
+    let expected = "an http:// or https:// URL such as http://otel-collector:4318";
     let uri: Uri = raw.parse().map_err(|_| expected.to_string())?;
     match (uri.scheme_str(), uri.authority()) {
-        (Some("http"), Some(authority)) if !authority.host().is_empty() => Ok(raw.to_string()),
+        (Some("http" | "https"), Some(authority)) if !authority.host().is_empty() => {
+            Ok(raw.to_string())
+        }
         _ => Err(expected.to_string()),
     }
+}
+
+/// `OTEL_PROPAGATORS`: a comma-separated list, or `none`.
+fn propagator_list(raw: &str) -> Parsed<Vec<Propagator>> {
+    let expected = "a comma-separated list of tracecontext, baggage, b3, b3multi, or none";
+    let names: Vec<String> = raw
+        .split(',')
+        .map(|name| name.trim().to_ascii_lowercase())
+        .filter(|name| !name.is_empty())
+        .collect();
+    if names == ["none"] {
+        return Ok(Vec::new());
+    }
+    let mut list = Vec::new();
+    for name in names {
+        let propagator = match name.as_str() {
+            "tracecontext" => Propagator::TraceContext,
+            "baggage" => Propagator::Baggage,
+            "b3" => Propagator::B3,
+            "b3multi" => Propagator::B3Multi,
+            "none" => return Err(format!("{expected} (none stands alone)")),
+            "jaeger" | "xray" | "ottrace" => {
+                return Err(format!("{expected} ({name} is not supported)"));
+            }
+            _ => return Err(expected.to_string()),
+        };
+        if !list.contains(&propagator) {
+            list.push(propagator);
+        }
+    }
+    Ok(list)
 }
 
 /// `name=value,name2=value2`, values percent-encoded: the format of `OTEL_EXPORTER_OTLP_HEADERS`.

@@ -139,7 +139,7 @@ fn samplers_take_their_argument() {
 fn every_bad_value_is_reported_by_name_and_secrets_stay_masked() {
     let errors = read(&[
         ("OTEL_SDK_DISABLED", "yes"),
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4318"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "ftp://collector:4318"),
         ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json"),
         ("OTEL_EXPORTER_OTLP_HEADERS", "api-key"),
         ("OTEL_EXPORTER_OTLP_TIMEOUT", "10s"),
@@ -169,4 +169,117 @@ fn every_bad_value_is_reported_by_name_and_secrets_stay_masked() {
     ])
     .unwrap_err();
     assert_eq!(variables(&ratio), vec!["OTEL_TRACES_SAMPLER_ARG"]);
+}
+
+#[test]
+fn propagators_default_to_w3c_and_take_a_list_or_none() {
+    use Propagator::*;
+    let propagators = |value: &str| read(&[("OTEL_PROPAGATORS", value)]).map(|s| s.propagators);
+    assert_eq!(read(&[]).unwrap().propagators, vec![TraceContext, Baggage]);
+    assert_eq!(
+        propagators(" B3multi , tracecontext,b3multi").unwrap(),
+        vec![B3Multi, TraceContext]
+    );
+    assert_eq!(propagators("b3").unwrap(), vec![B3]);
+    assert_eq!(propagators("none").unwrap(), Vec::new());
+    for bad in ["none,b3", "jaeger", "tracecontext,w3c"] {
+        let errors = propagators(bad).unwrap_err();
+        assert_eq!(variables(&errors), vec!["OTEL_PROPAGATORS"], "{bad}");
+    }
+}
+
+/// PEM files made for the test: a CA, a client certificate it signed and its key.
+struct Files {
+    dir: std::path::PathBuf,
+}
+
+impl Files {
+    fn new(name: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("rodent-otel-tls-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let issuer = rcgen::CertifiedIssuer::self_signed(ca, ca_key).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(Vec::<String>::new())
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        let other = rcgen::KeyPair::generate().unwrap();
+        std::fs::write(dir.join("ca.pem"), issuer.pem()).unwrap();
+        std::fs::write(dir.join("client.pem"), cert.pem()).unwrap();
+        std::fs::write(dir.join("client.key"), key.serialize_pem()).unwrap();
+        std::fs::write(dir.join("other.key"), other.serialize_pem()).unwrap();
+        Self { dir }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+}
+
+impl Drop for Files {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn tls_files_prefer_the_traces_variables_and_pair_a_certificate_with_its_key() {
+    let files = Files::new("pairs");
+    let settings = read(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4318"),
+        ("OTEL_EXPORTER_OTLP_CERTIFICATE", &files.path("client.pem")),
+        (
+            "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
+            &files.path("ca.pem"),
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+            &files.path("client.pem"),
+        ),
+        ("OTEL_EXPORTER_OTLP_CLIENT_KEY", &files.path("client.key")),
+    ])
+    .unwrap();
+    let export = settings.export.unwrap();
+    assert!(export.is_https());
+    let ca = export.tls.ca.as_ref().expect("a CA");
+    assert_eq!(ca.path.display().to_string(), files.path("ca.pem"));
+    assert_eq!(export.tls.describe(), "private CA, client certificate");
+    assert!(export.tls.client_config().is_ok());
+    // A key's contents never reach a log through Debug.
+    assert!(!format!("{:?}", export.tls).contains("PRIVATE KEY"));
+
+    let mismatched = read(&[
+        (
+            "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+            &files.path("client.pem"),
+        ),
+        ("OTEL_EXPORTER_OTLP_CLIENT_KEY", &files.path("other.key")),
+    ])
+    .unwrap_err();
+    assert_eq!(
+        variables(&mismatched),
+        vec!["OTEL_EXPORTER_OTLP_CLIENT_KEY"]
+    );
+    let half = read(&[(
+        "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE",
+        &files.path("client.pem"),
+    )])
+    .unwrap_err();
+    assert_eq!(
+        variables(&half),
+        vec!["OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY"]
+    );
+    let missing =
+        read(&[("OTEL_EXPORTER_OTLP_CERTIFICATE", &files.path("nothing.pem"))]).unwrap_err();
+    assert_eq!(variables(&missing), vec!["OTEL_EXPORTER_OTLP_CERTIFICATE"]);
+    let not_a_cert =
+        read(&[("OTEL_EXPORTER_OTLP_CERTIFICATE", &files.path("client.key"))]).unwrap_err();
+    assert_eq!(
+        variables(&not_a_cert),
+        vec!["OTEL_EXPORTER_OTLP_CERTIFICATE"]
+    );
 }

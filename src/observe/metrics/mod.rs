@@ -6,6 +6,7 @@
 
 mod gauges;
 mod in_flight;
+mod process;
 
 use std::fmt;
 use std::sync::Arc;
@@ -86,7 +87,11 @@ impl fmt::Debug for Metrics {
 
 impl Metrics {
     pub(crate) fn new(lifecycle: Lifecycle) -> Self {
-        let mut registry = Registry::with_prefix("rodent");
+        // The `process_*` family is the same in every service: at the root, unprefixed;
+        // rodent's own metrics in the `rodent_` sub-registry.
+        let mut root = Registry::default();
+        root.register_collector(Box::new(process::ProcessMetrics::new()));
+        let registry = root.sub_registry_with_prefix("rodent");
         let requests = Family::default();
         let duration = HistogramFamily::new_with_constructor(latency_histogram);
         let timeouts = Family::default();
@@ -170,7 +175,7 @@ impl Metrics {
         registry.register_collector(Box::new(Gauges::new(lifecycle, in_flight.clone())));
 
         Self {
-            registry,
+            registry: root,
             requests,
             duration,
             timeouts,

@@ -1,14 +1,28 @@
-//! W3C Trace Context at the HTTP edge: the `traceparent`/`tracestate` a request arrives with,
-//! and the `traceresponse` header that tells the client which trace and span served it.
+//! Trace context at the HTTP edge: what `OTEL_PROPAGATORS` reads from a request (W3C
+//! `traceparent`/`tracestate` and `baggage`, Zipkin's B3 in either form), and the
+//! `traceresponse` header that tells the client which trace and span served it.
 
 use axum::http::{HeaderMap, HeaderValue};
-use opentelemetry::propagation::{Extractor, TextMapPropagator};
+use opentelemetry::baggage::BaggageExt;
+use opentelemetry::propagation::{Extractor, TextMapCompositePropagator, TextMapPropagator};
 use opentelemetry::trace::{SpanContext, TraceContextExt};
-use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_propagator_b3::{B3Encoding, Propagator as B3};
+use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
+
+use crate::config::otel::Propagator;
 
 /// The response header carrying the server span, in the `traceparent` format (W3C Trace Context
 /// Level 2 names it `traceresponse`).
 pub const TRACERESPONSE: &str = "traceresponse";
+
+/// Every header the B3 propagator reads, whichever form it writes.
+const B3_HEADERS: [&str; 5] = [
+    "b3",
+    "x-b3-traceid",
+    "x-b3-spanid",
+    "x-b3-sampled",
+    "x-b3-flags",
+];
 
 struct Headers<'a>(&'a HeaderMap);
 
@@ -22,13 +36,70 @@ impl Extractor for Headers<'_> {
     }
 }
 
-/// The trace a request continues: its `traceparent` (with `tracestate`), when present and valid.
-pub fn incoming(headers: &HeaderMap) -> Option<opentelemetry::Context> {
-    if !headers.contains_key("traceparent") {
-        return None;
+/// The configured propagators, as OpenTelemetry's composite of them.
+pub fn propagator(list: &[Propagator]) -> TextMapCompositePropagator {
+    let each = list
+        .iter()
+        .map(|p| -> Box<dyn TextMapPropagator + Send + Sync> {
+            match p {
+                Propagator::TraceContext => Box::new(TraceContextPropagator::new()),
+                Propagator::Baggage => Box::new(BaggagePropagator::new()),
+                Propagator::B3 => Box::new(B3::with_encoding(B3Encoding::SingleHeader)),
+                Propagator::B3Multi => Box::new(B3::with_encoding(B3Encoding::MultipleHeader)),
+            }
+        })
+        .collect();
+    TextMapCompositePropagator::new(each)
+}
+
+/// Reads incoming requests for the context they continue.
+pub struct Propagation {
+    propagator: TextMapCompositePropagator,
+    /// The headers the propagators read: a request with none of them (most, from outside a
+    /// mesh) is answered without running them.
+    headers: Vec<String>,
+}
+
+impl std::fmt::Debug for Propagation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Propagation")
+            .field("headers", &self.headers)
+            .finish()
     }
-    let cx = TraceContextPropagator::new().extract(&Headers(headers));
-    cx.span().span_context().is_valid().then_some(cx)
+}
+
+impl Propagation {
+    pub fn new(list: &[Propagator]) -> Self {
+        let propagator = propagator(list);
+        let mut headers: Vec<String> = propagator.fields().map(str::to_string).collect();
+        if list
+            .iter()
+            .any(|p| matches!(p, Propagator::B3 | Propagator::B3Multi))
+        {
+            headers.extend(B3_HEADERS.iter().map(|h| h.to_string()));
+        }
+        headers.sort();
+        headers.dedup();
+        Self {
+            propagator,
+            headers,
+        }
+    }
+
+    /// The context a request continues: a valid remote span (its trace goes on), baggage, or
+    /// both; `None` when it carries neither.
+    pub fn incoming(&self, headers: &HeaderMap) -> Option<opentelemetry::Context> {
+        if !self
+            .headers
+            .iter()
+            .any(|h| headers.contains_key(h.as_str()))
+        {
+            return None;
+        }
+        let cx = self.propagator.extract(&Headers(headers));
+        let continued = cx.span().span_context().is_valid() || !cx.baggage().is_empty();
+        continued.then_some(cx)
+    }
 }
 
 /// `00-<trace id>-<span id>-<flags>`, the `traceparent` format.
@@ -46,6 +117,10 @@ pub fn traceresponse(span: &SpanContext) -> HeaderValue {
 mod tests {
     use super::*;
 
+    fn w3c() -> Propagation {
+        Propagation::new(&[Propagator::TraceContext, Propagator::Baggage])
+    }
+
     #[test]
     fn a_valid_traceparent_is_continued_with_its_tracestate() {
         let mut headers = HeaderMap::new();
@@ -54,7 +129,7 @@ mod tests {
             HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
         );
         headers.insert("tracestate", HeaderValue::from_static("vendor=abc"));
-        let cx = incoming(&headers).expect("a valid traceparent");
+        let cx = w3c().incoming(&headers).expect("a valid traceparent");
         let parent = cx.span().span_context().clone();
         assert_eq!(
             parent.trace_id().to_string(),
@@ -71,12 +146,12 @@ mod tests {
 
     #[test]
     fn a_missing_or_invalid_traceparent_starts_nothing() {
-        assert!(incoming(&HeaderMap::new()).is_none());
+        assert!(w3c().incoming(&HeaderMap::new()).is_none());
         let mut headers = HeaderMap::new();
         headers.insert(
             "traceparent",
             HeaderValue::from_static("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
         );
-        assert!(incoming(&headers).is_none());
+        assert!(w3c().incoming(&headers).is_none());
     }
 }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use opentelemetry::Context;
-use opentelemetry_otlp::{SpanExporter, WithExportConfig, WithHttpConfig, WithTonicConfig};
+use opentelemetry_otlp::SpanExporter;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{Span, SpanData, SpanExporter as _, SpanProcessor};
@@ -24,8 +24,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::MissedTickBehavior;
 use tracing::Dispatch;
 
+use super::otlp::build_exporter;
 use super::queue::{Refused, SpanCounts, SpanQueue};
-use crate::config::otel::{Batch, Export, Protocol};
+use crate::config::otel::{Batch, Export};
 
 /// What the queue's owner asks of the export thread.
 enum Control {
@@ -351,48 +352,5 @@ impl Worker {
                 "cannot export spans; they are dropped (and counted in rodent_spans_dropped_total) until the collector accepts them again"
             );
         });
-    }
-}
-
-/// The OTLP exporter for the configured protocol. Everything is set explicitly, so the values
-/// validated from rodent's variables (env file included) are the ones used.
-///
-/// The exporter still adds `OTEL_EXPORTER_OTLP_*HEADERS` from the process environment on top:
-/// only a header the env file removes (rather than changes) would survive that way.
-fn build_exporter(export: &Export) -> Result<SpanExporter, opentelemetry_otlp::ExporterBuildError> {
-    match export.protocol {
-        Protocol::HttpProtobuf => {
-            let mut builder = SpanExporter::builder()
-                .with_http()
-                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-                .with_endpoint(export.endpoint.clone())
-                .with_timeout(export.timeout)
-                .with_headers(export.headers.iter().cloned().collect());
-            if export.gzip {
-                builder = builder.with_compression(opentelemetry_otlp::Compression::Gzip);
-            }
-            builder.build()
-        }
-        Protocol::Grpc => {
-            let mut headers = axum::http::HeaderMap::new();
-            for (name, value) in &export.headers {
-                let name = axum::http::HeaderName::try_from(name.as_str())
-                    .expect("header names were validated with the configuration");
-                let value = axum::http::HeaderValue::try_from(value.as_str())
-                    .expect("header values were validated with the configuration");
-                headers.insert(name, value);
-            }
-            let mut builder = SpanExporter::builder()
-                .with_tonic()
-                .with_endpoint(export.endpoint.clone())
-                .with_timeout(export.timeout)
-                .with_metadata(
-                    opentelemetry_otlp::tonic_types::metadata::MetadataMap::from_headers(headers),
-                );
-            if export.gzip {
-                builder = builder.with_compression(opentelemetry_otlp::Compression::Gzip);
-            }
-            builder.build()
-        }
     }
 }

@@ -7,9 +7,10 @@
 //!
 //! | part | owns |
 //! | --- | --- |
-//! | `context` | W3C Trace Context at the HTTP edge: `traceparent` in, `traceresponse` out |
+//! | `context` | trace context at the HTTP edge: `OTEL_PROPAGATORS` in, `traceresponse` out |
 //! | `queue` | the bounded queue ended spans wait in, and the exported/dropped counts |
 //! | `export` | the span processor and the thread that exports the queue |
+//! | `otlp` | the OTLP exporter the thread builds: http/protobuf or gRPC, TLS for `https://` |
 //!
 //! With no endpoint (or `OTEL_SDK_DISABLED=true`, or `OTEL_TRACES_EXPORTER=none`) no
 //! OpenTelemetry layer is installed at all: request spans are plain `tracing` spans, nothing is
@@ -22,12 +23,12 @@
 
 pub(crate) mod context;
 mod export;
+mod otlp;
 mod queue;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::resource::TelemetryResourceDetector;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use tracing::level_filters::LevelFilter;
@@ -109,7 +110,7 @@ impl Telemetry {
         let tracer = provider.tracer_with_scope(scope);
         // For application code that propagates context on its own outgoing calls.
         opentelemetry::global::set_tracer_provider(provider);
-        opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+        opentelemetry::global::set_text_map_propagator(context::propagator(&settings.propagators));
         // No source locations, targets, threads or busy/idle timings on spans: attributes
         // that cost time on every request and tell an operator nothing the name does not.
         let layer = tracing_opentelemetry::layer()
@@ -172,6 +173,7 @@ impl Telemetry {
             protocol = export.protocol.as_str(),
             service_name = %settings.resource[0].1,
             sampler = %settings.sampler.describe(),
+            tls = if export.is_https() { export.tls.describe() } else { "off" },
             "exporting traces"
         );
         queue.counts().report_to(metrics.clone());
