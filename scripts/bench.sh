@@ -303,7 +303,7 @@ established() {
     /proc/net/tcp /proc/net/tcp6 | wc -l
 }
 mb() { awk -v k="$1" 'BEGIN { printf "%.1f MB", k / 1024 }'; }
-per() { awk -v d="$1" -v n="$2" 'BEGIN { printf "%.1f", d / n }'; }
+per() { awk -v d="$1" -v n="$2" 'BEGIN { printf "%.2f", d / n }'; }
 if want 2; then
   read -ra holds <<<"$HOLD"
   first=${holds[0]}
