@@ -474,9 +474,8 @@ if want 5 && [ "$CALLGRIND" = 1 ] && command -v valgrind >/dev/null; then
   CG_REQUESTS=5000
   say "## User-space instructions per GET / (callgrind, $CG_REQUESTS requests on 4 connections after 500 to warm up)"
   say ""
-  say "| server | instructions/request | ÷ baseline |"
-  say "| --- | --- | --- |"
-  for name in baseline rodent rodent-warn typical; do
+  cg_variants="baseline typical rodent rodent-warn"
+  for name in $cg_variants; do
     PORT=$(free_port)
     rm -f "$OUT/callgrind-$name.out"*
     # shellcheck disable=SC2086
@@ -497,11 +496,16 @@ if want 5 && [ "$CALLGRIND" = 1 ] && command -v valgrind >/dev/null; then
     stop
     total=$(awk '/^summary:/ { print $2 }' "$OUT/callgrind-$name.out.1")
     echo $((total / CG_REQUESTS)) >"$OUT/callgrind-$name.txt"
-    say "| $name | $((total / CG_REQUESTS)) | $(ratio "$((total / CG_REQUESTS))" "$(cat "$OUT/callgrind-baseline.txt")") |"
     callgrind_annotate --inclusive=yes --threshold=100 "$OUT/callgrind-$name.out.1" 2>/dev/null |
       sed -n '/file:function/,$p' | sed 's/ \[\/.*//' | sed -n '3,$p' |
       awk -v n="$CG_REQUESTS" '{ c = $1; gsub(",", "", c); sub(/^ *[0-9,]+ +\( *[0-9.]+%\) +/, ""); printf "%8d  %s\n", c / n, $0 }' \
         >"$OUT/callgrind-$name-inclusive.txt"
+  done
+  say "| server | instructions/request | ÷ baseline | ÷ typical |"
+  say "| --- | --- | --- | --- |"
+  for name in $cg_variants; do
+    n=$(cat "$OUT/callgrind-$name.txt")
+    say "| $name | $n | $(ratio "$n" "$(cat "$OUT/callgrind-baseline.txt")") | $(ratio "$n" "$(cat "$OUT/callgrind-typical.txt")") |"
   done
   say ""
   say "rodent: instructions per request inside (inclusive)"
