@@ -15,11 +15,10 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 mod common;
-use common::{address, delay, info, terminated};
+use common::{address, delay, info, serve};
 
 #[tokio::main]
 async fn main() {
@@ -36,13 +35,5 @@ async fn main() {
         .expect("a bound listener has an address");
     println!(r#"{{"message":"listening","address":"{bound}"}}"#);
     println!(r#"{{"message":"ready"}}"#);
-    // rodent turns Nagle's algorithm off on every connection; so does the baseline, so that the
-    // comparison is between the two stacks and not between socket options.
-    let listener = listener.tap_io(|stream| {
-        let _ = stream.set_nodelay(true);
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(terminated())
-        .await
-        .expect("the server runs");
+    serve(listener, app).await;
 }

@@ -27,7 +27,6 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::http::{Request, StatusCode};
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -39,7 +38,7 @@ use tracing::{Level, Span};
 use tracing_subscriber::EnvFilter;
 
 mod common;
-use common::{address, delay, info, terminated};
+use common::{address, delay, info, serve};
 
 #[tokio::main]
 async fn main() {
@@ -82,14 +81,7 @@ async fn main() {
         .local_addr()
         .expect("a bound listener has an address");
     tracing::info!(address = %bound, "listening");
-    // As rodent and the baseline do, so that the comparison is between the stacks.
-    let listener = listener.tap_io(|stream| {
-        let _ = stream.set_nodelay(true);
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(terminated())
-        .await
-        .expect("the server runs");
+    serve(listener, app).await;
 }
 
 /// The request's span: what the one log line per request carries besides status and latency.
