@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
-# Benchmarks rodent against the bare axum baseline (examples/baseline.rs), side by side in one
-# run, alternating the servers round after round, on loopback:
+# Benchmarks rodent against two references serving the same `GET /` body, side by side in one
+# run, alternating the servers round after round, on loopback: the bare axum baseline
+# (examples/baseline.rs), and the typical axum service a user would write instead of rodent
+# (examples/typical.rs: tower-http's request id, TraceLayer, timeout, body limit and
+# catch-panic in one ServiceBuilder, a JSON line per request through tracing-appender).
 #
 #   1. throughput, p50/p99 latency and server CPU time per request of `GET /` (wrk, keep-alive):
 #      rodent's full default stack (access log included, written to /dev/null) against the
-#      baseline serving the same body, plus rodent with RODENT_LOG=warn to show what request
-#      logging costs;
+#      baseline and the typical service (its log also to /dev/null), plus rodent with
+#      RODENT_LOG=warn to show what request logging costs;
 #   1b. the same with every request traced to a local OTLP sink, against no endpoint;
-#   2. resident memory, idle and holding 1,000 kept-alive connections;
+#   2. resident memory, idle and holding kept-alive connections (1,000 then 10,000, each having
+#      served one request), and from that the memory per connection: rodent, the typical
+#      service and the baseline, one after the other in the same run;
 #   3. time from exec to `/readyz` 200, and from SIGTERM to exit with RODENT_DRAIN_DELAY=0, idle;
 #   4. the container image size, when Docker has a `rodent` image;
 #   5. user-space instructions per request (valgrind's callgrind): exact and repeatable, so the
-#      one figure that a busy machine does not disturb, with the functions they go to;
+#      one figure that a busy machine does not disturb, with the functions they go to (rodent,
+#      both references, rodent with RODENT_LOG=warn);
 #   6. with PROFILE=1, where rodent's CPU goes under load (perf).
 #
 # The server and wrk are pinned to different cores (taskset) so they do not take turns on one.
@@ -19,9 +25,17 @@
 # machine: throughput and p99 are only worth comparing from a quiet machine.
 # Results go to stdout and to $OUT/results.md; BENCHMARKS.md explains them.
 #
-# Knobs (environment): ROUNDS=5 DURATION=10s CONNECTIONS=64 RUNS=50 HOLD=1000 CALLGRIND=1
-# PROFILE=0 OUT=target/bench. Needs wrk, curl, python3, taskset (scripts/ci/tools.sh installs
-# them); valgrind for section 5 and perf for section 6 (Debian's valgrind and linux-perf).
+# Knobs (environment):
+#   SECTIONS="1 1b 2 3 4 5 6"  which sections run (5 also needs CALLGRIND=1, 6 PROFILE=1), e.g.
+#                              SECTIONS="1 2" for the comparison with both references alone
+#   ROUNDS=5 DURATION=10s CONNECTIONS=64   section 1 and 1b (rounds per server, wrk's -d, -c)
+#   HOLD="1000 10000"          section 2: the connection counts held, ascending, on one client
+#                              that opens more between readings; the file-descriptor limit
+#                              (ulimit -n) is raised to the largest count plus 1,024 if lower
+#   RUNS=50                    section 3: start/stop runs per server
+#   CALLGRIND=1 PROFILE=0 OUT=target/bench
+# Needs wrk, curl, python3, taskset (scripts/ci/tools.sh installs them); valgrind for section 5
+# and perf for section 6 (Debian's valgrind and linux-perf).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,7 +43,8 @@ ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-64}
 RUNS=${RUNS:-50}
-HOLD=${HOLD:-1000}
+HOLD=${HOLD:-1000 10000}
+SECTIONS=${SECTIONS:-1 1b 2 3 4 5 6}
 CALLGRIND=${CALLGRIND:-1}
 PROFILE=${PROFILE:-0}
 OUT=${OUT:-target/bench}
@@ -41,6 +56,8 @@ results="$OUT/results.md"
 
 say() { printf '%s\n' "$*" | tee -a "$results"; }
 die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
+# want N: whether section N is in SECTIONS.
+want() { case " $SECTIONS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 for tool in wrk curl python3 taskset; do
   command -v "$tool" >/dev/null || die "$tool is missing (scripts/ci/tools.sh installs it)"
 done
@@ -52,17 +69,20 @@ host=$(rustc -vV | sed -n 's/^host: //p')
 export RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static"
 export CARGO_PROFILE_RELEASE_STRIP=false
 build=target/bench-build
-cargo build --release --locked --target "$host" --target-dir "$build" --bin rodent --example baseline >&2
+cargo build --release --locked --target "$host" --target-dir "$build" --bin rodent \
+  --example baseline --example typical >&2
 declare -A BIN=(
   [rodent]="$build/$host/release/rodent"
   [rodent-warn]="$build/$host/release/rodent"
   [baseline]="$build/$host/release/examples/baseline"
+  [typical]="$build/$host/release/examples/typical"
 )
 # What each variant adds to the environment.
 declare -A ENV=(
   [rodent]=""
   [rodent-warn]="RODENT_LOG=warn"
   [baseline]=""
+  [typical]=""
 )
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -145,37 +165,51 @@ say "- $(rustc -V), $(wrk -v 2>&1 | awk 'NR == 1 {print $1, $2}'), static releas
 say "- load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 say ""
 
-# ---- 1. throughput and latency ----
-say "## GET / — wrk -t1 -c$CONNECTIONS -d$DURATION --latency, server on CPU $SERVER_CPU, wrk on CPU $CLIENT_CPU"
-say ""
-say "| round | server | requests/s | p50 ms | p99 ms | server CPU µs/request | errors |"
-say "| --- | --- | --- | --- | --- | --- | --- |"
-variants="rodent baseline rodent-warn"
-rm -f "$OUT"/wrk-*.tsv
-for round in $(seq 1 "$ROUNDS"); do
-  order=$variants
-  [ $((round % 2)) -eq 0 ] && order=$(echo "$variants" | tr ' ' '\n' | tac | tr '\n' ' ')
-  for name in $order; do
-    start "$name"
-    measure "$OUT/wrk-$name-$round.txt"
-    stop
-    echo "$RPS $P50 $P99 $CPU" >>"$OUT/wrk-$name.tsv"
-    say "| $round | $name | $RPS | $P50 | $P99 | $CPU | $ERRORS |"
-  done
-done
 col() { awk -v c="$2" '{ print $c }' "$OUT/wrk-$1.tsv" | median; }
 ratio() { awk -v r="$1" -v b="$2" 'BEGIN { printf "%.3f", r / b }'; }
-say ""
-say "Medians over $ROUNDS rounds:"
-say ""
-say "| figure | rodent | baseline | rodent ÷ baseline | goal | rodent, RODENT_LOG=warn | ÷ baseline |"
-say "| --- | --- | --- | --- | --- | --- | --- |"
-for figure in "requests/s:1:≥ 0.85" "p50 ms:2:" "p99 ms:3:≤ 1.2" "server CPU µs/request:4:"; do
-  IFS=: read -r label c goal <<<"$figure"
-  r=$(col rodent "$c"); b=$(col baseline "$c"); w=$(col rodent-warn "$c")
-  say "| $label | $r | $b | $(ratio "$r" "$b") | $goal | $w | $(ratio "$w" "$b") |"
-done
-say ""
+
+# ---- 1. throughput and latency ----
+if want 1; then
+  say "## GET / — wrk -t1 -c$CONNECTIONS -d$DURATION --latency, server on CPU $SERVER_CPU, wrk on CPU $CLIENT_CPU"
+  say ""
+  say "| round | server | requests/s | p50 ms | p99 ms | server CPU µs/request | errors |"
+  say "| --- | --- | --- | --- | --- | --- | --- |"
+  variants="rodent baseline rodent-warn typical"
+  rm -f "$OUT"/wrk-*.tsv
+  for round in $(seq 1 "$ROUNDS"); do
+    order=$variants
+    [ $((round % 2)) -eq 0 ] && order=$(echo "$variants" | tr ' ' '\n' | tac | tr '\n' ' ')
+    for name in $order; do
+      start "$name"
+      measure "$OUT/wrk-$name-$round.txt"
+      stop
+      echo "$RPS $P50 $P99 $CPU" >>"$OUT/wrk-$name.tsv"
+      say "| $round | $name | $RPS | $P50 | $P99 | $CPU | $ERRORS |"
+    done
+  done
+  figures=("requests/s:1:≥ 0.85" "p50 ms:2:" "p99 ms:3:≤ 1.2" "server CPU µs/request:4:")
+  say ""
+  say "Medians over $ROUNDS rounds, against the bare axum baseline:"
+  say ""
+  say "| figure | rodent | baseline | rodent ÷ baseline | goal | rodent, RODENT_LOG=warn | ÷ baseline |"
+  say "| --- | --- | --- | --- | --- | --- | --- |"
+  for figure in "${figures[@]}"; do
+    IFS=: read -r label c goal <<<"$figure"
+    r=$(col rodent "$c"); b=$(col baseline "$c"); w=$(col rodent-warn "$c")
+    say "| $label | $r | $b | $(ratio "$r" "$b") | $goal | $w | $(ratio "$w" "$b") |"
+  done
+  say ""
+  say "The same medians against the typical axum service (examples/typical.rs):"
+  say ""
+  say "| figure | rodent | typical | rodent ÷ typical | rodent ÷ baseline | typical ÷ baseline | rodent, RODENT_LOG=warn ÷ typical |"
+  say "| --- | --- | --- | --- | --- | --- | --- |"
+  for figure in "${figures[@]}"; do
+    IFS=: read -r label c _ <<<"$figure"
+    r=$(col rodent "$c"); t=$(col typical "$c"); b=$(col baseline "$c"); w=$(col rodent-warn "$c")
+    say "| $label | $r | $t | $(ratio "$r" "$t") | $(ratio "$r" "$b") | $(ratio "$t" "$b") | $(ratio "$w" "$t") |"
+  done
+  say ""
+fi
 
 # ---- 1b. trace export ----
 # The same GET / with trace export on, to a local OTLP/HTTP sink (every request sampled), against
@@ -195,89 +229,153 @@ class Sink(http.server.BaseHTTPRequestHandler):
         pass
 http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Sink).serve_forever()
 EOF
-SINK_PORT=$(free_port)
-taskset -c "$CLIENT_CPU" python3 "$OUT/otlp_sink.py" "$SINK_PORT" &
-SINK=$!
-BIN[rodent-traced]=${BIN[rodent]}
-ENV[rodent-traced]="OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$SINK_PORT"
-say "## Trace export: GET / with every request traced to a local OTLP/HTTP sink"
-say ""
-say "| round | server | requests/s | p99 ms | server CPU µs/request | spans exported / dropped |"
-say "| --- | --- | --- | --- | --- | --- |"
-rm -f "$OUT"/trace-*.tsv
-for round in $(seq 1 "$ROUNDS"); do
-  order="rodent rodent-traced"
-  [ $((round % 2)) -eq 0 ] && order="rodent-traced rodent"
-  for name in $order; do
-    start "$name"
-    measure "$OUT/trace-$name-$round.txt"
-    spans=$(curl -fs "http://127.0.0.1:$PORT/metrics" |
-      awk '/^rodent_spans_exported_total/ { e = $2 } /^rodent_spans_dropped_total/ { d = $2 } END { printf "%d / %d", e, d }')
-    stop
-    echo "$RPS $P99 $CPU" >>"$OUT/trace-$name.tsv"
-    say "| $round | $name | $RPS | $P99 | $CPU | $spans |"
+if want 1b; then
+  SINK_PORT=$(free_port)
+  taskset -c "$CLIENT_CPU" python3 "$OUT/otlp_sink.py" "$SINK_PORT" &
+  SINK=$!
+  BIN[rodent-traced]=${BIN[rodent]}
+  ENV[rodent-traced]="OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$SINK_PORT"
+  say "## Trace export: GET / with every request traced to a local OTLP/HTTP sink"
+  say ""
+  say "| round | server | requests/s | p99 ms | server CPU µs/request | spans exported / dropped |"
+  say "| --- | --- | --- | --- | --- | --- |"
+  rm -f "$OUT"/trace-*.tsv
+  for round in $(seq 1 "$ROUNDS"); do
+    order="rodent rodent-traced"
+    [ $((round % 2)) -eq 0 ] && order="rodent-traced rodent"
+    for name in $order; do
+      start "$name"
+      measure "$OUT/trace-$name-$round.txt"
+      spans=$(curl -fs "http://127.0.0.1:$PORT/metrics" |
+        awk '/^rodent_spans_exported_total/ { e = $2 } /^rodent_spans_dropped_total/ { d = $2 } END { printf "%d / %d", e, d }')
+      stop
+      echo "$RPS $P99 $CPU" >>"$OUT/trace-$name.tsv"
+      say "| $round | $name | $RPS | $P99 | $CPU | $spans |"
+    done
   done
-done
-kill "$SINK" 2>/dev/null || true
-SINK=""
-tcol() { awk -v c="$2" '{ print $c }' "$OUT/trace-$1.tsv" | median; }
-say ""
-say "Medians: requests/s $(tcol rodent-traced 1) traced against $(tcol rodent 1) untraced" \
-  "($(ratio "$(tcol rodent-traced 1)" "$(tcol rodent 1)")×); server CPU per request" \
-  "$(tcol rodent-traced 3) µs against $(tcol rodent 3) µs."
-say ""
+  kill "$SINK" 2>/dev/null || true
+  SINK=""
+  tcol() { awk -v c="$2" '{ print $c }' "$OUT/trace-$1.tsv" | median; }
+  say ""
+  say "Medians: requests/s $(tcol rodent-traced 1) traced against $(tcol rodent 1) untraced" \
+    "($(ratio "$(tcol rodent-traced 1)" "$(tcol rodent 1)")×); server CPU per request" \
+    "$(tcol rodent-traced 3) µs against $(tcol rodent 3) µs."
+  say ""
+fi
 
 # ---- 2. memory ----
 cat >"$OUT/hold.py" <<'EOF'
-# Opens N connections, has each serve one request (so it is a kept-alive connection, not a
-# half-open one), prints "held", and keeps them open until stdin closes.
+# Holds kept-alive connections, in steps: for each count given (ascending), opens connections
+# until that many are open, each having served one `GET /` (so it is a kept-alive connection,
+# not a half-open one), prints "held COUNT", and waits for a line on stdin before the next step.
+# After the last it keeps them all open until stdin closes.
 import socket, sys
-port, n = int(sys.argv[1]), int(sys.argv[2])
+port, counts = int(sys.argv[1]), [int(c) for c in sys.argv[2:]]
 held = []
-for _ in range(n):
+def open_one():
     s = socket.create_connection(("127.0.0.1", port))
     s.sendall(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
     data = b""
     while b"\r\n\r\n" not in data:
-        data += s.recv(4096)
+        chunk = s.recv(4096)
+        if not chunk:
+            sys.exit(f"connection {len(held) + 1} closed before its response")
+        data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 200"):
+        sys.exit(f"connection {len(held) + 1}: {head[:40]!r}")
     length = int([l.split(b":")[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")][0])
     while len(body) < length:
         body += s.recv(4096)
     held.append(s)
-print("held", flush=True)
+for step, count in enumerate(counts):
+    while len(held) < count:
+        open_one()
+    print("held", count, flush=True)
+    if step + 1 < len(counts):
+        sys.stdin.readline()
 sys.stdin.read()
 EOF
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
-say "## Resident memory (VmRSS)"
-say ""
-say "| server | idle | $HOLD kept-alive connections |"
-say "| --- | --- | --- |"
-for name in rodent baseline; do
-  start "$name"
-  curl -fs -o /dev/null "http://127.0.0.1:$PORT/"
-  idle=$(rss_kib "$PID")
-  fifo="$OUT/hold.fifo"
-  rm -f "$fifo" && mkfifo "$fifo"
-  python3 "$OUT/hold.py" "$PORT" "$HOLD" <"$fifo" >"$OUT/hold.out" &
-  holder=$!
-  exec 3>"$fifo"
-  deadline=$((SECONDS + 30))
-  until grep -q held "$OUT/hold.out" 2>/dev/null; do
-    [ $SECONDS -lt $deadline ] || die "could not open $HOLD connections to $name"
-    sleep 0.05
+# established PORT: TCP connections established to PORT on this machine (the server's ends).
+established() {
+  awk -v port="$(printf '%04X' "$1")" '$4 == "01" && substr($2, index($2, ":") + 1) == port' \
+    /proc/net/tcp /proc/net/tcp6 | wc -l
+}
+mb() { awk -v k="$1" 'BEGIN { printf "%.1f MB", k / 1024 }'; }
+per() { awk -v d="$1" -v n="$2" 'BEGIN { printf "%.2f", d / n }'; }
+if want 2; then
+  read -ra holds <<<"$HOLD"
+  first=${holds[0]}
+  most=${holds[${#holds[@]} - 1]}
+  # The client holds `most` sockets and so does each server (they inherit this limit).
+  need=$((most + 1024))
+  if [ "$(ulimit -n)" -lt "$need" ]; then
+    ulimit -n "$need" 2>/dev/null || die "cannot raise the file-descriptor limit to $need (ulimit -n)"
+  fi
+  say "## Resident memory (VmRSS), idle and with kept-alive connections (file-descriptor limit $(ulimit -n))"
+  say ""
+  header="| server | idle"
+  rule="| --- | ---"
+  for n in "${holds[@]}"; do header="$header | $n connections"; rule="$rule | ---"; done
+  header="$header | KiB per connection, idle → $most"
+  rule="$rule | ---"
+  if [ "$most" != "$first" ]; then
+    header="$header | KiB per connection, $first → $most"
+    rule="$rule | ---"
+  fi
+  say "$header | connections open at $most |"
+  say "$rule | --- |"
+  for name in rodent typical baseline; do
+    # rodent closes a kept-alive connection idle for RODENT_IDLE_TIMEOUT (60 s by default):
+    # longer here, so that none is closed while the client opens the rest on a busy machine.
+    # The references have no idle timeout. rodent has no connection limit to raise.
+    start "$name" RODENT_IDLE_TIMEOUT=10m
+    curl -fs -o /dev/null "http://127.0.0.1:$PORT/"
+    idle=$(rss_kib "$PID")
+    fifo="$OUT/hold.fifo"
+    rm -f "$fifo" && mkfifo "$fifo"
+    : >"$OUT/hold.out"
+    taskset -c "$CLIENT_CPU" python3 "$OUT/hold.py" "$PORT" "${holds[@]}" <"$fifo" >"$OUT/hold.out" &
+    holder=$!
+    exec 3>"$fifo"
+    readings=()
+    for n in "${holds[@]}"; do
+      deadline=$((SECONDS + 30 + n / 100))
+      until grep -qx "held $n" "$OUT/hold.out"; do
+        kill -0 "$holder" 2>/dev/null || die "the client holding connections to $name failed"
+        [ $SECONDS -lt $deadline ] || die "could not open $n connections to $name"
+        sleep 0.05
+      done
+      readings+=("$(rss_kib "$PID")")
+      open=$(established "$PORT")
+      [ "$n" = "$most" ] || echo next >&3
+    done
+    exec 3>&-
+    wait "$holder"
+    stop
+    rm -f "$fifo"
+    echo "$idle ${readings[*]}" >"$OUT/rss-$name.txt"
+    last=${readings[${#readings[@]} - 1]}
+    per_conn=$(per $((last - idle)) "$most")
+    echo "$per_conn" >"$OUT/rss-$name-per-connection.txt"
+    row="| $name | $(mb "$idle")"
+    for r in "${readings[@]}"; do row="$row | $(mb "$r")"; done
+    row="$row | $per_conn"
+    [ "$most" = "$first" ] || row="$row | $(per $((last - readings[0])) $((most - first)))"
+    say "$row | $open |"
   done
-  busy=$(rss_kib "$PID")
-  exec 3>&-
-  wait "$holder"
-  stop
-  rm -f "$fifo"
-  echo "$idle $busy" >"$OUT/rss-$name.txt"
-  say "| $name | $(awk -v k="$idle" 'BEGIN { printf "%.1f MB", k / 1024 }') | $(awk -v k="$busy" 'BEGIN { printf "%.1f MB", k / 1024 }') |"
-done
-say ""
-say "Goals for rodent: ≤ 10 MB idle, ≤ 40 MB with 1,000 connections."
-say ""
+  say ""
+  per_rodent=$(cat "$OUT/rss-rodent-per-connection.txt")
+  say "KiB per connection: the growth of VmRSS from idle (after one request) to $most held" \
+    "connections, divided by $most. rodent ÷ baseline:" \
+    "$(ratio "$per_rodent" "$(cat "$OUT/rss-baseline-per-connection.txt")"), rodent ÷ typical:" \
+    "$(ratio "$per_rodent" "$(cat "$OUT/rss-typical-per-connection.txt")")." \
+    "Connections open: established to the server's port at the last reading (/proc/net/tcp)."
+  say ""
+  say "Goals for rodent: ≤ 10 MB idle, ≤ 40 MB with 1,000 connections."
+  say ""
+fi
 
 # ---- 3. start and stop ----
 cat >"$OUT/lifecycle.py" <<'EOF'
@@ -325,30 +423,34 @@ def q(values, p):
 
 print(f"{statistics.median(starts):.1f} {q(starts, 0.9):.1f} {statistics.median(stops):.1f} {q(stops, 0.9):.1f}")
 EOF
-say "## Start and stop, $RUNS runs each (ms; median / p90)"
-say ""
-say "| server | exec → /readyz 200 | SIGTERM → exit (idle, no drain delay) |"
-say "| --- | --- | --- |"
-for name in rodent baseline; do
-  read -r s50 s90 t50 t90 < <(python3 "$OUT/lifecycle.py" "${BIN[$name]}" "$RUNS" "$SERVER_CPU" "$CLIENT_CPU")
-  echo "$s50 $s90 $t50 $t90" >"$OUT/lifecycle-$name.txt"
-  say "| $name | $s50 / $s90 | $t50 / $t90 |"
-done
-say ""
-say "Goals for rodent: both ≤ 50 ms median."
-say ""
+if want 3; then
+  say "## Start and stop, $RUNS runs each (ms; median / p90)"
+  say ""
+  say "| server | exec → /readyz 200 | SIGTERM → exit (idle, no drain delay) |"
+  say "| --- | --- | --- |"
+  for name in rodent baseline; do
+    read -r s50 s90 t50 t90 < <(python3 "$OUT/lifecycle.py" "${BIN[$name]}" "$RUNS" "$SERVER_CPU" "$CLIENT_CPU")
+    echo "$s50 $s90 $t50 $t90" >"$OUT/lifecycle-$name.txt"
+    say "| $name | $s50 / $s90 | $t50 / $t90 |"
+  done
+  say ""
+  say "Goals for rodent: both ≤ 50 ms median."
+  say ""
+fi
 
 # ---- 4. image size ----
-say "## Container image"
-say ""
-if command -v docker >/dev/null && docker info >/dev/null 2>&1 &&
-  image=$(docker images rodent --format '{{.Repository}}:{{.Tag}} {{.Size}} (created {{.CreatedSince}})' | sed -n 1p) &&
-  [ -n "$image" ]; then
-  say "- newest \`rodent\` image: $image (goal ≤ 10 MB)"
-else
-  say "- no Docker engine or no \`rodent\` image here: the container tests (tests/container.rs) measure it"
+if want 4; then
+  say "## Container image"
+  say ""
+  if command -v docker >/dev/null && docker info >/dev/null 2>&1 &&
+    image=$(docker images rodent --format '{{.Repository}}:{{.Tag}} {{.Size}} (created {{.CreatedSince}})' | sed -n 1p) &&
+    [ -n "$image" ]; then
+    say "- newest \`rodent\` image: $image (goal ≤ 10 MB)"
+  else
+    say "- no Docker engine or no \`rodent\` image here: the container tests (tests/container.rs) measure it"
+  fi
+  say ""
 fi
-say ""
 
 # ---- 5. instructions per request ----
 cat >"$OUT/requests.py" <<'EOF'
@@ -368,13 +470,12 @@ for i in range(n):
     while len(body) < length:
         body += s.recv(65536)
 EOF
-if [ "$CALLGRIND" = 1 ] && command -v valgrind >/dev/null; then
+if want 5 && [ "$CALLGRIND" = 1 ] && command -v valgrind >/dev/null; then
   CG_REQUESTS=5000
   say "## User-space instructions per GET / (callgrind, $CG_REQUESTS requests on 4 connections after 500 to warm up)"
   say ""
-  say "| server | instructions/request | ÷ baseline |"
-  say "| --- | --- | --- |"
-  for name in baseline rodent rodent-warn; do
+  cg_variants="baseline typical rodent rodent-warn"
+  for name in $cg_variants; do
     PORT=$(free_port)
     rm -f "$OUT/callgrind-$name.out"*
     # shellcheck disable=SC2086
@@ -395,11 +496,16 @@ if [ "$CALLGRIND" = 1 ] && command -v valgrind >/dev/null; then
     stop
     total=$(awk '/^summary:/ { print $2 }' "$OUT/callgrind-$name.out.1")
     echo $((total / CG_REQUESTS)) >"$OUT/callgrind-$name.txt"
-    say "| $name | $((total / CG_REQUESTS)) | $(ratio "$((total / CG_REQUESTS))" "$(cat "$OUT/callgrind-baseline.txt")") |"
     callgrind_annotate --inclusive=yes --threshold=100 "$OUT/callgrind-$name.out.1" 2>/dev/null |
       sed -n '/file:function/,$p' | sed 's/ \[\/.*//' | sed -n '3,$p' |
       awk -v n="$CG_REQUESTS" '{ c = $1; gsub(",", "", c); sub(/^ *[0-9,]+ +\( *[0-9.]+%\) +/, ""); printf "%8d  %s\n", c / n, $0 }' \
         >"$OUT/callgrind-$name-inclusive.txt"
+  done
+  say "| server | instructions/request | ÷ baseline | ÷ typical |"
+  say "| --- | --- | --- | --- |"
+  for name in $cg_variants; do
+    n=$(cat "$OUT/callgrind-$name.txt")
+    say "| $name | $n | $(ratio "$n" "$(cat "$OUT/callgrind-baseline.txt")") | $(ratio "$n" "$(cat "$OUT/callgrind-typical.txt")") |"
   done
   say ""
   say "rodent: instructions per request inside (inclusive)"
@@ -412,7 +518,7 @@ if [ "$CALLGRIND" = 1 ] && command -v valgrind >/dev/null; then
 fi
 
 # ---- 6. profile ----
-if [ "$PROFILE" = 1 ]; then
+if want 6 && [ "$PROFILE" = 1 ]; then
   say "## Profiles under wrk -c$CONNECTIONS (perf -F 499, DWARF call graphs)"
   say ""
   if command -v perf >/dev/null && perf record -q -o "$OUT/perf.check" true >/dev/null 2>&1; then
