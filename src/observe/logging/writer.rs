@@ -1,20 +1,37 @@
 //! Where log lines go: a buffer in memory, written to stdout by a thread of its own, so that a
-//! slow or blocked stdout never holds up a request.
+//! slow, blocked or closed stdout never holds up a request, the supervisor's loop, or the exit.
 //!
 //! Writing a line is a copy into the buffer under a short lock: no allocation, no channel, and
 //! no wake-up of the flushing thread per line. The thread writes whatever has accumulated, in
 //! one `write`, at most [`FLUSH_EVERY`] after it arrived, or as soon as [`FLUSH_AT`] bytes are
-//! waiting; when there is nothing to write it sleeps until the next line. Past [`MAX_BUFFERED`]
-//! bytes waiting (stdout stuck), lines are dropped and counted rather than blocking, and the
-//! count is reported in the log once stdout drains.
+//! waiting; when there is nothing to write it sleeps until the next line.
+//!
+//! Lines are dropped, and counted ([`DroppedLines`], `rodent_log_lines_dropped_total`), rather
+//! than waited for: past [`MAX_BUFFERED`] bytes waiting (stdout stuck), when a write fails
+//! (stdout closed), and at exit when stdout has not taken the rest within the bound given to
+//! [`FlushOnDrop::close_within`]. The thread stays blocked in its `write` then: nothing joins it,
+//! and the process exits around it. The count is reported in the log once stdout drains, and
+//! once more at exit (see [`last_word`]).
+//!
+//! Why not `tracing-appender`'s `non_blocking` (0.2.5), which is built for this: its guard's
+//! drop waits up to 1.1 s, a bound that is fixed (not the grace's) and, when the channel is full
+//! because stdout is stuck, ends in a `println!` to that same stdout, which blocks for ever (or
+//! panics on a closed pipe); it counts only lines refused by a full channel, not those its
+//! worker failed to write (a closed pipe loses every line uncounted); and it allocates and sends
+//! each line on a channel, then writes each with a `write(2)` of its own, where this writer
+//! copies into one buffer and writes a batch per system call.
 
-use std::fs::File;
+use std::fmt::Write as _;
+use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use nix::sys::signal::{SigSet, SigmaskHow, pthread_sigmask};
 use tracing_subscriber::fmt::MakeWriter;
 
 /// The longest a line waits in memory before it is written.
@@ -23,19 +40,46 @@ pub(crate) const FLUSH_EVERY: Duration = Duration::from_millis(20);
 pub(crate) const FLUSH_AT: usize = 64 * 1024;
 /// Bytes waiting beyond which new lines are dropped.
 pub(crate) const MAX_BUFFERED: usize = 8 * 1024 * 1024;
+/// How long dropping [`FlushOnDrop`] without [`FlushOnDrop::close_within`] waits for stdout.
+const CLOSE_WITHIN: Duration = Duration::from_millis(100);
+
+/// The log lines lost in the life of the process: never written, or written to a stdout that
+/// failed. Shared with `/metrics`.
+#[derive(Clone, Debug, Default)]
+pub struct DroppedLines(Arc<AtomicU64>);
+
+impl DroppedLines {
+    pub fn total(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+}
 
 #[derive(Default)]
 struct Pending {
     lines: Vec<u8>,
-    dropped: u64,
+    /// How many lines `lines` holds.
+    count: u64,
+    /// Dropped since the last report in the log.
+    unreported: u64,
+    /// Lines in the batch the thread is writing, until its write returns.
+    writing: u64,
     /// The thread is waiting for a line, not for its next tick: the next line must wake it.
     idle: bool,
     closing: bool,
+    /// The thread has written everything and is returning.
+    done: bool,
 }
 
 struct Shared {
     pending: Mutex<Pending>,
     wake: Condvar,
+    /// Signalled once `done` is set.
+    finished: Condvar,
+    dropped: DroppedLines,
 }
 
 impl Shared {
@@ -53,13 +97,21 @@ pub(crate) struct LineWriter {
     shared: Arc<Shared>,
 }
 
-/// Stops the flushing thread and writes what is left when dropped.
+impl LineWriter {
+    pub(crate) fn dropped(&self) -> DroppedLines {
+        self.shared.dropped.clone()
+    }
+}
+
+/// Stops the flushing thread, waiting a bounded time for what is left to be written.
 pub(crate) struct FlushOnDrop {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
 }
 
-/// Starts the flushing thread for `out`.
+/// Starts the flushing thread for `out`. The thread starts with every signal blocked: it must
+/// never be the one a process-directed signal is delivered to (the supervisor takes SIGCHLD
+/// with `sigwait`, which a thread that does not block it would steal).
 pub(crate) fn spawn(out: Box<dyn Write + Send>) -> io::Result<(LineWriter, FlushOnDrop)> {
     let shared = Arc::new(Shared {
         pending: Mutex::new(Pending {
@@ -67,20 +119,29 @@ pub(crate) fn spawn(out: Box<dyn Write + Send>) -> io::Result<(LineWriter, Flush
             ..Pending::default()
         }),
         wake: Condvar::new(),
+        finished: Condvar::new(),
+        dropped: DroppedLines::default(),
     });
+    let mut previous = SigSet::empty();
+    pthread_sigmask(
+        SigmaskHow::SIG_BLOCK,
+        Some(&SigSet::all()),
+        Some(&mut previous),
+    )?;
     let thread = std::thread::Builder::new()
         .name("rodent-log".to_string())
         .spawn({
             let shared = shared.clone();
             move || flush_until_closed(&shared, out)
-        })?;
+        });
+    pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&previous), None)?;
     Ok((
         LineWriter {
             shared: shared.clone(),
         },
         FlushOnDrop {
             shared,
-            thread: Some(thread),
+            thread: Some(thread?),
         },
     ))
 }
@@ -96,7 +157,7 @@ pub(crate) fn stdout() -> Box<dyn Write + Send> {
 fn flush_until_closed(shared: &Shared, mut out: Box<dyn Write + Send>) {
     let mut writing = Vec::with_capacity(FLUSH_AT);
     loop {
-        let (dropped, closing) = {
+        let (lines, unreported, closing) = {
             let mut pending = shared.lock();
             if pending.lines.is_empty() && !pending.closing {
                 pending.idle = true;
@@ -117,20 +178,123 @@ fn flush_until_closed(shared: &Shared, mut out: Box<dyn Write + Send>) {
                     .0;
             }
             std::mem::swap(&mut pending.lines, &mut writing);
-            (std::mem::take(&mut pending.dropped), pending.closing)
+            let lines = std::mem::take(&mut pending.count);
+            pending.writing = lines;
+            (
+                lines,
+                std::mem::take(&mut pending.unreported),
+                pending.closing,
+            )
         };
-        if dropped > 0 {
-            let _ = writeln!(
-                writing,
-                "{{\"level\":\"WARN\",\"message\":\"log lines dropped: stdout was not keeping up\",\"dropped\":{dropped},\"target\":\"rodent::logging\"}}"
-            );
+        // The report goes first: the lines it counts were dropped before these.
+        let mut batch = Vec::new();
+        if unreported > 0 {
+            batch = report_line("log lines dropped: stdout was not keeping up", unreported);
         }
-        // Nobody to tell when stdout is gone: the lines are lost either way.
-        let _ = out.write_all(&writing).and_then(|()| out.flush());
+        let report = batch.len();
+        let lost = if report > 0 {
+            batch.extend_from_slice(&writing);
+            write_batch(&mut *out, &batch)
+        } else {
+            write_batch(&mut *out, &writing)
+        };
+        // Lines cut by the failure count as lost; the report, if it was not written, is
+        // carried to the next write.
+        let (lost, carried) = match lost {
+            Ok(()) => (0, 0),
+            Err(written) if written < report => (lines, unreported),
+            Err(written) => {
+                let sent = if report > 0 { &batch } else { &writing };
+                (newlines(&sent[written.min(sent.len())..]).min(lines), 0)
+            }
+        };
         writing.clear();
-        if closing && shared.lock().lines.is_empty() {
+        let mut pending = shared.lock();
+        pending.writing = 0;
+        if lost + carried > 0 {
+            shared.dropped.add(lost);
+            pending.unreported += lost + carried;
+        }
+        if closing && pending.lines.is_empty() {
+            let total = shared.dropped.total();
+            drop(pending);
+            if total > 0 {
+                let _ = out.write_all(&last_word(total));
+            }
+            shared.lock().done = true;
+            shared.finished.notify_all();
             return;
         }
+    }
+}
+
+/// Writes `batch` whole; on failure, returns how many bytes were written.
+fn write_batch(out: &mut dyn Write, batch: &[u8]) -> Result<(), usize> {
+    let mut written = 0;
+    while written < batch.len() {
+        match out.write(&batch[written..]) {
+            Ok(0) => return Err(written),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return Err(written),
+        }
+    }
+    // Nobody to tell when stdout is gone: the lines are counted above, then lost either way.
+    let _ = out.flush();
+    Ok(())
+}
+
+/// How many lines `bytes` ends, counting a cut last one.
+fn newlines(bytes: &[u8]) -> u64 {
+    bytes.iter().filter(|&&b| b == b'\n').count() as u64
+}
+
+/// A line in the JSON format, written by the sink itself (it is not an event: the subscriber's
+/// writer is this sink).
+fn report_line(message: &str, dropped: u64) -> Vec<u8> {
+    let mut line = String::from("{\"timestamp\":\"");
+    let _ = super::json::write_timestamp(&mut line, std::time::SystemTime::now());
+    let _ = writeln!(
+        line,
+        "\",\"level\":\"WARN\",\"message\":\"{message}\",\"dropped\":{dropped},\"target\":\"rodent::logging\"}}"
+    );
+    line.into_bytes()
+}
+
+/// The line written at exit when lines were lost in the life of the process.
+fn last_word(total: u64) -> Vec<u8> {
+    report_line(
+        "log lines dropped in the life of this process (rodent_log_lines_dropped_total)",
+        total,
+    )
+}
+
+/// Writes `line` to fd 1 without ever blocking, or not at all: for the last word when the
+/// flushing thread is stuck in a write. A socket (journald's stdout) takes `MSG_DONTWAIT`; a
+/// pipe, FIFO, terminal or file is opened again as a description of its own, non-blocking, so
+/// the blocked thread's descriptor is left as it is. A FIFO nobody holds open for reading
+/// refuses the open (ENXIO), which is the right answer.
+fn write_without_blocking(line: &[u8]) {
+    let fd = io::stdout().as_fd().as_raw_fd();
+    // SAFETY: `line` is valid for `line.len()` bytes; a descriptor that is not a socket fails
+    // with ENOTSOCK and nothing is sent.
+    let sent = unsafe {
+        libc::send(
+            fd,
+            line.as_ptr().cast(),
+            line.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    if sent >= 0 || nix::errno::Errno::last() != nix::errno::Errno::ENOTSOCK {
+        return;
+    }
+    if let Ok(mut again) = OpenOptions::new()
+        .append(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(format!("/proc/self/fd/{fd}"))
+    {
+        let _ = again.write(line);
     }
 }
 
@@ -138,9 +302,12 @@ impl io::Write for LineWriter {
     fn write(&mut self, line: &[u8]) -> io::Result<usize> {
         let mut pending = self.shared.lock();
         if pending.lines.len() + line.len() > MAX_BUFFERED {
-            pending.dropped += 1;
+            pending.unreported += 1;
+            drop(pending);
+            self.shared.dropped.add(1);
         } else {
             pending.lines.extend_from_slice(line);
+            pending.count += 1;
             let full = pending.lines.len() >= FLUSH_AT;
             if pending.idle || full {
                 drop(pending);
@@ -163,64 +330,46 @@ impl<'a> MakeWriter<'a> for LineWriter {
     }
 }
 
-impl Drop for FlushOnDrop {
-    fn drop(&mut self) {
-        self.shared.lock().closing = true;
+impl FlushOnDrop {
+    /// Asks the thread to write what is left and waits for it, at most `bound`. If stdout has
+    /// not taken it all by then, what is left counts as dropped, the last word is written
+    /// without blocking (or not at all), and the thread is left where it is blocked: the
+    /// process exits around it.
+    pub(crate) fn close_within(mut self, bound: Duration) {
+        self.close(bound);
+    }
+
+    fn close(&mut self, bound: Duration) {
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        let mut pending = self.shared.lock();
+        pending.closing = true;
         self.shared.wake.notify_one();
-        if let Some(thread) = self.thread.take() {
+        pending = self
+            .shared
+            .finished
+            .wait_timeout_while(pending, bound, |p| !p.done)
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .0;
+        if pending.done {
+            drop(pending);
             let _ = thread.join();
+            return;
         }
+        // The batch being written counts whole: how much of it got through is not known.
+        let lost = pending.count + pending.writing;
+        pending.lines.clear();
+        pending.count = 0;
+        pending.writing = 0;
+        drop(pending);
+        self.shared.dropped.add(lost);
+        write_without_blocking(&last_word(self.shared.dropped.total()));
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Collects what the flushing thread writes.
-    #[derive(Clone, Default)]
-    struct Sink(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Sink {
-        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    #[test]
-    fn every_line_is_written_by_the_time_the_writer_is_dropped() {
-        let sink = Sink::default();
-        let (writer, flush) = spawn(Box::new(sink.clone())).unwrap();
-        for i in 0..10_000 {
-            writer
-                .make_writer()
-                .write_all(format!("line {i}\n").as_bytes())
-                .unwrap();
-        }
-        drop(flush);
-        let written = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
-        assert_eq!(written.lines().count(), 10_000);
-        assert_eq!(written.lines().last(), Some("line 9999"));
-    }
-
-    #[test]
-    fn a_line_reaches_the_output_soon_without_more_lines() {
-        let sink = Sink::default();
-        let (writer, _flush) = spawn(Box::new(sink.clone())).unwrap();
-        writer.make_writer().write_all(b"alone\n").unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while sink.0.lock().unwrap().is_empty() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the line was never written"
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        assert_eq!(&*sink.0.lock().unwrap(), b"alone\n");
+impl Drop for FlushOnDrop {
+    fn drop(&mut self) {
+        self.close(CLOSE_WITHIN);
     }
 }

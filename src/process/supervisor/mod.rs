@@ -38,6 +38,7 @@ use nix::unistd::{Pid, getpid, pipe2, setpgid};
 
 use crate::config::{Config, InitMode};
 use crate::exit::Exit;
+use crate::observe::logging::Logging;
 use crate::process::daemon::{self, Report};
 use crate::process::pidfile::PidFileLock;
 use crate::process::signal::Signal;
@@ -132,13 +133,18 @@ impl Supervisor {
     }
 
     /// Starts the service and supervises it until it exits; returns the exit code to end this
-    /// process with. Installs the supervisor's own logger (the service's format, its level).
+    /// process with. Installs the supervisor's own logger (the service's format, its level):
+    /// the service's sink, whose thread takes no signal, so that neither the loop nor the exit
+    /// ever waits on stdout.
     pub fn run(self, config: &Config) -> u8 {
-        install_log(config);
-        match self.start() {
+        let logging = Logging::init(&config.log, config.log_format, Vec::new());
+        let code = match self.start() {
             Ok(mut running) => running.supervise(),
             Err(exit) => exit.code(),
-        }
+        };
+        // The service has used its share of the grace; this is the last of it.
+        logging.close_within(crate::launch::exit_margin(config.shutdown_grace) / 2);
+        code
     }
 
     fn start(self) -> Result<Running, Exit> {
@@ -283,10 +289,4 @@ pub(crate) fn name_service() {
         // Cosmetic: a failure leaves the name as it was.
         let _ = nix::sys::prctl::set_name(&name);
     }
-}
-
-/// The supervisor logs in the service's format, synchronously: it has no runtime and no
-/// threads, and writes a handful of lines in its whole life.
-fn install_log(config: &Config) {
-    crate::observe::logging::init_synchronous(&config.log, config.log_format);
 }

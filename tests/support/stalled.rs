@@ -1,0 +1,157 @@
+//! rodent under load with a stdout that stalls (nobody reads it, or it is closed), then SIGTERM:
+//! what a stuck log agent or a Docker log driver whose endpoint is gone does to a container.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio_util::sync::CancellationToken;
+
+use crate::support::{PATIENCE, Spawn, Stdout, TempDir, counter, rodent};
+
+pub const GRACE: Duration = Duration::from_secs(3);
+const DRAIN_DELAY: Duration = Duration::from_millis(500);
+/// The load: this many clients sending `GET /` back to back.
+const CLIENTS: usize = 8;
+/// How long the load may take to overflow the log buffer (8 MB of trace lines).
+const FILL_PATIENCE: Duration = Duration::from_secs(90);
+
+/// What the scenario saw.
+#[derive(Debug)]
+pub struct Outcome {
+    pub exit_code: Option<i32>,
+    /// From SIGTERM to the exit of the process the test started.
+    pub exit_after: Duration,
+    /// `rodent_log_lines_dropped_total` before SIGTERM.
+    pub dropped: u64,
+    /// Requests answered 200 before SIGTERM, and after it (during the drain delay).
+    pub served_before: u64,
+    pub served_after: u64,
+    /// Requests that failed before SIGTERM.
+    pub failed_before: u64,
+}
+
+/// rodent with a 3 s grace and a trace-level log (lines enough to overflow its buffer soon).
+pub fn spawn() -> Spawn {
+    rodent()
+        .env("RODENT_SHUTDOWN_GRACE", "3s")
+        .env("RODENT_DRAIN_DELAY", "500ms")
+        .env("RODENT_REQUEST_TIMEOUT", "1s")
+        .env("RODENT_LOG", "trace")
+}
+
+/// Starts `spawn` through `wrapper` (empty, or `unshare` for PID 1), with `stdout` failing
+/// once it is ready; loads it until it has dropped log lines; sends SIGTERM to the process
+/// `signalled` picks (given the started one's PID) and waits for the exit.
+pub async fn run(
+    spawn: Spawn,
+    wrapper: &[&str],
+    stdout: Stdout,
+    signalled: impl FnOnce(Pid) -> Pid,
+) -> Outcome {
+    let dir = TempDir::new("stalled-stdout");
+    let command = spawn.command_via(wrapper, Path::new(crate::support::BINARY));
+    let (mut rodent, reader) = spawn.spawn_with_stdout(command, stdout, &dir);
+    let reader = match stdout {
+        Stdout::Unread => Some(reader),
+        Stdout::Closed => {
+            drop(reader);
+            None
+        }
+    };
+    let target = signalled(rodent.pid());
+
+    let ok = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let stop = CancellationToken::new();
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        let (url, ok, failed, stop) = (rodent.url("/"), ok.clone(), failed.clone(), stop.clone());
+        clients.push(tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .timeout(PATIENCE)
+                .build()
+                .unwrap();
+            while !stop.is_cancelled() {
+                let answered = match client.get(&url).send().await {
+                    Ok(r) => r.status() == 200 && r.bytes().await.is_ok(),
+                    Err(_) => false,
+                };
+                match answered {
+                    true => {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    false => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                        // Refused once the listener closes: do not spin.
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }
+        }));
+    }
+
+    let filling = Instant::now();
+    let dropped = loop {
+        let dropped = counter(&rodent, "rodent_log_lines_dropped_total")
+            .await
+            .expect("/metrics has rodent_log_lines_dropped_total");
+        if dropped > 0 {
+            break dropped;
+        }
+        assert!(
+            filling.elapsed() < FILL_PATIENCE,
+            "no log line dropped after {FILL_PATIENCE:?} of load with stdout {stdout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let served_before = ok.load(Ordering::Relaxed);
+    let failed_before = failed.load(Ordering::Relaxed);
+
+    let signalled_at = Instant::now();
+    kill(target, Signal::SIGTERM).expect("SIGTERM is delivered");
+    // The drain delay: still serving, from a process whose stdout is stuck.
+    tokio::time::sleep(DRAIN_DELAY / 2).await;
+    let served_after = ok.load(Ordering::Relaxed) - served_before;
+
+    let status = tokio::task::spawn_blocking(move || {
+        let status = rodent.try_wait_exit(GRACE + Duration::from_secs(2));
+        (status, signalled_at.elapsed(), rodent)
+    });
+    let (status, exit_after, _rodent) = status.await.expect("waiting does not panic");
+    stop.cancel();
+    for c in clients {
+        let _ = c.await;
+    }
+    drop(reader);
+    let status = status.unwrap_or_else(|| {
+        panic!("rodent (stdout {stdout:?}) did not exit within {GRACE:?} + 2 s of SIGTERM")
+    });
+    Outcome {
+        exit_code: status.code(),
+        exit_after,
+        dropped,
+        served_before,
+        served_after,
+        failed_before,
+    }
+}
+
+/// The assertions every stalled-stdout scenario shares.
+pub fn assert_exits_in_time(outcome: &Outcome, expected_code: i32) {
+    assert_eq!(outcome.exit_code, Some(expected_code), "{outcome:?}");
+    assert!(
+        outcome.exit_after < GRACE + Duration::from_secs(2),
+        "{outcome:?}"
+    );
+    assert!(outcome.dropped > 0, "{outcome:?}");
+    assert!(outcome.served_before > 0, "{outcome:?}");
+    assert_eq!(outcome.failed_before, 0, "{outcome:?}");
+    assert!(
+        outcome.served_after > 0,
+        "nothing was served during the drain delay: {outcome:?}"
+    );
+}
