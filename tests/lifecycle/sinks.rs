@@ -3,7 +3,7 @@
 //! with the clean code); a client that stops reading its response. And env-file names matched
 //! exactly.
 
-use crate::support::Stdout;
+use crate::support::stalled::Stdout;
 use crate::support::stalled::{self, assert_exits_in_time};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

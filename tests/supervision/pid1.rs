@@ -11,7 +11,8 @@ use crate::support::namespace::{
     self, as_pid1, members, namespace_of, only_child, run_inside, supervising,
     zombies_reaped_metric,
 };
-use crate::support::{BINARY, PATIENCE, Stdout, TempDir, client, example, rodent, stalled};
+use crate::support::stalled::{self, Stdout};
+use crate::support::{BINARY, PATIENCE, TempDir, client, example, rodent};
 
 const ORPHANS: usize = 200;
 

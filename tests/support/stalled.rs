@@ -10,7 +10,12 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{PATIENCE, Spawn, Stdout, TempDir, counter, rodent};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+use crate::support::{Log, PATIENCE, Rodent, Spawn, TempDir, counter, rodent};
 
 pub const GRACE: Duration = Duration::from_secs(3);
 const DRAIN_DELAY: Duration = Duration::from_millis(500);
@@ -158,4 +163,113 @@ pub fn assert_exits_in_time(outcome: &Outcome, expected_code: i32) {
         outcome.served_after > 0,
         "nothing was served during the drain delay: {outcome:?}"
     );
+}
+
+/// What the test does with rodent's stdout once rodent is ready, playing a log agent that fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stdout {
+    /// A FIFO that the test keeps open and stops reading: a stuck log agent, a blocking
+    /// Docker log driver whose endpoint is gone.
+    Unread,
+    /// A pipe whose read end the test closes: every write fails (EPIPE).
+    Closed,
+}
+
+impl Spawn {
+    /// Starts `command` (built from this spawn) with stdout on a FIFO (`Unread`, made in `dir`)
+    /// or a pipe (`Closed`). The test reads it until the `ready` line, then stops reading; the
+    /// read end is returned, for the test to hold (`Unread`) or drop (`Closed`) from then on.
+    /// stderr is read to the end as usual.
+    pub fn spawn_with_stdout(
+        self,
+        mut command: Command,
+        stdout: Stdout,
+        dir: &TempDir,
+    ) -> (Rodent, Box<dyn std::io::Read + Send>) {
+        use std::os::fd::OwnedFd;
+        use std::os::unix::fs::OpenOptionsExt;
+
+        let (reader, writer): (std::fs::File, OwnedFd) = match stdout {
+            Stdout::Unread => {
+                let path = dir.join("stdout.fifo");
+                nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600))
+                    .expect("the FIFO is made");
+                // Opened for reading without waiting for a writer, then made blocking again.
+                let reader = std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+                    .open(&path)
+                    .expect("the FIFO opens for reading");
+                nix::fcntl::fcntl(
+                    &reader,
+                    nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()),
+                )
+                .expect("the FIFO's read end is made blocking");
+                let writer = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .expect("the FIFO opens for writing");
+                (reader, writer.into())
+            }
+            Stdout::Closed => {
+                let (reader, writer) =
+                    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("a pipe");
+                (reader.into(), writer)
+            }
+        };
+        command.stdout(Stdio::from(writer));
+        let mut child = command.spawn().expect("the rodent binary starts");
+        // The child has its copy; ours would keep the pipe writable after it exits.
+        drop(command);
+        let log = Arc::new(Log::default());
+        let stderr = child.stderr.take().expect("stderr is piped");
+        {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    log.push(line);
+                }
+                log.stream_ended();
+            });
+        }
+        let (hand_back, handed_back) = std::sync::mpsc::channel();
+        {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let mut lines = BufReader::new(reader);
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    if !matches!(lines.read_line(&mut line), Ok(n) if n > 0) {
+                        log.stream_ended();
+                        return;
+                    }
+                    let ready =
+                        serde_json::from_str::<Value>(&line).is_ok_and(|l| l["message"] == "ready");
+                    log.push(line.trim_end().to_string());
+                    if ready {
+                        // Nothing more of it is read: as far as the log goes, it has ended.
+                        log.stream_ended();
+                        let _ = hand_back.send(lines.into_inner());
+                        return;
+                    }
+                }
+            });
+        }
+        let mut rodent = Rodent {
+            child,
+            log,
+            addr: None,
+        };
+        let listening = rodent.wait_log(|l| l["message"] == "listening");
+        let addr = listening["address"]
+            .as_str()
+            .expect("the listening line has an address");
+        rodent.addr = Some(addr.parse().expect("the address parses"));
+        let reader = handed_back
+            .recv_timeout(PATIENCE)
+            .expect("rodent logs `ready` on stdout");
+        (rodent, Box::new(reader))
+    }
 }
