@@ -17,7 +17,9 @@
 //! - the **service** (the child): a normal rodent that reaps only its own children. The number of
 //!   orphans the supervisor reaped reaches its `/metrics` through an inherited pipe.
 //!
-//! Setup may fail and end the process; once the loop runs, problems are only logged.
+//! Setup may fail and end the process; once the loop runs, problems are only logged, into the
+//! service's in-memory log sink (`observe::logging`), so that no write to a stuck stdout ever
+//! stands between a SIGCHLD and its reaping, or a SIGTERM and its forwarding.
 //!
 //! `RODENT_INIT=auto` (the default) supervises when rodent is PID 1; `always` supervises in any
 //! case, making rodent a child subreaper (`PR_SET_CHILD_SUBREAPER`) when it is not PID 1, so that
