@@ -136,11 +136,13 @@ impl Supervisor {
 
     /// Starts the service and supervises it until it exits; returns the exit code to end this
     /// process with. Installs the supervisor's own logger (the service's format, its level):
-    /// the service's sink, whose thread takes no signal, so that neither the loop nor the exit
-    /// ever waits on stdout.
+    /// the service's sink, so that neither the loop nor the exit ever waits on stdout.
     pub fn run(self, config: &Config) -> u8 {
+        // Signals first: the log thread inherits this thread's mask, and must not be the one
+        // a SIGCHLD or a signal to forward is delivered to.
+        let taken = take_signals();
         let logging = Logging::init(&config.log, config.log_format, Vec::new());
-        let code = match self.start() {
+        let code = match self.start(taken) {
             Ok(mut running) => running.supervise(),
             Err(exit) => exit.code(),
         };
@@ -149,7 +151,7 @@ impl Supervisor {
         code
     }
 
-    fn start(self) -> Result<Running, Exit> {
+    fn start(self, signals_taken: nix::Result<()>) -> Result<Running, Exit> {
         let report = self.report;
         let fail = |exit: Exit, message: String| {
             tracing::error!(target: TARGET, "{message}");
@@ -158,7 +160,7 @@ impl Supervisor {
             }
             exit
         };
-        take_signals().map_err(|e| fail(Exit::Failure, format!("cannot take signals: {e}")))?;
+        signals_taken.map_err(|e| fail(Exit::Failure, format!("cannot take signals: {e}")))?;
         if self.mode == Mode::Subreaper {
             nix::sys::prctl::set_child_subreaper(true).map_err(|e| {
                 fail(

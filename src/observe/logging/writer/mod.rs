@@ -31,7 +31,6 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use nix::sys::signal::{SigSet, SigmaskHow, pthread_sigmask};
 use tracing_subscriber::fmt::MakeWriter;
 
 /// The longest a line waits in memory before it is written.
@@ -109,9 +108,9 @@ pub(crate) struct FlushOnDrop {
     thread: Option<JoinHandle<()>>,
 }
 
-/// Starts the flushing thread for `out`. The thread starts with every signal blocked: it must
-/// never be the one a process-directed signal is delivered to (the supervisor takes SIGCHLD
-/// with `sigwait`, which a thread that does not block it would steal).
+/// Starts the flushing thread for `out`. It inherits the calling thread's signal mask: the
+/// supervisor calls this once its signals are blocked, so that a SIGCHLD its loop waits for is
+/// never delivered to (and discarded by) this thread.
 pub(crate) fn spawn(out: Box<dyn Write + Send>) -> io::Result<(LineWriter, FlushOnDrop)> {
     let shared = Arc::new(Shared {
         pending: Mutex::new(Pending {
@@ -122,26 +121,19 @@ pub(crate) fn spawn(out: Box<dyn Write + Send>) -> io::Result<(LineWriter, Flush
         finished: Condvar::new(),
         dropped: DroppedLines::default(),
     });
-    let mut previous = SigSet::empty();
-    pthread_sigmask(
-        SigmaskHow::SIG_BLOCK,
-        Some(&SigSet::all()),
-        Some(&mut previous),
-    )?;
     let thread = std::thread::Builder::new()
         .name("rodent-log".to_string())
         .spawn({
             let shared = shared.clone();
             move || flush_until_closed(&shared, out)
-        });
-    pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&previous), None)?;
+        })?;
     Ok((
         LineWriter {
             shared: shared.clone(),
         },
         FlushOnDrop {
             shared,
-            thread: Some(thread?),
+            thread: Some(thread),
         },
     ))
 }
