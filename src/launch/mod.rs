@@ -283,12 +283,12 @@ fn service(
 }
 
 /// The shutdown sequence ends half the safety margin before the grace runs out at the latest
-/// (the hooks' hard stop). That last half is shared out by this quarter of the margin: the
-/// runtime's shutdown may take one quarter, the log's flush an eighth, and a supervisor's log
-/// flush after the service has exited the last eighth, so that a stuck stdout cannot take
-/// the process past the grace. Computed from the grace at startup: a reload that changes
-/// `RODENT_SHUTDOWN_GRACE` does not move it.
-pub(crate) fn exit_margin(grace: Duration) -> Duration {
+/// (the hooks' hard stop). What follows gets this quarter of the margin at most: the runtime's
+/// shutdown, then half of it for the log's flush, so that a stuck stdout cannot take the
+/// process past the grace (a supervisor's exit after the service's does not wait on stdout at
+/// all). Computed from the grace at startup: a reload that changes `RODENT_SHUTDOWN_GRACE` does
+/// not move it.
+fn exit_margin(grace: Duration) -> Duration {
     crate::config::safety_margin(grace) / 4
 }
 

@@ -3,6 +3,7 @@
 //! exit: lines it cannot take are dropped and counted (`rodent_log_lines_dropped_total`). The
 //! filter and the format are reloadable.
 
+mod direct;
 mod json;
 mod writer;
 
@@ -56,6 +57,28 @@ where
             .with_ansi(std::io::stdout().is_terminal())
             .with_writer(writer)
             .boxed(),
+    }
+}
+
+/// The supervisor's log: lines written straight to stdout, each at once without blocking or
+/// dropped (see `direct`), since the supervisor's one loop has no thread to spare and must
+/// never wait on a write. [`finish`](Self::finish) reports the dropped count.
+pub(crate) struct DirectLog {
+    writer: direct::DirectWriter,
+}
+
+/// Installs the supervisor's subscriber: its filter and format are the service's.
+pub(crate) fn init_direct(directives: &str, format: LogFormat) -> DirectLog {
+    let writer = direct::DirectWriter::new();
+    let layer = format_layer(format, writer.clone()).with_filter(filter(directives));
+    let _ = tracing_subscriber::registry().with(layer).try_init();
+    DirectLog { writer }
+}
+
+impl DirectLog {
+    /// Says how many lines were dropped, if any, without blocking: for the very end.
+    pub(crate) fn finish(self) {
+        self.writer.finish();
     }
 }
 

@@ -17,9 +17,9 @@
 //! - the **service** (the child): a normal rodent that reaps only its own children. The number of
 //!   orphans the supervisor reaped reaches its `/metrics` through an inherited pipe.
 //!
-//! Setup may fail and end the process; once the loop runs, problems are only logged, into the
-//! service's in-memory log sink (`observe::logging`), so that no write to a stuck stdout ever
-//! stands between a SIGCHLD and its reaping, or a SIGTERM and its forwarding.
+//! Setup may fail and end the process; once the loop runs, problems are only logged, each line
+//! written without blocking or dropped (`observe::logging`), so that no write to a stuck stdout
+//! ever stands between a SIGCHLD and its reaping, or a SIGTERM and its forwarding.
 //!
 //! `RODENT_INIT=auto` (the default) supervises when rodent is PID 1; `always` supervises in any
 //! case, making rodent a child subreaper (`PR_SET_CHILD_SUBREAPER`) when it is not PID 1, so that
@@ -40,7 +40,7 @@ use nix::unistd::{Pid, getpid, pipe2, setpgid};
 
 use crate::config::{Config, InitMode};
 use crate::exit::Exit;
-use crate::observe::logging::Logging;
+use crate::observe::logging;
 use crate::process::daemon::{self, Report};
 use crate::process::pidfile::PidFileLock;
 use crate::process::signal::Signal;
@@ -135,23 +135,20 @@ impl Supervisor {
     }
 
     /// Starts the service and supervises it until it exits; returns the exit code to end this
-    /// process with. Installs the supervisor's own logger (the service's format, its level):
-    /// the service's sink, so that neither the loop nor the exit ever waits on stdout.
+    /// process with. Installs the supervisor's own logger (the service's format, its level),
+    /// which writes without blocking or drops, so that neither the loop nor the exit ever waits
+    /// on stdout.
     pub fn run(self, config: &Config) -> u8 {
-        // Signals first: the log thread inherits this thread's mask, and must not be the one
-        // a SIGCHLD or a signal to forward is delivered to.
-        let taken = take_signals();
-        let logging = Logging::init(&config.log, config.log_format, Vec::new());
-        let code = match self.start(taken) {
+        let log = logging::init_direct(&config.log, config.log_format);
+        let code = match self.start() {
             Ok(mut running) => running.supervise(),
             Err(exit) => exit.code(),
         };
-        // The service has used its share of the grace; this is the last of it.
-        logging.close_within(crate::launch::exit_margin(config.shutdown_grace) / 2);
+        log.finish();
         code
     }
 
-    fn start(self, signals_taken: nix::Result<()>) -> Result<Running, Exit> {
+    fn start(self) -> Result<Running, Exit> {
         let report = self.report;
         let fail = |exit: Exit, message: String| {
             tracing::error!(target: TARGET, "{message}");
@@ -160,7 +157,7 @@ impl Supervisor {
             }
             exit
         };
-        signals_taken.map_err(|e| fail(Exit::Failure, format!("cannot take signals: {e}")))?;
+        take_signals().map_err(|e| fail(Exit::Failure, format!("cannot take signals: {e}")))?;
         if self.mode == Mode::Subreaper {
             nix::sys::prctl::set_child_subreaper(true).map_err(|e| {
                 fail(

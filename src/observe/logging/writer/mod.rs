@@ -22,10 +22,9 @@
 //! copies into one buffer and writes a batch per system call.
 
 use std::fmt::Write as _;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::{AsFd, AsRawFd};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -52,7 +51,7 @@ impl DroppedLines {
         self.0.load(Ordering::Relaxed)
     }
 
-    fn add(&self, n: u64) {
+    pub(crate) fn add(&self, n: u64) {
         self.0.fetch_add(n, Ordering::Relaxed);
     }
 }
@@ -254,40 +253,11 @@ fn report_line(message: &str, dropped: u64) -> Vec<u8> {
 }
 
 /// The line written at exit when lines were lost in the life of the process.
-fn last_word(total: u64) -> Vec<u8> {
+pub(crate) fn last_word(total: u64) -> Vec<u8> {
     report_line(
         "log lines dropped in the life of this process (rodent_log_lines_dropped_total)",
         total,
     )
-}
-
-/// Writes `line` to fd 1 without ever blocking, or not at all: for the last word when the
-/// flushing thread is stuck in a write. A socket (journald's stdout) takes `MSG_DONTWAIT`; a
-/// pipe, FIFO, terminal or file is opened again as a description of its own, non-blocking, so
-/// the blocked thread's descriptor is left as it is. A FIFO nobody holds open for reading
-/// refuses the open (ENXIO), which is the right answer.
-fn write_without_blocking(line: &[u8]) {
-    let fd = io::stdout().as_fd().as_raw_fd();
-    // SAFETY: `line` is valid for `line.len()` bytes; a descriptor that is not a socket fails
-    // with ENOTSOCK and nothing is sent.
-    let sent = unsafe {
-        libc::send(
-            fd,
-            line.as_ptr().cast(),
-            line.len(),
-            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-        )
-    };
-    if sent >= 0 || nix::errno::Errno::last() != nix::errno::Errno::ENOTSOCK {
-        return;
-    }
-    if let Ok(mut again) = OpenOptions::new()
-        .append(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(format!("/proc/self/fd/{fd}"))
-    {
-        let _ = again.write(line);
-    }
 }
 
 impl io::Write for LineWriter {
@@ -356,7 +326,8 @@ impl FlushOnDrop {
         pending.writing = 0;
         drop(pending);
         self.shared.dropped.add(lost);
-        write_without_blocking(&last_word(self.shared.dropped.total()));
+        super::direct::NonBlockingStdout::open()
+            .write_line(&last_word(self.shared.dropped.total()));
     }
 }
 
