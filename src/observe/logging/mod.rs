@@ -1,7 +1,9 @@
-//! Logs: one JSON object per line on stdout (or text for people), written by a background thread
-//! so that a slow, blocked or closed stdout never blocks a request, the supervisor's loop or the
-//! exit: lines it cannot take are dropped and counted (`rodent_log_lines_dropped_total`). The
-//! filter and the format are reloadable.
+//! Logs: one JSON object per line on stdout (or text for people). The service's are written by a
+//! background thread (`writer`), the PID 1 supervisor's each at once without blocking
+//! (`direct`), so that a slow, blocked or closed stdout never blocks a request, the supervisor's
+//! loop or the exit: lines stdout cannot take are dropped and counted
+//! (`rodent_log_lines_dropped_total` for the service's). The filter and the format are
+//! reloadable.
 
 mod direct;
 mod json;

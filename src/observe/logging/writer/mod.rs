@@ -1,5 +1,6 @@
-//! Where log lines go: a buffer in memory, written to stdout by a thread of its own, so that a
-//! slow, blocked or closed stdout never holds up a request, the supervisor's loop, or the exit.
+//! Where the service's log lines go: a buffer in memory, written to stdout by a thread of its
+//! own, so that a slow, blocked or closed stdout never holds up a request or the exit. (The
+//! supervisor, which has no thread to spare, writes its few lines through `direct`.)
 //!
 //! Writing a line is a copy into the buffer under a short lock: no allocation, no channel, and
 //! no wake-up of the flushing thread per line. The thread writes whatever has accumulated, in
@@ -235,7 +236,7 @@ fn write_batch(out: &mut dyn Write, batch: &[u8]) -> Result<(), usize> {
     Ok(())
 }
 
-/// How many lines `bytes` ends, counting a cut last one.
+/// How many lines end in `bytes`: a line cut by a failed write still has its newline there.
 fn newlines(bytes: &[u8]) -> u64 {
     bytes.iter().filter(|&&b| b == b'\n').count() as u64
 }
