@@ -158,7 +158,17 @@ impl Config {
     /// Warns about every `RODENT_*` variable that rodent does not know.
     pub(crate) fn warn_unknown(&self) {
         for variable in &self.unknown {
-            tracing::warn!(target: "rodent::config", variable = %variable, "unknown variable (a typo?)");
+            match variables::in_another_case(variable) {
+                Some(meant) => tracing::warn!(
+                    target: "rodent::config",
+                    variable = %variable,
+                    not = meant,
+                    "unknown variable: names are case-sensitive, and this one is not read"
+                ),
+                None => {
+                    tracing::warn!(target: "rodent::config", variable = %variable, "unknown variable (a typo?)")
+                }
+            }
         }
     }
 

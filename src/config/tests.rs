@@ -115,6 +115,17 @@ fn unknown_rodent_variables_are_noticed() {
 }
 
 #[test]
+fn names_in_another_case_are_not_read_and_are_noticed() {
+    let c = config(&[("rodent_port", "1"), ("RODENT_Drain_Delay", "x")]).unwrap();
+    assert_eq!(c.port, 8080);
+    assert_eq!(c.unknown, ["RODENT_Drain_Delay", "rodent_port"]);
+    assert_eq!(
+        super::variables::in_another_case("rodent_port"),
+        Some("RODENT_PORT")
+    );
+}
+
+#[test]
 fn the_env_file_is_layered_over_the_environment() {
     let dir = std::env::temp_dir().join(format!("rodent-config-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

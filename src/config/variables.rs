@@ -46,12 +46,25 @@ const INTERNAL_VARIABLES: &[&str] = &[
     "RODENT_SUCCESSOR",
 ];
 
-/// `RODENT_*` variables that rodent does not know: most likely typos.
+/// `RODENT_*` variables that rodent does not know: most likely typos. Names are matched
+/// exactly, as the environment matches them, so `rodent_port` is not `RODENT_PORT`: it is
+/// unknown, and said to be (a prefix in another case counts as ours).
 pub(super) fn unknown_variables(vars: &Vars) -> Vec<String> {
     vars.keys()
-        .filter(|k| k.starts_with("RODENT_"))
+        .filter(|k| {
+            k.get(..7)
+                .is_some_and(|p| p.eq_ignore_ascii_case("RODENT_"))
+        })
         .filter(|k| !VARIABLES.iter().any(|v| v.name == k.as_str()))
         .filter(|k| !INTERNAL_VARIABLES.contains(&k.as_str()))
         .cloned()
         .collect()
+}
+
+/// The documented variable that `name` spells in another case, if any.
+pub(super) fn in_another_case(name: &str) -> Option<&'static str> {
+    VARIABLES
+        .iter()
+        .map(|v| v.name)
+        .find(|v| *v != name && v.eq_ignore_ascii_case(name))
 }

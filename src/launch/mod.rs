@@ -229,6 +229,7 @@ fn service(
         }
         _ => None,
     };
+    let exit_margin = exit_margin(config.shutdown_grace);
     let service = Rodent::new(config).restarts(restarts);
     let flush = telemetry.connect(&service.metrics());
     let mut service = build(service.logging(logging.handle()).flush_last(flush));
@@ -270,13 +271,25 @@ fn service(
             None => service.bind_and_serve(Signals::Os(signals)).await,
         }
     });
-    // Tasks still parked in blocking calls must not hold the exit.
-    runtime.shutdown_timeout(Duration::from_millis(100));
+    // Tasks still parked in blocking calls must not hold the exit, nor a stuck stdout (see
+    // `exit_margin`).
+    runtime.shutdown_timeout(exit_margin.min(Duration::from_millis(100)));
     // Removed last, once nothing of the service is left running; then the launcher of a
     // failed daemon may return.
     drop(pid_file);
     drop(report);
+    logging.close_within(exit_margin / 2);
     exit
+}
+
+/// The shutdown sequence ends half the safety margin before the grace runs out at the latest
+/// (the hooks' hard stop). What follows gets this quarter of the margin at most: the runtime's
+/// shutdown, then half of it for the log's flush, so that a stuck stdout cannot take the
+/// process past the grace (a supervisor's exit after the service's does not wait on stdout at
+/// all). Computed from the grace at startup: a reload that changes `RODENT_SHUTDOWN_GRACE` does
+/// not move it.
+fn exit_margin(grace: Duration) -> Duration {
+    crate::config::safety_margin(grace) / 4
 }
 
 fn log_starting(config: &Config) {

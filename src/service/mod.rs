@@ -156,8 +156,9 @@ impl Rodent {
         self.metrics.clone()
     }
 
-    /// Lets a reload change the log filter and format.
+    /// Lets a reload change the log filter and format, and `/metrics` count dropped lines.
     pub(crate) fn logging(mut self, handle: LogHandle) -> Self {
+        self.metrics.count_log_lines_dropped(handle.dropped());
         self.logging = Some(handle);
         self
     }

@@ -7,3 +7,4 @@ mod config;
 mod drain;
 mod http_edges;
 mod operator;
+mod sinks;

@@ -11,6 +11,7 @@ use crate::support::namespace::{
     self, as_pid1, members, namespace_of, only_child, run_inside, supervising,
     zombies_reaped_metric,
 };
+use crate::support::stalled::{self, Stdout};
 use crate::support::{BINARY, PATIENCE, TempDir, client, example, rodent};
 
 const ORPHANS: usize = 200;
@@ -275,4 +276,39 @@ fn ps_tells_the_supervisor_from_the_service() {
     assert!(!read(init, "cmdline").contains(": service"));
     kill(init, SIGTERM).unwrap();
     assert_eq!(rodent.exit_code(PATIENCE), 0);
+}
+
+/// The same as `tests/lifecycle/sinks.rs`, with rodent as PID 1: the supervisor and the service
+/// share the stuck stdout, and neither its reaping, its forwarding of SIGTERM nor its exit waits
+/// on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn as_pid1_a_stdout_nobody_reads_does_not_hold_the_exit() {
+    if !namespace::available() {
+        return;
+    }
+    let outcome = stalled::run(
+        stalled::spawn(),
+        namespace::UNSHARE,
+        Stdout::Unread,
+        only_child,
+    )
+    .await;
+    stalled::assert_exits_in_time(&outcome, 0);
+    eprintln!("as PID 1, stdout unread: {outcome:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn as_pid1_a_closed_stdout_does_not_hold_the_exit() {
+    if !namespace::available() {
+        return;
+    }
+    let outcome = stalled::run(
+        stalled::spawn(),
+        namespace::UNSHARE,
+        Stdout::Closed,
+        only_child,
+    )
+    .await;
+    stalled::assert_exits_in_time(&outcome, 0);
+    eprintln!("as PID 1, stdout closed: {outcome:?}");
 }

@@ -16,6 +16,7 @@ use serde_json::Value;
 pub mod load;
 pub mod namespace;
 pub mod plot;
+pub mod stalled;
 
 pub const BINARY: &str = env!("CARGO_BIN_EXE_rodent");
 
@@ -541,4 +542,18 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .expect("the OS picks a free port")
         .port()
+}
+
+/// A counter's value in `/metrics` (`name` with its `_total`), or `None` if it is not there.
+pub async fn counter(rodent: &Rodent, name: &str) -> Option<u64> {
+    let text = client()
+        .get(rodent.url("/metrics"))
+        .send()
+        .await
+        .expect("/metrics answers")
+        .text()
+        .await
+        .expect("a text body");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }

@@ -11,5 +11,6 @@ mod process;
 mod propagation;
 mod receiver;
 mod scrape;
+mod stalled;
 mod tls;
 mod traces;

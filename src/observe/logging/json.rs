@@ -218,7 +218,7 @@ thread_local! {
 }
 
 /// `2026-11-26T04:25:08.480493Z`.
-fn write_timestamp(w: &mut impl Write, now: SystemTime) -> fmt::Result {
+pub(super) fn write_timestamp(w: &mut impl Write, now: SystemTime) -> fmt::Result {
     let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since_epoch.as_secs();
     let (cached, mut text) = SECOND.get();

@@ -1,6 +1,11 @@
-//! Logs: one JSON object per line on stdout (or text for people), written by a background thread
-//! so that a slow stdout never blocks a request. The filter and the format are reloadable.
+//! Logs: one JSON object per line on stdout (or text for people). The service's are written by a
+//! background thread (`writer`), the PID 1 supervisor's each at once without blocking
+//! (`direct`), so that a slow, blocked or closed stdout never blocks a request, the supervisor's
+//! loop or the exit: lines stdout cannot take are dropped and counted
+//! (`rodent_log_lines_dropped_total` for the service's). The filter and the format are
+//! reloadable.
 
+mod direct;
 mod json;
 mod writer;
 
@@ -14,6 +19,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry, reload};
 
 use crate::config::LogFormat;
+pub use writer::DroppedLines;
 use writer::LineWriter;
 
 /// A layer over the bare registry; extra layers (such as trace export) come in this form.
@@ -27,11 +33,11 @@ pub struct LogHandle {
     writer: LineWriter,
 }
 
-/// The installed subscriber. Dropping it flushes the lines still buffered, so keep it until the
-/// very end of `main`.
+/// The installed subscriber. [`close_within`](Self::close_within) (or dropping it) flushes the
+/// lines still buffered, for a bounded time, so keep it until the very end of `main`.
 pub struct Logging {
     handle: LogHandle,
-    _flush_on_drop: writer::FlushOnDrop,
+    flush: writer::FlushOnDrop,
 }
 
 fn filter(directives: &str) -> EnvFilter {
@@ -56,11 +62,26 @@ where
     }
 }
 
-/// Installs a subscriber that writes straight to stdout in the service's format, for a process
-/// with no runtime and a handful of lines in its whole life (the PID 1 supervisor).
-pub(crate) fn init_synchronous(directives: &str, format: LogFormat) {
-    let layer = format_layer(format, std::io::stdout).with_filter(filter(directives));
+/// The supervisor's log: lines written straight to stdout, each at once without blocking or
+/// dropped (see `direct`), since the supervisor's one loop has no thread to spare and must
+/// never wait on a write. [`finish`](Self::finish) reports the dropped count.
+pub(crate) struct DirectLog {
+    writer: direct::DirectWriter,
+}
+
+/// Installs the supervisor's subscriber: its filter and format are the service's.
+pub(crate) fn init_direct(directives: &str, format: LogFormat) -> DirectLog {
+    let writer = direct::DirectWriter::new();
+    let layer = format_layer(format, writer.clone()).with_filter(filter(directives));
     let _ = tracing_subscriber::registry().with(layer).try_init();
+    DirectLog { writer }
+}
+
+impl DirectLog {
+    /// Says how many lines were dropped, if any, without blocking: for the very end.
+    pub(crate) fn finish(self) {
+        self.writer.finish();
+    }
 }
 
 impl Logging {
@@ -93,16 +114,27 @@ impl Logging {
                 format: format_handle,
                 writer,
             },
-            _flush_on_drop: flush,
+            flush,
         }
     }
 
     pub fn handle(&self) -> LogHandle {
         self.handle.clone()
     }
+
+    /// Writes what is still buffered, waiting for stdout at most `bound`: past it, the rest is
+    /// dropped and counted, and the count is written without blocking, if stdout takes it.
+    pub fn close_within(self, bound: std::time::Duration) {
+        self.flush.close_within(bound);
+    }
 }
 
 impl LogHandle {
+    /// The count of lines dropped so far, for `/metrics`.
+    pub fn dropped(&self) -> DroppedLines {
+        self.writer.dropped()
+    }
+
     /// Applies a reloaded filter and format.
     pub fn apply(&self, directives: &str, format: LogFormat) -> Result<(), String> {
         self.filter

@@ -6,6 +6,7 @@
 
 mod gauges;
 mod in_flight;
+mod logs;
 mod process;
 
 use std::fmt;
@@ -21,8 +22,10 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::lifecycle::Lifecycle;
+use crate::observe::logging::DroppedLines;
 use gauges::Gauges;
 pub(crate) use in_flight::InFlight;
+use logs::LogLinesDropped;
 
 /// The label value for requests that matched no route.
 pub(crate) const UNMATCHED: &str = "unmatched";
@@ -76,6 +79,7 @@ pub(crate) struct Metrics {
     open_connections: Gauge,
     spans_exported: Counter,
     spans_dropped: Counter,
+    log_lines_dropped: LogLinesDropped,
     in_flight: Arc<InFlight>,
 }
 
@@ -110,6 +114,7 @@ impl Metrics {
         let open_connections = Gauge::default();
         let spans_exported = Counter::default();
         let spans_dropped = Counter::default();
+        let log_lines_dropped = LogLinesDropped::default();
         let in_flight = Arc::new(InFlight::default());
 
         registry.register(
@@ -172,6 +177,7 @@ impl Metrics {
             "Trace spans dropped because the export queue was full or the collector failed",
             spans_dropped.clone(),
         );
+        registry.register_collector(Box::new(log_lines_dropped.clone()));
         registry.register_collector(Box::new(Gauges::new(lifecycle, in_flight.clone())));
 
         Self {
@@ -188,6 +194,7 @@ impl Metrics {
             open_connections,
             spans_exported,
             spans_dropped,
+            log_lines_dropped,
             in_flight,
         }
     }
@@ -292,6 +299,12 @@ impl Metrics {
     pub(crate) fn spans_dropped(&self, n: u64) {
         self.spans_dropped.inc_by(n);
     }
+
+    /// Reports the log sink's count of dropped lines (the first sink given; there is one per
+    /// process).
+    pub(crate) fn count_log_lines_dropped(&self, dropped: DroppedLines) {
+        let _ = self.log_lines_dropped.0.set(dropped);
+    }
 }
 
 /// A status code's class, `2xx` and so on: enough for alerting, and bounded.
@@ -346,6 +359,7 @@ mod tests {
             text.contains("rodent_http_requests_in_flight{route=\"/\"} 1"),
             "{text}"
         );
+        assert!(text.contains("rodent_log_lines_dropped_total 0"), "{text}");
         assert!(!text.contains("# EOF"));
         assert!(metrics.render(true).ends_with("# EOF\n"));
     }

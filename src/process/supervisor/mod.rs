@@ -17,7 +17,9 @@
 //! - the **service** (the child): a normal rodent that reaps only its own children. The number of
 //!   orphans the supervisor reaped reaches its `/metrics` through an inherited pipe.
 //!
-//! Setup may fail and end the process; once the loop runs, problems are only logged.
+//! Setup may fail and end the process; once the loop runs, problems are only logged, each line
+//! written without blocking or dropped (`observe::logging`), so that no write to a stuck stdout
+//! ever stands between a SIGCHLD and its reaping, or a SIGTERM and its forwarding.
 //!
 //! `RODENT_INIT=auto` (the default) supervises when rodent is PID 1; `always` supervises in any
 //! case, making rodent a child subreaper (`PR_SET_CHILD_SUBREAPER`) when it is not PID 1, so that
@@ -38,6 +40,7 @@ use nix::unistd::{Pid, getpid, pipe2, setpgid};
 
 use crate::config::{Config, InitMode};
 use crate::exit::Exit;
+use crate::observe::logging;
 use crate::process::daemon::{self, Report};
 use crate::process::pidfile::PidFileLock;
 use crate::process::signal::Signal;
@@ -132,13 +135,17 @@ impl Supervisor {
     }
 
     /// Starts the service and supervises it until it exits; returns the exit code to end this
-    /// process with. Installs the supervisor's own logger (the service's format, its level).
+    /// process with. Installs the supervisor's own logger (the service's format, its level),
+    /// which writes without blocking or drops, so that neither the loop nor the exit ever waits
+    /// on stdout.
     pub fn run(self, config: &Config) -> u8 {
-        install_log(config);
-        match self.start() {
+        let log = logging::init_direct(&config.log, config.log_format);
+        let code = match self.start() {
             Ok(mut running) => running.supervise(),
             Err(exit) => exit.code(),
-        }
+        };
+        log.finish();
+        code
     }
 
     fn start(self) -> Result<Running, Exit> {
@@ -283,10 +290,4 @@ pub(crate) fn name_service() {
         // Cosmetic: a failure leaves the name as it was.
         let _ = nix::sys::prctl::set_name(&name);
     }
-}
-
-/// The supervisor logs in the service's format, synchronously: it has no runtime and no
-/// threads, and writes a handful of lines in its whole life.
-fn install_log(config: &Config) {
-    crate::observe::logging::init_synchronous(&config.log, config.log_format);
 }

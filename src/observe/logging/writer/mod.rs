@@ -1,0 +1,342 @@
+//! Where the service's log lines go: a buffer in memory, written to stdout by a thread of its
+//! own, so that a slow, blocked or closed stdout never holds up a request or the exit. (The
+//! supervisor, which has no thread to spare, writes its few lines through `direct`.)
+//!
+//! Writing a line is a copy into the buffer under a short lock: no allocation, no channel, and
+//! no wake-up of the flushing thread per line. The thread writes whatever has accumulated, in
+//! one `write`, at most [`FLUSH_EVERY`] after it arrived, or as soon as [`FLUSH_AT`] bytes are
+//! waiting; when there is nothing to write it sleeps until the next line.
+//!
+//! Lines are dropped, and counted ([`DroppedLines`], `rodent_log_lines_dropped_total`), rather
+//! than waited for: past [`MAX_BUFFERED`] bytes waiting (stdout stuck), when a write fails
+//! (stdout closed), and at exit when stdout has not taken the rest within the bound given to
+//! [`FlushOnDrop::close_within`]. The thread stays blocked in its `write` then: nothing joins it,
+//! and the process exits around it. The count is reported in the log once stdout drains, and
+//! once more at exit (see [`last_word`]).
+//!
+//! Why not `tracing-appender`'s `non_blocking` (0.2.5), which is built for this: its guard's
+//! drop waits up to 1.1 s, a bound that is fixed (not the grace's) and, when the channel is full
+//! because stdout is stuck, ends in a `println!` to that same stdout, which blocks for ever (or
+//! panics on a closed pipe); it counts only lines refused by a full channel, not those its
+//! worker failed to write (a closed pipe loses every line uncounted); and it allocates and sends
+//! each line on a channel, then writes each with a `write(2)` of its own, where this writer
+//! copies into one buffer and writes a batch per system call.
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tracing_subscriber::fmt::MakeWriter;
+
+/// The longest a line waits in memory before it is written.
+pub(crate) const FLUSH_EVERY: Duration = Duration::from_millis(20);
+/// Bytes waiting that make the thread write at once.
+pub(crate) const FLUSH_AT: usize = 64 * 1024;
+/// Bytes waiting beyond which new lines are dropped.
+pub(crate) const MAX_BUFFERED: usize = 8 * 1024 * 1024;
+/// How long dropping [`FlushOnDrop`] without [`FlushOnDrop::close_within`] waits for stdout.
+const CLOSE_WITHIN: Duration = Duration::from_millis(100);
+
+/// The log lines lost in the life of the process: never written, or written to a stdout that
+/// failed. Shared with `/metrics`.
+#[derive(Clone, Debug, Default)]
+pub struct DroppedLines(Arc<AtomicU64>);
+
+impl DroppedLines {
+    pub fn total(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+#[derive(Default)]
+struct Pending {
+    lines: Vec<u8>,
+    /// How many lines `lines` holds.
+    count: u64,
+    /// Dropped since the last report in the log.
+    unreported: u64,
+    /// Lines in the batch the thread is writing, until its write returns.
+    writing: u64,
+    /// The thread is waiting for a line, not for its next tick: the next line must wake it.
+    idle: bool,
+    closing: bool,
+    /// The thread has written everything and is returning.
+    done: bool,
+}
+
+struct Shared {
+    pending: Mutex<Pending>,
+    wake: Condvar,
+    /// Signalled once `done` is set.
+    finished: Condvar,
+    dropped: DroppedLines,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        // A panic while holding this lock cannot leave `Pending` inconsistent: keep logging.
+        self.pending
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Hands out writers to the log buffer (a `MakeWriter` for tracing-subscriber).
+#[derive(Clone)]
+pub(crate) struct LineWriter {
+    shared: Arc<Shared>,
+}
+
+impl LineWriter {
+    pub(crate) fn dropped(&self) -> DroppedLines {
+        self.shared.dropped.clone()
+    }
+}
+
+/// Stops the flushing thread, waiting a bounded time for what is left to be written.
+pub(crate) struct FlushOnDrop {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Starts the flushing thread for `out`. It inherits the calling thread's signal mask: the
+/// supervisor calls this once its signals are blocked, so that a SIGCHLD its loop waits for is
+/// never delivered to (and discarded by) this thread.
+pub(crate) fn spawn(out: Box<dyn Write + Send>) -> io::Result<(LineWriter, FlushOnDrop)> {
+    let shared = Arc::new(Shared {
+        pending: Mutex::new(Pending {
+            lines: Vec::with_capacity(FLUSH_AT),
+            ..Pending::default()
+        }),
+        wake: Condvar::new(),
+        finished: Condvar::new(),
+        dropped: DroppedLines::default(),
+    });
+    let thread = std::thread::Builder::new()
+        .name("rodent-log".to_string())
+        .spawn({
+            let shared = shared.clone();
+            move || flush_until_closed(&shared, out)
+        })?;
+    Ok((
+        LineWriter {
+            shared: shared.clone(),
+        },
+        FlushOnDrop {
+            shared,
+            thread: Some(thread),
+        },
+    ))
+}
+
+/// stdout as a file of its own (a duplicate of fd 1), so writes are not line-buffered again.
+pub(crate) fn stdout() -> Box<dyn Write + Send> {
+    match io::stdout().as_fd().try_clone_to_owned() {
+        Ok(fd) => Box::new(File::from(fd)),
+        Err(_) => Box::new(io::stdout()),
+    }
+}
+
+fn flush_until_closed(shared: &Shared, mut out: Box<dyn Write + Send>) {
+    let mut writing = Vec::with_capacity(FLUSH_AT);
+    loop {
+        let (lines, unreported, closing) = {
+            let mut pending = shared.lock();
+            if pending.lines.is_empty() && !pending.closing {
+                pending.idle = true;
+                pending = shared
+                    .wake
+                    .wait_while(pending, |p| p.lines.is_empty() && !p.closing)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                pending.idle = false;
+            }
+            if !pending.closing && pending.lines.len() < FLUSH_AT {
+                // Let a few more lines join this write.
+                pending = shared
+                    .wake
+                    .wait_timeout_while(pending, FLUSH_EVERY, |p| {
+                        p.lines.len() < FLUSH_AT && !p.closing
+                    })
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .0;
+            }
+            std::mem::swap(&mut pending.lines, &mut writing);
+            let lines = std::mem::take(&mut pending.count);
+            pending.writing = lines;
+            (
+                lines,
+                std::mem::take(&mut pending.unreported),
+                pending.closing,
+            )
+        };
+        // The report goes first: the lines it counts were dropped before these.
+        let mut batch = Vec::new();
+        if unreported > 0 {
+            batch = report_line("log lines dropped: stdout was not keeping up", unreported);
+        }
+        let report = batch.len();
+        let lost = if report > 0 {
+            batch.extend_from_slice(&writing);
+            write_batch(&mut *out, &batch)
+        } else {
+            write_batch(&mut *out, &writing)
+        };
+        // Lines cut by the failure count as lost; the report, if it was not written, is
+        // carried to the next write.
+        let (lost, carried) = match lost {
+            Ok(()) => (0, 0),
+            Err(written) if written < report => (lines, unreported),
+            Err(written) => {
+                let sent = if report > 0 { &batch } else { &writing };
+                (newlines(&sent[written.min(sent.len())..]).min(lines), 0)
+            }
+        };
+        writing.clear();
+        let mut pending = shared.lock();
+        pending.writing = 0;
+        if lost + carried > 0 {
+            shared.dropped.add(lost);
+            pending.unreported += lost + carried;
+        }
+        if closing && pending.lines.is_empty() {
+            let total = shared.dropped.total();
+            drop(pending);
+            if total > 0 {
+                let _ = out.write_all(&last_word(total));
+            }
+            shared.lock().done = true;
+            shared.finished.notify_all();
+            return;
+        }
+    }
+}
+
+/// Writes `batch` whole; on failure, returns how many bytes were written.
+fn write_batch(out: &mut dyn Write, batch: &[u8]) -> Result<(), usize> {
+    let mut written = 0;
+    while written < batch.len() {
+        match out.write(&batch[written..]) {
+            Ok(0) => return Err(written),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return Err(written),
+        }
+    }
+    // Nobody to tell when stdout is gone: the lines are counted above, then lost either way.
+    let _ = out.flush();
+    Ok(())
+}
+
+/// How many lines end in `bytes`: a line cut by a failed write still has its newline there.
+fn newlines(bytes: &[u8]) -> u64 {
+    bytes.iter().filter(|&&b| b == b'\n').count() as u64
+}
+
+/// A line in the JSON format, written by the sink itself (it is not an event: the subscriber's
+/// writer is this sink).
+fn report_line(message: &str, dropped: u64) -> Vec<u8> {
+    let mut line = String::from("{\"timestamp\":\"");
+    let _ = super::json::write_timestamp(&mut line, std::time::SystemTime::now());
+    let _ = writeln!(
+        line,
+        "\",\"level\":\"WARN\",\"message\":\"{message}\",\"dropped\":{dropped},\"target\":\"rodent::logging\"}}"
+    );
+    line.into_bytes()
+}
+
+/// The line written at exit when lines were lost in the life of the process.
+pub(crate) fn last_word(total: u64) -> Vec<u8> {
+    report_line(
+        "log lines dropped in the life of this process (rodent_log_lines_dropped_total)",
+        total,
+    )
+}
+
+impl io::Write for LineWriter {
+    fn write(&mut self, line: &[u8]) -> io::Result<usize> {
+        let mut pending = self.shared.lock();
+        if pending.lines.len() + line.len() > MAX_BUFFERED {
+            pending.unreported += 1;
+            drop(pending);
+            self.shared.dropped.add(1);
+        } else {
+            pending.lines.extend_from_slice(line);
+            pending.count += 1;
+            let full = pending.lines.len() >= FLUSH_AT;
+            if pending.idle || full {
+                drop(pending);
+                self.shared.wake.notify_one();
+            }
+        }
+        Ok(line.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for LineWriter {
+    type Writer = LineWriter;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+impl FlushOnDrop {
+    /// Asks the thread to write what is left and waits for it, at most `bound`. If stdout has
+    /// not taken it all by then, what is left counts as dropped, the last word is written
+    /// without blocking (or not at all), and the thread is left where it is blocked: the
+    /// process exits around it.
+    pub(crate) fn close_within(mut self, bound: Duration) {
+        self.close(bound);
+    }
+
+    fn close(&mut self, bound: Duration) {
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        let mut pending = self.shared.lock();
+        pending.closing = true;
+        self.shared.wake.notify_one();
+        pending = self
+            .shared
+            .finished
+            .wait_timeout_while(pending, bound, |p| !p.done)
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .0;
+        if pending.done {
+            drop(pending);
+            let _ = thread.join();
+            return;
+        }
+        // The batch being written counts whole: how much of it got through is not known.
+        let lost = pending.count + pending.writing;
+        pending.lines.clear();
+        pending.count = 0;
+        pending.writing = 0;
+        drop(pending);
+        self.shared.dropped.add(lost);
+        super::direct::NonBlockingStdout::open()
+            .write_line(&last_word(self.shared.dropped.total()));
+    }
+}
+
+impl Drop for FlushOnDrop {
+    fn drop(&mut self) {
+        self.close(CLOSE_WITHIN);
+    }
+}
+
+#[cfg(test)]
+mod tests;
