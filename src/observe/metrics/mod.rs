@@ -22,7 +22,7 @@ use prometheus_client::registry::Registry;
 
 use crate::lifecycle::Lifecycle;
 use gauges::Gauges;
-pub(crate) use in_flight::InFlight;
+pub(crate) use in_flight::{InFlight, InFlightGuard};
 
 /// The label value for requests that matched no route.
 pub(crate) const UNMATCHED: &str = "unmatched";
@@ -305,20 +305,29 @@ fn status_class(status: u16) -> &'static str {
     }
 }
 
-/// The method as a bounded label value: anything non-standard is `_OTHER`, as the OpenTelemetry
-/// semantic conventions do, so a client cannot create series by inventing methods.
+/// The method label values: anything non-standard is `_OTHER`, as the OpenTelemetry semantic
+/// conventions do, so a client cannot create series by inventing methods.
+pub(crate) const METHODS: [&str; 10] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE", "_OTHER",
+];
+
 pub(crate) fn method_label(method: &http::Method) -> &'static str {
+    METHODS[method_index(method)]
+}
+
+/// The method's place in [`METHODS`].
+pub(crate) fn method_index(method: &http::Method) -> usize {
     match *method {
-        http::Method::GET => "GET",
-        http::Method::HEAD => "HEAD",
-        http::Method::POST => "POST",
-        http::Method::PUT => "PUT",
-        http::Method::DELETE => "DELETE",
-        http::Method::PATCH => "PATCH",
-        http::Method::OPTIONS => "OPTIONS",
-        http::Method::CONNECT => "CONNECT",
-        http::Method::TRACE => "TRACE",
-        _ => "_OTHER",
+        http::Method::GET => 0,
+        http::Method::HEAD => 1,
+        http::Method::POST => 2,
+        http::Method::PUT => 3,
+        http::Method::DELETE => 4,
+        http::Method::PATCH => 5,
+        http::Method::OPTIONS => 6,
+        http::Method::CONNECT => 7,
+        http::Method::TRACE => 8,
+        _ => 9,
     }
 }
 
