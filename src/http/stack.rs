@@ -109,4 +109,8 @@ fn build(shared: &Arc<Shared>, app: Router, config: &Config) -> Router {
         .with_state(shared.clone())
         .layer(operational)
         .merge(app.fallback(routes::not_found).layer(application))
+        // Turns every handler into its layered route now, once. A router that never had its
+        // state given keeps its handlers as they were written, and makes each one a route, and
+        // wraps that route in the whole stack, on every request to it.
+        .with_state(())
 }
