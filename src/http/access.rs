@@ -36,7 +36,7 @@ use super::guard::TimedOut;
 use super::problem::Panicked;
 use super::routes::is_exempt;
 use super::shared::Shared;
-use crate::observe::metrics::{InFlightGuard, Route, UNMATCHED, method_label};
+use crate::observe::metrics::{Entered, METHODS, RouteCache, UNMATCHED, method_index};
 use crate::observe::telemetry::context;
 use crate::server::RequestOnConnection;
 
@@ -83,6 +83,8 @@ impl<S> Layer<S> for ObserveLayer {
         Observe {
             inner,
             state: self.0.clone(),
+            // Each route of the router gets its own copy of the stack, so its own cache.
+            route: Arc::default(),
         }
     }
 }
@@ -91,6 +93,7 @@ impl<S> Layer<S> for ObserveLayer {
 pub(crate) struct Observe<S> {
     inner: S,
     state: Arc<Shared>,
+    route: Arc<RouteCache>,
 }
 
 impl<S> Service<Request> for Observe<S>
@@ -106,7 +109,7 @@ where
     }
 
     fn call(&mut self, mut req: Request) -> Self::Future {
-        let (span, pending) = begin(&self.state, &mut req);
+        let (span, pending) = begin(&self.state, &self.route, &mut req);
         ObserveFuture {
             inner: self.inner.call(req).instrument(span),
             pending: Some(pending),
@@ -144,8 +147,7 @@ struct Pending {
     state: Arc<Shared>,
     started: Instant,
     method: &'static str,
-    route: Route,
-    in_flight: InFlightGuard,
+    entered: Entered,
     on_connection: Option<RequestOnConnection>,
     id: Option<HeaderValue>,
     server: Option<SpanContext>,
@@ -153,14 +155,16 @@ struct Pending {
     exempt: bool,
 }
 
-fn begin(state: &Arc<Shared>, req: &mut Request) -> (Span, Pending) {
+fn begin(state: &Arc<Shared>, cache: &RouteCache, req: &mut Request) -> (Span, Pending) {
     let started = Instant::now();
-    let method = method_label(req.method());
+    let method = method_index(req.method());
     let matched = req
         .extensions()
         .get::<MatchedPath>()
         .map_or(UNMATCHED, MatchedPath::as_str);
-    let (route, in_flight) = state.metrics.in_flight().enter(matched);
+    let entered = state.metrics.enter(cache, method, matched);
+    let method = METHODS[method];
+    let route = &entered.route;
     let on_connection = req.extensions_mut().remove::<RequestOnConnection>();
     // Set by tower-http's `SetRequestId` outside this layer: the client's, or a new UUID.
     let id = req.headers().get(X_REQUEST_ID).cloned();
@@ -168,9 +172,9 @@ fn begin(state: &Arc<Shared>, req: &mut Request) -> (Span, Pending) {
         .as_ref()
         .and_then(|id| id.to_str().ok())
         .unwrap_or_default();
-    let exempt = is_exempt(&route);
+    let exempt = is_exempt(route);
     // Semantic conventions: `http.route` only when a route matched, and the span named after it.
-    let http_route = (&*route != UNMATCHED).then_some(&*route);
+    let http_route = (&**route != UNMATCHED).then_some(&**route);
     let name = SpanName(method, http_route);
     let path = req.uri().path();
     let span = if exempt {
@@ -209,8 +213,7 @@ fn begin(state: &Arc<Shared>, req: &mut Request) -> (Span, Pending) {
         state: state.clone(),
         started,
         method,
-        route,
-        in_flight,
+        entered,
         on_connection,
         id,
         server,
@@ -225,19 +228,21 @@ fn finish(pending: Pending, span: &Span, mut response: Response) -> Response {
         state,
         started,
         method,
-        route,
-        in_flight,
+        entered,
         on_connection,
         id,
         server,
         trace_id,
         exempt,
     } = pending;
+    let Entered {
+        route,
+        in_flight,
+        metrics,
+    } = entered;
     let status = response.status().as_u16();
     let latency = started.elapsed();
-    state
-        .metrics
-        .observe_request(method, &route, status, latency);
+    metrics.observe(status, latency);
     let extensions = response.extensions();
     if extensions.get::<Panicked>().is_some() {
         state.metrics.panic(&route);

@@ -17,6 +17,7 @@ pub(crate) struct InFlight {
 impl InFlight {
     /// Counts a request in until the guard is dropped. Returns the interned route too, so label
     /// sets can share it instead of allocating per request.
+    #[cfg(test)]
     pub(crate) fn enter(self: &Arc<Self>, route: &str) -> (Route, InFlightGuard) {
         let (route, gauge) = self.intern(route);
         (route, self.enter_interned(gauge))
