@@ -28,7 +28,7 @@ use tower::{Layer, Service};
 use tower_http::request_id::{MakeRequestId, RequestId};
 use tracing::field::Empty;
 use tracing::instrument::Instrumented;
-use tracing::{Instrument, Span};
+use tracing::{Instrument, Level, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::body::Guarded;
@@ -36,6 +36,7 @@ use super::guard::TimedOut;
 use super::problem::Panicked;
 use super::routes::is_exempt;
 use super::shared::Shared;
+use crate::observe::logging::AccessLine;
 use crate::observe::metrics::{Entered, METHODS, RouteCache, UNMATCHED, method_index};
 use crate::observe::telemetry::context;
 use crate::server::RequestOnConnection;
@@ -270,10 +271,21 @@ fn finish(pending: Pending, span: &Span, mut response: Response) -> Response {
     let trace_id = trace_id.as_deref();
     let latency_ms = (latency.as_secs_f64() * 1e6).round() / 1e3;
     // Probes and scrapes arrive every few seconds forever: keep them out of the default log.
-    if exempt {
-        tracing::debug!(target: "rodent::access", parent: span, method, route = &*route, status, latency_ms, request_id, trace_id, "request");
-    } else {
-        tracing::info!(target: "rodent::access", parent: span, method, route = &*route, status, latency_ms, request_id, trace_id, "request");
+    let level = if exempt { Level::DEBUG } else { Level::INFO };
+    let line = AccessLine {
+        method,
+        route: &route,
+        status,
+        latency_ms,
+        request_id,
+        trace_id,
+    };
+    if !state.access_log.write(level, &line) {
+        if exempt {
+            tracing::debug!(target: "rodent::access", parent: span, method, route = &*route, status, latency_ms, request_id, trace_id, "request");
+        } else {
+            tracing::info!(target: "rodent::access", parent: span, method, route = &*route, status, latency_ms, request_id, trace_id, "request");
+        }
     }
     // The request counts, on the connection and in flight, until its body is sent.
     response.map(|body| Guarded::wrap(body, (in_flight, on_connection)))

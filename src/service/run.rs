@@ -15,6 +15,7 @@ use crate::http::{Routes, Shared};
 use crate::lifecycle::hooks::Hook;
 use crate::lifecycle::readiness::Readiness;
 use crate::lifecycle::{Event, State};
+use crate::observe::logging::{AccessLog, LogHandle};
 use crate::server::{Server, Timeouts};
 
 /// The socket to serve on.
@@ -49,6 +50,10 @@ pub(super) async fn run(service: Rodent, listener: Listener, signals: Signals) -
         lifecycle.clone(),
         metrics.clone(),
         Readiness::new(checks),
+        logging.as_ref().map_or_else(
+            || Arc::new(AccessLog::through_tracing()),
+            LogHandle::access_log,
+        ),
     ));
     if listener.outlives {
         shared.mark_listener_outliving();

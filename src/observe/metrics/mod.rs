@@ -279,10 +279,6 @@ pub(crate) const METHODS: [&str; 10] = [
     "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE", "_OTHER",
 ];
 
-pub(crate) fn method_label(method: &http::Method) -> &'static str {
-    METHODS[method_index(method)]
-}
-
 /// The method's place in [`METHODS`].
 pub(crate) fn method_index(method: &http::Method) -> usize {
     match *method {

@@ -10,7 +10,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 
-use super::{InFlightGuard, METHODS, Metrics, MethodRouteLabels, RequestLabels, Route};
+use super::{InFlightGuard, METHODS, MethodRouteLabels, Metrics, RequestLabels, Route};
 
 /// What one route of the router has resolved; empty until its first request.
 #[derive(Default)]
