@@ -74,6 +74,11 @@ macro_rules! request_span {
 
 /// The span, access log and metrics of every request, as a layer. It sits inside tower-http's
 /// `SetRequestId`, so the request id it logs is the one the response carries.
+///
+/// Not tower-http's `TraceLayer`: the span here continues the incoming trace context and carries
+/// the semantic-convention attributes, the access line is written without `tracing`'s dispatch
+/// (see `observe::logging::access`), and the metrics are resolved once per route, none of which
+/// `TraceLayer`'s callbacks allow without redoing them per request.
 #[derive(Clone)]
 pub(crate) struct ObserveLayer(pub Arc<Shared>);
 

@@ -25,7 +25,9 @@ use crate::observe::metrics::UNMATCHED;
 /// Bodies up to this size are turned into problem+json; larger ones are left alone.
 const MAX_PLAIN_ERROR: u64 = 8 * 1024;
 
-/// The drain rules and problem+json, as a layer.
+/// The drain rules and problem+json, as a layer. tower-http has neither: the drain rules read
+/// rodent's lifecycle, and tower-http's layers answer their errors with plain or empty bodies,
+/// which this turns into problem+json.
 #[derive(Clone)]
 pub(crate) struct EdgeLayer(pub Arc<Shared>);
 

@@ -61,6 +61,11 @@ struct Answered;
 pub(crate) struct TimedOut;
 
 /// Load shedding, and the answers for tower-http's timeout and declared-length refusals.
+///
+/// Shedding is rodent's own rather than tower's `LoadShed` over `ConcurrencyLimit`: those count
+/// through `poll_ready` on one service, and axum clones a route's service for every request (a
+/// clone per request would count nothing), and they answer with an error, not a response. This
+/// counts application requests across all routes, up to the response head.
 #[derive(Clone)]
 pub(crate) struct GuardLayer {
     state: Arc<Shared>,
