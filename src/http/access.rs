@@ -11,23 +11,33 @@
 //!
 //! [`telemetry`]: crate::observe::telemetry
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 
 use axum::extract::{ConnectInfo, MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, Version, header};
 use axum::response::Response;
 use opentelemetry::trace::{SpanContext, TraceContextExt, TraceId};
+use pin_project_lite::pin_project;
 use tokio::time::Instant;
+use tower::{Layer, Service};
+use tower_http::request_id::{MakeRequestId, RequestId};
 use tracing::field::Empty;
-use tracing::{Instrument, Span};
+use tracing::instrument::Instrumented;
+use tracing::{Instrument, Level, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::body::Guarded;
+use super::guard::TimedOut;
 use super::problem::Panicked;
 use super::routes::is_exempt;
 use super::shared::Shared;
-use crate::observe::metrics::{Route, UNMATCHED, method_label};
+use crate::observe::logging::AccessLine;
+use crate::observe::metrics::{Entered, METHODS, RouteCache, UNMATCHED, method_index};
 use crate::observe::telemetry::context;
 use crate::server::RequestOnConnection;
 
@@ -62,24 +72,115 @@ macro_rules! request_span {
     };
 }
 
-pub(super) async fn observe<F, Fut>(state: &Shared, mut req: Request, next: F) -> Response
+/// The span, access log and metrics of every request, as a layer. It sits inside tower-http's
+/// `SetRequestId`, so the request id it logs is the one the response carries.
+///
+/// Not tower-http's `TraceLayer`: the span here continues the incoming trace context and carries
+/// the semantic-convention attributes, the access line is written without `tracing`'s dispatch
+/// (see `observe::logging::access`), and the metrics are resolved once per route, none of which
+/// `TraceLayer`'s callbacks allow without redoing them per request.
+#[derive(Clone)]
+pub(crate) struct ObserveLayer(pub Arc<Shared>);
+
+impl<S> Layer<S> for ObserveLayer {
+    type Service = Observe<S>;
+
+    fn layer(&self, inner: S) -> Observe<S> {
+        Observe {
+            inner,
+            state: self.0.clone(),
+            // Each route of the router gets its own copy of the stack, so its own cache.
+            route: Arc::default(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct Observe<S> {
+    inner: S,
+    state: Arc<Shared>,
+    route: Arc<RouteCache>,
+}
+
+impl<S> Service<Request> for Observe<S>
 where
-    F: FnOnce(Request, Route) -> Fut,
-    Fut: Future<Output = Response>,
+    S: Service<Request, Response = Response, Error = Infallible>,
 {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = ObserveFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        let (span, pending) = begin(&self.state, &self.route, &mut req);
+        ObserveFuture {
+            inner: self.inner.call(req).instrument(span),
+            pending: Some(pending),
+        }
+    }
+}
+
+pin_project! {
+    pub(crate) struct ObserveFuture<F> {
+        #[pin]
+        inner: Instrumented<F>,
+        pending: Option<Pending>,
+    }
+}
+
+impl<F> Future for ObserveFuture<F>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let Ok(response) = ready!(this.inner.as_mut().poll(cx));
+        let pending = this
+            .pending
+            .take()
+            .expect("an observe future is not polled after it completed");
+        Poll::Ready(Ok(finish(pending, this.inner.span(), response)))
+    }
+}
+
+/// What the access layer keeps of a request until its response.
+struct Pending {
+    state: Arc<Shared>,
+    started: Instant,
+    method: &'static str,
+    entered: Entered,
+    on_connection: Option<RequestOnConnection>,
+    id: Option<HeaderValue>,
+    server: Option<SpanContext>,
+    trace_id: Option<TraceId>,
+    exempt: bool,
+}
+
+fn begin(state: &Arc<Shared>, cache: &RouteCache, req: &mut Request) -> (Span, Pending) {
     let started = Instant::now();
-    let method = method_label(req.method());
+    let method = method_index(req.method());
     let matched = req
         .extensions()
         .get::<MatchedPath>()
         .map_or(UNMATCHED, MatchedPath::as_str);
-    let (route, in_flight) = state.metrics.in_flight().enter(matched);
+    let entered = state.metrics.enter(cache, method, matched);
+    let method = METHODS[method];
+    let route = &entered.route;
     let on_connection = req.extensions_mut().remove::<RequestOnConnection>();
-    let id = request_id(&mut req);
-    let request_id = id.to_str().unwrap_or_default();
-    let exempt = is_exempt(&route);
+    // Set by tower-http's `SetRequestId` outside this layer: the client's, or a new UUID.
+    let id = req.headers().get(X_REQUEST_ID).cloned();
+    let request_id = id
+        .as_ref()
+        .and_then(|id| id.to_str().ok())
+        .unwrap_or_default();
+    let exempt = is_exempt(route);
     // Semantic conventions: `http.route` only when a route matched, and the span named after it.
-    let http_route = (&*route != UNMATCHED).then_some(&*route);
+    let http_route = (&**route != UNMATCHED).then_some(&**route);
     let name = SpanName(method, http_route);
     let path = req.uri().path();
     let span = if exempt {
@@ -105,7 +206,7 @@ where
     let server = server_span(&span, incoming.as_ref());
     // An unsampled span is never exported: attributes on it would be work for nothing.
     if server.as_ref().is_some_and(SpanContext::is_sampled) {
-        record_request(&span, &req, method);
+        record_request(&span, req, method);
     }
     let trace_id: Option<TraceId> = server.as_ref().map(SpanContext::trace_id).or_else(|| {
         incoming
@@ -114,15 +215,46 @@ where
             .filter(SpanContext::is_valid)
             .map(|span| span.trace_id())
     });
-    let mut response = next(req, route.clone()).instrument(span.clone()).await;
+    let pending = Pending {
+        state: state.clone(),
+        started,
+        method,
+        entered,
+        on_connection,
+        id,
+        server,
+        trace_id,
+        exempt,
+    };
+    (span, pending)
+}
 
+fn finish(pending: Pending, span: &Span, mut response: Response) -> Response {
+    let Pending {
+        state,
+        started,
+        method,
+        entered,
+        on_connection,
+        id,
+        server,
+        trace_id,
+        exempt,
+    } = pending;
+    let Entered {
+        route,
+        in_flight,
+        metrics,
+    } = entered;
     let status = response.status().as_u16();
     let latency = started.elapsed();
-    state
-        .metrics
-        .observe_request(method, &route, status, latency);
-    if response.extensions().get::<Panicked>().is_some() {
+    metrics.observe(status, latency);
+    let extensions = response.extensions();
+    if extensions.get::<Panicked>().is_some() {
         state.metrics.panic(&route);
+    }
+    if extensions.get::<TimedOut>().is_some() {
+        state.metrics.timeout(&route);
     }
     span.record("http.response.status_code", status);
     if status >= 500 {
@@ -130,40 +262,53 @@ where
         span.record("error.type", status.to_string().as_str());
         span.record("otel.status_code", "error");
     }
-    response
-        .headers_mut()
-        .entry(X_REQUEST_ID)
-        .or_insert_with(|| id.clone());
     if let Some(server) = &server {
         response.headers_mut().insert(
             HeaderName::from_static(context::TRACERESPONSE),
             context::traceresponse(server),
         );
     }
+    let request_id = id
+        .as_ref()
+        .and_then(|id| id.to_str().ok())
+        .unwrap_or_default();
     let trace_id = trace_id.map(|id| id.to_string());
     let trace_id = trace_id.as_deref();
     let latency_ms = (latency.as_secs_f64() * 1e6).round() / 1e3;
     // Probes and scrapes arrive every few seconds forever: keep them out of the default log.
-    if exempt {
-        tracing::debug!(target: "rodent::access", parent: &span, method, route = &*route, status, latency_ms, request_id, trace_id, "request");
-    } else {
-        tracing::info!(target: "rodent::access", parent: &span, method, route = &*route, status, latency_ms, request_id, trace_id, "request");
+    let level = if exempt { Level::DEBUG } else { Level::INFO };
+    let line = AccessLine {
+        method,
+        route: &route,
+        status,
+        latency_ms,
+        request_id,
+        trace_id,
+    };
+    if !state.access_log.write(level, &line) {
+        if exempt {
+            tracing::debug!(target: "rodent::access", parent: span, method, route = &*route, status, latency_ms, request_id, trace_id, "request");
+        } else {
+            tracing::info!(target: "rodent::access", parent: span, method, route = &*route, status, latency_ms, request_id, trace_id, "request");
+        }
     }
     // The request counts, on the connection and in flight, until its body is sent.
     response.map(|body| Guarded::wrap(body, (in_flight, on_connection)))
 }
 
-/// The request's `x-request-id`: the client's when it sent one, or a new UUID, set on the request
-/// so that handlers see it too.
-fn request_id(req: &mut Request) -> HeaderValue {
-    if let Some(id) = req.headers().get(&X_REQUEST_ID) {
-        return id.clone();
+/// Request ids for tower-http's `SetRequestId`: a UUIDv4 from `uuid`'s seeded user-space
+/// generator, formatted on the stack (tower-http's own `MakeRequestUuid` formats into a `String`
+/// first).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct NewUuid;
+
+impl MakeRequestId for NewUuid {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
+        let id = HeaderValue::from_str(id).expect("a UUID is a valid header value");
+        Some(RequestId::new(id))
     }
-    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
-    let id = HeaderValue::from_str(id).expect("a UUID is a valid header value");
-    req.headers_mut().insert(X_REQUEST_ID, id.clone());
-    id
 }
 
 /// `GET /delay/{ms}`, or `GET` alone when no route matched; formatted only by a layer that

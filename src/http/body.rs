@@ -1,17 +1,18 @@
 //! Body wrappers: a response body that holds a guard until it has been sent, and a request body
-//! that enforces the size limit and the stall timeout.
+//! that tells why tower-http's size limit or stall timeout cut it short.
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll, ready};
-use std::time::Duration;
 
+use axum::BoxError;
 use axum::body::Body;
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
+use http_body_util::LengthLimitError;
 use pin_project_lite::pin_project;
-use tokio::time::{Instant, Sleep};
+use tower_http::timeout::TimeoutError;
 
 pin_project! {
     /// Keeps `guard` alive until the body is finished or dropped, so whatever it counts (a
@@ -57,7 +58,7 @@ impl<G> http_body::Body for Guarded<G> {
     }
 }
 
-/// Why a request body was cut short; read by the middleware after the handler returned, so the
+/// Why a request body was cut short; read by the guard after the handler returned, so the
 /// answer is right (413 or 408) whatever the handler made of the error.
 #[derive(Debug, Default)]
 pub(crate) struct BodyVerdict(AtomicU8);
@@ -82,88 +83,51 @@ impl BodyVerdict {
     }
 }
 
-/// The error a limited request body yields to the handler.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum BodyError {
-    #[error("request body larger than {0} bytes")]
-    TooLarge(usize),
-    #[error("request body stalled for longer than {0:?}")]
-    Stalled(Duration),
-    #[error("reading the request body failed: {0}")]
-    Transport(axum::Error),
-}
-
 pin_project! {
-    /// A request body with a size limit and a stall timeout (no frame for `stall_after`).
-    pub(crate) struct Limited {
+    /// A request body already limited and timed by tower-http's `RequestBodyLimit` and
+    /// `RequestBodyTimeout`, watched for the error either yields: tower-http hands the error to
+    /// the handler and no further, so this is how the guard learns why the body ended.
+    pub(crate) struct Watched<B> {
         #[pin]
-        inner: Body,
-        limit: usize,
-        seen: usize,
-        stall_after: Duration,
-        // Armed at the first poll: a handler that reads the body late has not stalled.
-        armed: bool,
-        #[pin]
-        stall: Sleep,
+        inner: B,
         verdict: Arc<BodyVerdict>,
     }
 }
 
-impl Limited {
-    pub(crate) fn wrap(
-        inner: Body,
-        limit: usize,
-        stall_after: Duration,
-        verdict: Arc<BodyVerdict>,
-    ) -> Body {
-        Body::new(Self {
-            inner,
-            limit,
-            seen: 0,
-            stall_after,
-            armed: false,
-            stall: tokio::time::sleep(stall_after),
-            verdict,
-        })
+impl<B> Watched<B>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    pub(crate) fn wrap(inner: B, verdict: Arc<BodyVerdict>) -> Body {
+        Body::new(Self { inner, verdict })
     }
 }
 
-impl http_body::Body for Limited {
+impl<B> http_body::Body for Watched<B>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
     type Data = Bytes;
-    type Error = BodyError;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        let mut this = self.project();
-        if !*this.armed {
-            *this.armed = true;
-            this.stall
-                .as_mut()
-                .reset(Instant::now() + *this.stall_after);
-        }
-        match this.inner.poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    *this.seen += data.len();
-                    if *this.seen > *this.limit {
-                        this.verdict.set(TOO_LARGE);
-                        return Poll::Ready(Some(Err(BodyError::TooLarge(*this.limit))));
-                    }
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        match ready!(this.inner.poll_frame(cx)) {
+            Some(Err(e)) => {
+                let e: BoxError = e.into();
+                if e.is::<LengthLimitError>() {
+                    this.verdict.set(TOO_LARGE);
+                } else if e.is::<TimeoutError>() {
+                    this.verdict.set(STALLED);
                 }
-                this.stall
-                    .as_mut()
-                    .reset(Instant::now() + *this.stall_after);
-                Poll::Ready(Some(Ok(frame)))
+                Poll::Ready(Some(Err(e)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(BodyError::Transport(e)))),
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => {
-                ready!(this.stall.poll(cx));
-                this.verdict.set(STALLED);
-                Poll::Ready(Some(Err(BodyError::Stalled(*this.stall_after))))
-            }
+            frame => Poll::Ready(frame.map(|f| f.map_err(Into::into))),
         }
     }
 

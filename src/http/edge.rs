@@ -1,76 +1,195 @@
 //! The drain rules and the error format, applied to every response.
 
+use std::convert::Infallible;
 use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 
+use axum::BoxError;
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderValue, StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use http_body::Body as _;
+use pin_project_lite::pin_project;
+use tower::{Layer, Service};
 
 use super::problem::{self, Problem};
 use super::routes::is_exempt;
 use super::shared::Shared;
 use crate::lifecycle::State as LifecycleState;
+use crate::observe::metrics::UNMATCHED;
 
 /// Bodies up to this size are turned into problem+json; larger ones are left alone.
 const MAX_PLAIN_ERROR: u64 = 8 * 1024;
 
-pub(crate) async fn edge<F, Fut>(state: &Shared, route: &str, mut req: Request, next: F) -> Response
-where
-    F: FnOnce(Request) -> Fut,
-    Fut: Future<Output = Response>,
-{
-    // HTTP/2 forbids `Connection`; its equivalent is the GOAWAY the server sends at drain.
-    let http1 = req.version() <= Version::HTTP_11;
-    if state.lifecycle.state() == LifecycleState::Stopping
-        && !is_exempt(route)
-        && !state.listener_outlives()
-    {
-        // The listener is closed; this request raced in on an open connection. (When the
-        // socket lives on in another process, it is served instead, with `Connection: close`
-        // below: the client's next connection lands on that process.)
-        let refused = Problem::new(StatusCode::SERVICE_UNAVAILABLE)
-            .detail("this instance is shutting down; retry on another")
-            .retry_after(1);
-        let refused = if http1 {
-            refused.close_connection()
-        } else {
-            refused
-        };
-        return refused.into_response();
-    }
-    req.extensions_mut().insert(state.lifecycle.clone());
+/// The drain rules and problem+json, as a layer. tower-http has neither: the drain rules read
+/// rodent's lifecycle, and tower-http's layers answer their errors with plain or empty bodies,
+/// which this turns into problem+json.
+#[derive(Clone)]
+pub(crate) struct EdgeLayer(pub Arc<Shared>);
 
-    let mut response = as_problem(next(req).await).await;
-    // Read the state after the handler: a request that began before the signal still tells its
-    // client to reconnect, and the reconnection lands on another instance.
-    if http1 && state.lifecycle.state() >= LifecycleState::Draining {
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+impl<S> Layer<S> for EdgeLayer {
+    type Service = Edge<S>;
+
+    fn layer(&self, inner: S) -> Edge<S> {
+        Edge {
+            inner,
+            state: self.0.clone(),
+        }
     }
-    response
 }
 
-/// Turns an error answered with an empty or plain-text body (axum's rejections, a bare
-/// `StatusCode`, a 405) into problem+json, keeping its headers (`Allow`, `Retry-After`).
-async fn as_problem(response: Response) -> Response {
+#[derive(Clone)]
+pub(crate) struct Edge<S> {
+    inner: S,
+    state: Arc<Shared>,
+}
+
+impl<S, B> Service<Request> for Edge<S>
+where
+    S: Service<Request, Response = Response<B>, Error = Infallible>,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = EdgeFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        // HTTP/2 forbids `Connection`; its equivalent is the GOAWAY the server sends at drain.
+        let http1 = req.version() <= Version::HTTP_11;
+        let state = &self.state;
+        if state.lifecycle.state() == LifecycleState::Stopping
+            && !is_exempt(matched(&req))
+            && !state.listener_outlives()
+        {
+            // The listener is closed; this request raced in on an open connection. (When the
+            // socket lives on in another process, it is served instead, with `Connection: close`
+            // below: the client's next connection lands on that process.)
+            let refused = Problem::new(StatusCode::SERVICE_UNAVAILABLE)
+                .detail("this instance is shutting down; retry on another")
+                .retry_after(1);
+            let refused = if http1 {
+                refused.close_connection()
+            } else {
+                refused
+            };
+            return EdgeFuture::Done {
+                response: Some(refused.into_response()),
+            };
+        }
+        req.extensions_mut().insert(state.lifecycle.clone());
+        EdgeFuture::Inner {
+            inner: self.inner.call(req),
+            state: self.state.clone(),
+            http1,
+        }
+    }
+}
+
+fn matched(req: &Request) -> &str {
+    req.extensions()
+        .get::<MatchedPath>()
+        .map_or(UNMATCHED, MatchedPath::as_str)
+}
+
+pin_project! {
+    #[project = EdgeProj]
+    pub(crate) enum EdgeFuture<F> {
+        Done { response: Option<Response> },
+        Inner {
+            #[pin]
+            inner: F,
+            state: Arc<Shared>,
+            http1: bool,
+        },
+        // Only an error response with a small plain body gets here, to be read and rewritten.
+        Rewriting {
+            rewriting: Pin<Box<dyn Future<Output = Response> + Send>>,
+            state: Arc<Shared>,
+            http1: bool,
+        },
+    }
+}
+
+impl<F, B> Future for EdgeFuture<F>
+where
+    F: Future<Output = Result<Response<B>, Infallible>>,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let (mut response, state, http1) = match self.as_mut().project() {
+            EdgeProj::Done { response } => {
+                return Poll::Ready(Ok(response
+                    .take()
+                    .expect("an edge future is not polled after it completed")));
+            }
+            EdgeProj::Inner {
+                inner,
+                state,
+                http1,
+            } => {
+                let Ok(response) = ready!(inner.poll(cx));
+                let response = response.map(Body::new);
+                if needs_rewriting(&response) {
+                    let (state, http1) = (state.clone(), *http1);
+                    self.set(EdgeFuture::Rewriting {
+                        rewriting: Box::pin(as_problem(response)),
+                        state,
+                        http1,
+                    });
+                    return self.poll(cx);
+                }
+                (response, state, *http1)
+            }
+            EdgeProj::Rewriting {
+                rewriting,
+                state,
+                http1,
+            } => (ready!(rewriting.as_mut().poll(cx)), state, *http1),
+        };
+        // Read the state after the handler: a request that began before the signal still tells
+        // its client to reconnect, and the reconnection lands on another instance.
+        if http1 && state.lifecycle.state() >= LifecycleState::Draining {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        Poll::Ready(Ok(response))
+    }
+}
+
+/// An error answered with an empty or plain-text body (axum's rejections, a bare `StatusCode`,
+/// a 405): turned into problem+json by [`as_problem`].
+fn needs_rewriting(response: &Response) -> bool {
     if response.status().as_u16() < 400 {
-        return response;
+        return false;
     }
     let plain = match response.headers().get(header::CONTENT_TYPE) {
         None => true,
         Some(v) => v.to_str().is_ok_and(|ct| ct.starts_with("text/plain")),
     };
-    let small = response
-        .body()
-        .size_hint()
-        .upper()
-        .is_some_and(|n| n <= MAX_PLAIN_ERROR);
-    if !plain || !small {
-        return response;
-    }
+    plain
+        && response
+            .body()
+            .size_hint()
+            .upper()
+            .is_some_and(|n| n <= MAX_PLAIN_ERROR)
+}
+
+/// Turns an error answered with a small plain body into problem+json, keeping its headers
+/// (`Allow`, `Retry-After`).
+async fn as_problem(response: Response) -> Response {
     let (mut parts, body) = response.into_parts();
     let text = axum::body::to_bytes(body, MAX_PLAIN_ERROR as usize)
         .await

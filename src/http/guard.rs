@@ -1,83 +1,207 @@
-//! What stands between a client and an application handler: load shedding, the handler
-//! timeout, the body limit and the body stall timeout. All of them read the current
-//! configuration per request, so a reload applies to the next request.
+//! What stands between a client and an application handler, beside tower-http's layers: load
+//! shedding, and rodent's answers for what those layers refuse. tower-http's `Timeout` answers a
+//! bare 503, its `RequestBodyLimit` a plain-text 413 for a declared length, and a body cut short
+//! by the limit or the stall timeout is an error the handler sees and answers as it likes; here
+//! each becomes rodent's problem+json, with the variable that sets the bound.
+//!
+//! Two layers, as the stack puts them: [`GuardLayer`] outside tower-http's, [`VerdictLayer`]
+//! inside, just around the route. Both take their bounds from the configuration the stack was
+//! built from: a reload builds a new stack.
 
+use std::convert::Infallible;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
+use axum::BoxError;
+use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use http_body::Body as _;
+use bytes::Bytes;
+use pin_project_lite::pin_project;
+use tower::{Layer, Service};
 
-use super::body::{BodyVerdict, Limited};
+use super::body::{BodyVerdict, Watched};
 use super::problem::Problem;
-use super::shared::Shared;
-use crate::config::format_duration;
-use crate::observe::metrics::Route;
+use super::shared::{AdmissionPermit, Shared};
+use crate::config::{Config, format_duration};
 
-pub(crate) async fn guard<F, Fut>(state: &Shared, route: &Route, req: Request, next: F) -> Response
+/// The bounds of one stack, from the configuration it was built from.
+#[derive(Clone, Copy)]
+struct Bounds {
+    max_inflight: usize,
+    request_timeout: Duration,
+    body_limit: usize,
+    body_stall: Duration,
+}
+
+impl Bounds {
+    fn of(config: &Config) -> Self {
+        Self {
+            max_inflight: config.max_inflight,
+            request_timeout: config.request_timeout,
+            body_limit: config.body_limit,
+            // A body that stops arriving is a slow client, like one that stops sending headers:
+            // the header-read timeout bounds both.
+            body_stall: config.header_read_timeout,
+        }
+    }
+}
+
+/// Marks a response that rodent's layers must pass on as it is: the handler's own 503 or 413,
+/// or an answer already made here. Set on those statuses only, so other responses pay nothing.
+#[derive(Clone, Copy)]
+struct Answered;
+
+/// Marks the 503 of a handler that did not answer in time, so the access layer can count it.
+#[derive(Clone, Copy)]
+pub(crate) struct TimedOut;
+
+/// Load shedding, and the answers for tower-http's timeout and declared-length refusals.
+///
+/// Shedding is rodent's own rather than tower's `LoadShed` over `ConcurrencyLimit`: those count
+/// through `poll_ready` on one service, and axum clones a route's service for every request (a
+/// clone per request would count nothing), and they answer with an error, not a response. This
+/// counts application requests across all routes, up to the response head.
+#[derive(Clone)]
+pub(crate) struct GuardLayer {
+    state: Arc<Shared>,
+    bounds: Bounds,
+}
+
+impl GuardLayer {
+    pub(crate) fn new(state: Arc<Shared>, config: &Config) -> Self {
+        Self {
+            state,
+            bounds: Bounds::of(config),
+        }
+    }
+}
+
+impl<S> Layer<S> for GuardLayer {
+    type Service = Guard<S>;
+
+    fn layer(&self, inner: S) -> Guard<S> {
+        Guard {
+            inner,
+            state: self.state.clone(),
+            bounds: self.bounds,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct Guard<S> {
+    inner: S,
+    state: Arc<Shared>,
+    bounds: Bounds,
+}
+
+impl<S, B> Service<Request> for Guard<S>
 where
-    F: FnOnce(Request) -> Fut,
-    Fut: Future<Output = Response>,
+    S: Service<Request, Response = Response<B>, Error = Infallible>,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
 {
-    let config = state.config.load_full();
-    let Some(permit) = state.admit(config.max_inflight) else {
-        state.metrics.shed();
-        return Problem::new(StatusCode::SERVICE_UNAVAILABLE)
-            .title("Overloaded")
-            .detail(format!(
-                "{} requests are already in flight (RODENT_MAX_INFLIGHT)",
-                config.max_inflight
-            ))
-            .retry_after(1)
-            .into_response();
-    };
+    type Response = Response;
+    type Error = Infallible;
+    type Future = GuardFuture<S::Future>;
 
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > config.body_limit as u64) {
-        return too_large(config.body_limit);
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
     }
 
-    let verdict = Arc::new(BodyVerdict::default());
-    // A body that stops arriving is a slow client, like one that stops sending headers: the
-    // header-read timeout bounds both. Most requests have no body at all: leave those alone.
-    let req = if req.body().is_end_stream() {
-        req
-    } else {
-        let (limit, stall) = (config.body_limit, config.header_read_timeout);
-        req.map(|body| Limited::wrap(body, limit, stall, verdict.clone()))
-    };
+    fn call(&mut self, req: Request) -> Self::Future {
+        let max = self.bounds.max_inflight;
+        let Some(permit) = self.state.admit(max) else {
+            self.state.metrics.shed();
+            let shed = Problem::new(StatusCode::SERVICE_UNAVAILABLE)
+                .title("Overloaded")
+                .detail(format!(
+                    "{max} requests are already in flight (RODENT_MAX_INFLIGHT)"
+                ))
+                .retry_after(1)
+                .into_response();
+            return GuardFuture::Refused {
+                response: Some(shed),
+            };
+        };
+        GuardFuture::Admitted {
+            inner: self.inner.call(req),
+            permit: Some(permit),
+            bounds: self.bounds,
+        }
+    }
+}
 
-    let Ok(response) = tokio::time::timeout(config.request_timeout, next(req)).await else {
-        state.metrics.timeout(route);
-        return Problem::new(StatusCode::SERVICE_UNAVAILABLE)
-            .detail(format!(
-                "the handler did not answer within {} (RODENT_REQUEST_TIMEOUT)",
-                format_duration(config.request_timeout)
-            ))
-            .into_response();
-    };
-    if verdict.too_large() {
-        return too_large(config.body_limit);
+pin_project! {
+    #[project = GuardProj]
+    pub(crate) enum GuardFuture<F> {
+        Refused { response: Option<Response> },
+        Admitted {
+            #[pin]
+            inner: F,
+            permit: Option<AdmissionPermit>,
+            bounds: Bounds,
+        },
     }
-    if verdict.stalled() {
-        return Problem::new(StatusCode::REQUEST_TIMEOUT)
-            .detail(format!(
-                "the request body stalled for {} (RODENT_HEADER_READ_TIMEOUT)",
-                format_duration(config.header_read_timeout)
-            ))
-            .close_connection()
-            .into_response();
+}
+
+impl<F, B> Future for GuardFuture<F>
+where
+    F: Future<Output = Result<Response<B>, Infallible>>,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            GuardProj::Refused { response } => Poll::Ready(Ok(response
+                .take()
+                .expect("a guard future is not polled after it completed"))),
+            GuardProj::Admitted {
+                inner,
+                permit,
+                bounds,
+            } => {
+                let Ok(response) = ready!(inner.poll(cx));
+                // Admission covers the handler, up to the response head: a body streaming out
+                // afterwards costs the application nothing, and counting it would let long
+                // streams shed short requests.
+                permit.take();
+                Poll::Ready(Ok(answer(response, bounds)))
+            }
+        }
     }
-    // Admission covers the handler, up to the response head: a body streaming out afterwards
-    // costs the application nothing, and counting it would let long streams shed short requests.
-    drop(permit);
-    response
+}
+
+/// Turns what tower-http's `Timeout` and `RequestBodyLimit` answered into rodent's answers; the
+/// handler's own responses pass (those with the same statuses are marked [`Answered`]).
+fn answer<B>(response: Response<B>, bounds: &Bounds) -> Response
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let status = response.status();
+    let ours = status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::PAYLOAD_TOO_LARGE;
+    if !ours || response.extensions().get::<Answered>().is_some() {
+        return response.map(Body::new);
+    }
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        return too_large(bounds.body_limit);
+    }
+    let mut timed_out = Problem::new(StatusCode::SERVICE_UNAVAILABLE)
+        .detail(format!(
+            "the handler did not answer within {} (RODENT_REQUEST_TIMEOUT)",
+            format_duration(bounds.request_timeout)
+        ))
+        .into_response();
+    timed_out.extensions_mut().insert(TimedOut);
+    timed_out
 }
 
 /// The rest of the body is unread, so the connection cannot be reused: close it.
@@ -88,4 +212,108 @@ fn too_large(limit: usize) -> Response {
         ))
         .close_connection()
         .into_response()
+}
+
+/// Innermost, around the route: watches the request body that tower-http limited and timed,
+/// and answers 413 or 408 when it was cut short, whatever the handler made of the error.
+#[derive(Clone)]
+pub(crate) struct VerdictLayer {
+    bounds: Bounds,
+}
+
+impl VerdictLayer {
+    pub(crate) fn new(config: &Config) -> Self {
+        Self {
+            bounds: Bounds::of(config),
+        }
+    }
+}
+
+impl<S> Layer<S> for VerdictLayer {
+    type Service = Verdict<S>;
+
+    fn layer(&self, inner: S) -> Verdict<S> {
+        Verdict {
+            inner,
+            bounds: self.bounds,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct Verdict<S> {
+    inner: S,
+    bounds: Bounds,
+}
+
+impl<S, B> Service<axum::http::Request<B>> for Verdict<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = VerdictFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: axum::http::Request<B>) -> Self::Future {
+        // Most requests have no body at all: nothing to watch, and nothing to box.
+        if req.body().is_end_stream() {
+            return VerdictFuture {
+                inner: self.inner.call(req.map(|_| Body::empty())),
+                verdict: None,
+                bounds: self.bounds,
+            };
+        }
+        let verdict = Arc::new(BodyVerdict::default());
+        let req = req.map(|body| Watched::wrap(body, verdict.clone()));
+        VerdictFuture {
+            inner: self.inner.call(req),
+            verdict: Some(verdict),
+            bounds: self.bounds,
+        }
+    }
+}
+
+pin_project! {
+    pub(crate) struct VerdictFuture<F> {
+        #[pin]
+        inner: F,
+        verdict: Option<Arc<BodyVerdict>>,
+        bounds: Bounds,
+    }
+}
+
+impl<F> Future for VerdictFuture<F>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Ok(mut response) = ready!(this.inner.poll(cx));
+        if let Some(verdict) = this.verdict.as_deref() {
+            if verdict.too_large() {
+                response = too_large(this.bounds.body_limit);
+            } else if verdict.stalled() {
+                response = Problem::new(StatusCode::REQUEST_TIMEOUT)
+                    .detail(format!(
+                        "the request body stalled for {} (RODENT_HEADER_READ_TIMEOUT)",
+                        format_duration(this.bounds.body_stall)
+                    ))
+                    .close_connection()
+                    .into_response();
+            }
+        }
+        let status = response.status();
+        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::PAYLOAD_TOO_LARGE {
+            response.extensions_mut().insert(Answered);
+        }
+        Poll::Ready(Ok(response))
+    }
 }

@@ -1,48 +1,26 @@
 //! The HTTP surface every rodent service has: probes, metrics, the admin API and the middleware
 //! stack, wrapped around the application's own routes.
 //!
-//! What every request goes through, from the outside in:
-//! 1. `access`: the request id (set when missing, a UUID, echoed on the response), span,
-//!    access log, metrics and in-flight count, by matched route;
-//! 2. `edge`: the drain rules (`Connection: close` while draining, 503 once the listener is
-//!    closed) and problem+json for every error;
-//! 3. except on rodent's own operational routes, `guard`: load shedding, the handler timeout,
-//!    the body limit and the body stall timeout. Probes, `/metrics` and the admin API skip it,
-//!    so they answer fast while the application is saturated;
-//! 4. panic catching: a panicking handler answers 500 and the process keeps serving.
-//!
-//! All of it is one tower layer (`layer`), applied to every route.
+//! What every request goes through is one `ServiceBuilder` stack (`stack`), composed once:
+//! tower-http's request id, panic catching, handler timeout, body limit and body stall timeout,
+//! with rodent's own layers among them: `access` (span, access log, metrics, in-flight count, by
+//! matched route), `edge` (the drain rules, problem+json for every error) and `guard` (load
+//! shedding, rodent's answers for what tower-http's layers refuse). rodent's operational routes
+//! (probes, `/metrics`, the admin API) have a shorter stack, without shedding, the timeout or
+//! the body bounds, so they answer fast while the application is saturated.
 
 mod access;
 mod admin;
 mod body;
 mod edge;
 mod guard;
-mod layer;
 mod metrics;
 mod probes;
 mod problem;
 mod routes;
 mod shared;
-
-use std::sync::Arc;
-
-use axum::Router;
-use axum::routing::{any, get};
+mod stack;
 
 pub use problem::Problem;
 pub(crate) use shared::Shared;
-
-/// Builds the full router: rodent's own routes and `app`, behind the request layer.
-pub(crate) fn router(state: Arc<Shared>, app: Router) -> Router {
-    Router::new()
-        .route("/healthz", get(probes::healthz))
-        .route("/readyz", get(probes::readyz))
-        .route("/readyz/{check}", get(probes::readyz_one))
-        .route("/metrics", get(metrics::metrics))
-        .route("/admin/readiness/{action}", any(admin::readiness))
-        .with_state(state.clone())
-        .merge(app)
-        .fallback(routes::not_found)
-        .layer(layer::RequestLayer(state))
-}
+pub(crate) use stack::Routes;

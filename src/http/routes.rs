@@ -4,18 +4,13 @@ use axum::http::{StatusCode, Uri};
 
 use super::problem::Problem;
 
-/// The routes that bypass the post-drain 503: probes and scrapes must keep answering.
+/// The routes that bypass the post-drain 503, and log at debug: probes and scrapes must keep
+/// answering, and arrive too often to log by default.
 pub(crate) fn is_exempt(route: &str) -> bool {
     matches!(
         route,
         "/healthz" | "/readyz" | "/readyz/{check}" | "/metrics"
     )
-}
-
-/// The routes that bypass the guard: rodent's own, which must answer while the application is
-/// saturated.
-pub(crate) fn is_operational(route: &str) -> bool {
-    is_exempt(route) || route == "/admin/readiness/{action}"
 }
 
 pub(super) async fn not_found(uri: Uri) -> Problem {

@@ -9,6 +9,7 @@ use arc_swap::ArcSwap;
 use crate::config::Config;
 use crate::lifecycle::Lifecycle;
 use crate::lifecycle::readiness::Readiness;
+use crate::observe::logging::AccessLog;
 use crate::observe::metrics::Metrics;
 use crate::observe::telemetry::context::Propagation;
 
@@ -23,6 +24,8 @@ pub(crate) struct Shared {
     pub readiness: Readiness,
     /// `OTEL_PROPAGATORS`, read at start like every `OTEL_*` variable.
     pub propagation: Propagation,
+    /// Where access-log lines go; the log settings decide it at start and on reload.
+    pub access_log: Arc<AccessLog>,
     /// Application requests in flight, for load shedding (probes and `/metrics` not counted).
     app_in_flight: Arc<AtomicUsize>,
     /// The listening socket outlives this process: it was inherited from a service manager, or
@@ -38,12 +41,14 @@ impl Shared {
         lifecycle: Lifecycle,
         metrics: Arc<Metrics>,
         readiness: Readiness,
+        access_log: Arc<AccessLog>,
     ) -> Self {
         let propagation = Propagation::new(&crate::config::otel::propagators(&config.vars));
         Self {
             metrics,
             lifecycle,
             propagation,
+            access_log,
             config: ArcSwap::from_pointee(config),
             readiness,
             app_in_flight: Arc::default(),

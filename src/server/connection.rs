@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
@@ -32,7 +33,8 @@ pub(crate) struct Timeouts {
 /// What every connection task shares.
 pub(super) struct Shared {
     pub builder: auto::Builder<TokioExecutor>,
-    pub router: Router,
+    /// The current router, read once per request: a reload swaps in a new one.
+    pub router: Arc<ArcSwap<Router>>,
     pub metrics: Arc<Metrics>,
     pub control: Control,
     pub timeouts: Timeouts,
@@ -112,7 +114,7 @@ pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Share
 /// sent.
 #[derive(Clone)]
 struct ConnectionService {
-    router: Router,
+    router: Arc<ArcSwap<Router>>,
     activity: Arc<Activity>,
     peer: SocketAddr,
 }
@@ -148,6 +150,7 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
         let extensions = req.extensions_mut();
         extensions.insert(ConnectInfo(self.peer));
         extensions.insert(RequestOnConnection(Some(self.activity.clone())));
-        self.router.clone().oneshot(req)
+        // The request keeps this router until it is answered, even if a reload swaps another in.
+        Router::clone(&self.router.load()).oneshot(req)
     }
 }

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use axum::Router;
 use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
@@ -57,10 +58,10 @@ pub(crate) struct Server {
 }
 
 impl Server {
-    /// Starts accepting on `listener`, serving every connection with `router`.
+    /// Starts accepting on `listener`, serving each request with the router `router` holds then.
     pub(crate) fn start(
         listener: TcpListener,
-        router: Router,
+        router: Arc<ArcSwap<Router>>,
         timeouts: Timeouts,
         metrics: Arc<Metrics>,
     ) -> Self {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use crate::config::{Config, ConfigErrors, Reload, format_duration};
-use crate::http::Shared;
+use crate::http::{Routes, Shared};
 use crate::lifecycle::{Event, Observers};
 use crate::observe::logging::LogHandle;
 use crate::process::signal::Signal;
@@ -59,6 +59,8 @@ pub(super) struct Controls {
     observers: Observers,
     /// When set, SIGUSR2 restarts this process; otherwise it has no meaning.
     restarts: Option<Restarts>,
+    /// Rebuilt on reload: the handler timeout and the body limit are fixed in a router's stack.
+    routes: Arc<Routes>,
 }
 
 impl Controls {
@@ -68,6 +70,7 @@ impl Controls {
         config_source: ConfigSource,
         observers: Observers,
         restarts: Option<Restarts>,
+        routes: Arc<Routes>,
     ) -> Self {
         Self {
             signals,
@@ -75,6 +78,7 @@ impl Controls {
             config_source,
             observers,
             restarts,
+            routes,
         }
     }
 
@@ -159,6 +163,9 @@ impl Controls {
         }
         reload.config.warn_unknown();
         let changed = reload.changed.join(",");
+        // The new stack first, then the configuration: a request sees the new bounds from the
+        // router it is given, and the rest of the new settings from the configuration.
+        self.routes.rebuild(&reload.config);
         shared.config.store(Arc::new(reload.config));
         tracing::info!(target: "rodent::lifecycle", changed, "configuration reloaded");
         true

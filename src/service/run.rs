@@ -11,10 +11,11 @@ use super::Rodent;
 use super::controls::{Controls, Signals};
 use super::shutdown::Shutdown;
 use crate::exit::Exit;
-use crate::http::Shared;
+use crate::http::{Routes, Shared};
 use crate::lifecycle::hooks::Hook;
 use crate::lifecycle::readiness::Readiness;
 use crate::lifecycle::{Event, State};
+use crate::observe::logging::{AccessLog, LogHandle};
 use crate::server::{Server, Timeouts};
 
 /// The socket to serve on.
@@ -39,7 +40,6 @@ pub(super) async fn run(service: Rodent, listener: Listener, signals: Signals) -
         config_source,
         restarts,
     } = service;
-    let mut controls = Controls::new(signals, logging, config_source, observers, restarts);
     let shutdown = Shutdown::new(shutdown, flush);
     let timeouts = Timeouts {
         header_read: config.header_read_timeout,
@@ -50,14 +50,26 @@ pub(super) async fn run(service: Rodent, listener: Listener, signals: Signals) -
         lifecycle.clone(),
         metrics.clone(),
         Readiness::new(checks),
+        logging.as_ref().map_or_else(
+            || Arc::new(AccessLog::through_tracing()),
+            LogHandle::access_log,
+        ),
     ));
     if listener.outlives {
         shared.mark_listener_outliving();
     }
     let heartbeat = lifecycle.spawn_heartbeat();
-    let router = crate::http::router(shared.clone(), app);
+    let routes = Arc::new(Routes::new(shared.clone(), app));
+    let mut controls = Controls::new(
+        signals,
+        logging,
+        config_source,
+        observers,
+        restarts,
+        routes.clone(),
+    );
     let address = listener.socket.local_addr().ok();
-    let server = Server::start(listener.socket, router, timeouts, metrics);
+    let server = Server::start(listener.socket, routes.current(), timeouts, metrics);
     if let Some(address) = address {
         tracing::info!(target: "rodent::lifecycle", address = %address, port = address.port(), "listening");
         controls.emit(&Event::Listening(address));

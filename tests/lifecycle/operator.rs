@@ -141,6 +141,54 @@ async fn an_invalid_reload_changes_nothing() {
     assert_eq!(rodent.exit_code(PATIENCE), 0);
 }
 
+/// The handler timeout and the body limit live in the router's stack: a reload swaps in a
+/// new one, on kept-alive connections too, and a request in flight finishes on its own.
+#[tokio::test]
+async fn a_reload_swaps_the_timeout_and_the_body_limit() {
+    let dir = TempDir::new("reload-stack");
+    let rodent = with_env_file(&dir, "RODENT_REQUEST_TIMEOUT=5s\nRODENT_BODY_LIMIT=1024\n").spawn();
+    // One client throughout: its kept-alive connection serves requests both sides of the swap.
+    let client = client();
+    let echo = |len: usize| {
+        client
+            .post(rodent.url("/echo"))
+            .body(vec![b'a'; len])
+            .send()
+    };
+    assert_eq!(echo(1024).await.unwrap().status(), 200);
+    let in_flight = tokio::spawn(client.get(rodent.url("/delay/1500")).send());
+    wait_in_flight(&rodent, "/delay/{ms}", 1).await;
+
+    rewrite(&dir, "RODENT_REQUEST_TIMEOUT=300ms\nRODENT_BODY_LIMIT=64\n");
+    rodent.signal(SIGHUP);
+    let reloaded = rodent.wait_log(|l| l["message"] == "configuration reloaded");
+    assert_eq!(
+        reloaded["changed"],
+        "RODENT_REQUEST_TIMEOUT,RODENT_BODY_LIMIT"
+    );
+    let detail = |body: serde_json::Value| body["detail"].as_str().unwrap().to_string();
+    let timed_out = client.get(rodent.url("/delay/1500")).send().await.unwrap();
+    assert_eq!(timed_out.status(), 503);
+    let timed_out = detail(timed_out.json().await.unwrap());
+    assert!(timed_out.contains("within 300ms"), "{timed_out}");
+    let too_large = echo(1024).await.unwrap();
+    assert_eq!(too_large.status(), 413);
+    let too_large = detail(too_large.json().await.unwrap());
+    assert!(too_large.contains("larger than 64 bytes"), "{too_large}");
+    // Begun under the 5 s timeout, it finishes under it.
+    assert_eq!(in_flight.await.unwrap().unwrap().status(), 200);
+
+    // An invalid reload builds nothing: the bounds stay as they are.
+    rewrite(
+        &dir,
+        "RODENT_REQUEST_TIMEOUT=soon\nRODENT_BODY_LIMIT=1024\n",
+    );
+    rodent.signal(SIGHUP);
+    rodent.wait_log(|l| l["message"] == "reload rejected; the running configuration is unchanged");
+    assert_eq!(echo(1024).await.unwrap().status(), 413);
+    assert_eq!(echo(64).await.unwrap().status(), 200);
+}
+
 #[tokio::test]
 async fn the_admin_api_switches_readiness_behind_its_token() {
     let dir = TempDir::new("admin");

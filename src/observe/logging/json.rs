@@ -108,7 +108,7 @@ impl Visit for Fields<'_, '_> {
     }
 }
 
-fn write_string(w: &mut impl Write, s: &str) -> fmt::Result {
+pub(super) fn write_string(w: &mut impl Write, s: &str) -> fmt::Result {
     w.write_char('"')?;
     Escaped(w).write_str(s)?;
     w.write_char('"')
@@ -155,7 +155,7 @@ impl<W: Write + ?Sized> Write for Escaped<'_, W> {
 }
 
 /// Writes an integer without going through `core::fmt`.
-fn write_u64(w: &mut impl Write, mut value: u64) -> fmt::Result {
+pub(super) fn write_u64(w: &mut impl Write, mut value: u64) -> fmt::Result {
     let mut digits = [0u8; 20];
     let mut at = digits.len();
     loop {
@@ -173,7 +173,7 @@ fn write_u64(w: &mut impl Write, mut value: u64) -> fmt::Result {
 /// Writes a float as `Display` would. Values with at most three decimals (the latencies in
 /// milliseconds, rounded to the microsecond) take a path without `core::fmt`: for them the
 /// shortest representation is the integer part, a dot and the decimals without trailing zeros.
-fn write_f64(w: &mut impl Write, value: f64) -> fmt::Result {
+pub(super) fn write_f64(w: &mut impl Write, value: f64) -> fmt::Result {
     if !value.is_finite() {
         // JSON has no NaN or infinity.
         return w.write_str("null");

@@ -5,11 +5,13 @@
 //! (`rodent_log_lines_dropped_total` for the service's). The filter and the format are
 //! reloadable.
 
+mod access;
 mod direct;
 mod json;
 mod writer;
 
 use std::io::IsTerminal;
+use std::sync::Arc;
 
 use tracing::Metadata;
 use tracing_subscriber::filter::{FilterExt, filter_fn};
@@ -19,6 +21,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry, reload};
 
 use crate::config::LogFormat;
+pub(crate) use access::{AccessLine, AccessLog};
 pub use writer::DroppedLines;
 use writer::LineWriter;
 
@@ -31,6 +34,7 @@ pub struct LogHandle {
     filter: reload::Handle<EnvFilter, Registry>,
     format: reload::Handle<BoxedLayer, Registry>,
     writer: LineWriter,
+    access: Arc<AccessLog>,
 }
 
 /// The installed subscriber. [`close_within`](Self::close_within) (or dropping it) flushes the
@@ -96,23 +100,33 @@ impl Logging {
             // threads, and then nothing else would start either.
             Err(e) => panic!("cannot start the log thread: {e}"),
         };
-        let (format, format_handle) = reload::Layer::new(format_layer(format, writer.clone()));
+        let (log_layer, format_handle) = reload::Layer::new(format_layer(format, writer.clone()));
         let (filter, filter_handle) = reload::Layer::new(filter(directives));
         // Lines are events: spans (the request span among them) are for trace export only, and
         // keeping them away from this layer saves formatting fields no line prints.
-        let logs = format
+        let logs = log_layer
             .with_filter(filter_fn(|meta: &Metadata<'_>| meta.is_event()).and(filter))
             .boxed();
         let mut layers = vec![logs];
         layers.extend(extra);
         // Keep an embedding application's subscriber if it installed one first.
-        let _ = tracing_subscriber::registry().with(layers).try_init();
+        let installed = tracing_subscriber::registry()
+            .with(layers)
+            .try_init()
+            .is_ok();
+        // Access lines skip `tracing` only on their way to rodent's own log layer.
+        let access = if installed {
+            AccessLog::direct(writer.clone(), directives, format)
+        } else {
+            AccessLog::through_tracing()
+        };
         install_panic_hook();
         Self {
             handle: LogHandle {
                 filter: filter_handle,
                 format: format_handle,
                 writer,
+                access: Arc::new(access),
             },
             flush,
         }
@@ -142,7 +156,14 @@ impl LogHandle {
             .map_err(|e| format!("the log filter cannot be changed: {e}"))?;
         self.format
             .reload(format_layer(format, self.writer.clone()))
-            .map_err(|e| format!("the log format cannot be changed: {e}"))
+            .map_err(|e| format!("the log format cannot be changed: {e}"))?;
+        self.access.configure(directives, format);
+        Ok(())
+    }
+
+    /// Where the request path writes its access lines.
+    pub(crate) fn access_log(&self) -> Arc<AccessLog> {
+        self.access.clone()
     }
 }
 

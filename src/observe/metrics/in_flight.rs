@@ -17,14 +17,21 @@ pub(crate) struct InFlight {
 impl InFlight {
     /// Counts a request in until the guard is dropped. Returns the interned route too, so label
     /// sets can share it instead of allocating per request.
+    #[cfg(test)]
     pub(crate) fn enter(self: &Arc<Self>, route: &str) -> (Route, InFlightGuard) {
+        let (route, gauge) = self.intern(route);
+        (route, self.enter_interned(gauge))
+    }
+
+    /// The interned route and its gauge, made on its first request.
+    pub(super) fn intern(&self, route: &str) -> (Route, Arc<AtomicI64>) {
         let found = self
             .routes
             .read()
             .expect("in-flight lock poisoned: a panic while holding it is a bug")
             .get_key_value(route)
             .map(|(k, v)| (k.clone(), v.clone()));
-        let (route, gauge) = found.unwrap_or_else(|| {
+        found.unwrap_or_else(|| {
             let mut routes = self
                 .routes
                 .write()
@@ -34,16 +41,17 @@ impl InFlight {
                 .get_key_value(route)
                 .expect("the entry was inserted just above, under the same lock");
             (k.clone(), v.clone())
-        });
+        })
+    }
+
+    /// Counts a request in on an interned route's gauge until the guard is dropped.
+    pub(super) fn enter_interned(self: &Arc<Self>, gauge: Arc<AtomicI64>) -> InFlightGuard {
         gauge.fetch_add(1, Ordering::Relaxed);
         self.total.fetch_add(1, Ordering::Relaxed);
-        (
-            route,
-            InFlightGuard {
-                owner: self.clone(),
-                gauge,
-            },
-        )
+        InFlightGuard {
+            owner: self.clone(),
+            gauge,
+        }
     }
 
     /// Requests in flight right now, all routes together.

@@ -8,10 +8,10 @@ mod gauges;
 mod in_flight;
 mod logs;
 mod process;
+mod route;
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::http;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -24,8 +24,9 @@ use prometheus_client::registry::Registry;
 use crate::lifecycle::Lifecycle;
 use crate::observe::logging::DroppedLines;
 use gauges::Gauges;
-pub(crate) use in_flight::InFlight;
+pub(crate) use in_flight::{InFlight, InFlightGuard};
 use logs::LogLinesDropped;
+pub(crate) use route::{Entered, RouteCache};
 
 /// The label value for requests that matched no route.
 pub(crate) const UNMATCHED: &str = "unmatched";
@@ -215,28 +216,6 @@ impl Metrics {
         &self.in_flight
     }
 
-    pub(crate) fn observe_request(
-        &self,
-        method: &'static str,
-        route: &Route,
-        status: u16,
-        latency: Duration,
-    ) {
-        self.requests
-            .get_or_create(&RequestLabels {
-                method,
-                route: route.clone(),
-                status: status_class(status),
-            })
-            .inc();
-        self.duration
-            .get_or_create(&MethodRouteLabels {
-                method,
-                route: route.clone(),
-            })
-            .observe(latency.as_secs_f64());
-    }
-
     pub(crate) fn timeout(&self, route: &Route) {
         self.timeouts
             .get_or_create(&RouteLabels {
@@ -307,43 +286,40 @@ impl Metrics {
     }
 }
 
-/// A status code's class, `2xx` and so on: enough for alerting, and bounded.
-fn status_class(status: u16) -> &'static str {
-    match status {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
-    }
-}
+/// The method label values: anything non-standard is `_OTHER`, as the OpenTelemetry semantic
+/// conventions do, so a client cannot create series by inventing methods.
+pub(crate) const METHODS: [&str; 10] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE", "_OTHER",
+];
 
-/// The method as a bounded label value: anything non-standard is `_OTHER`, as the OpenTelemetry
-/// semantic conventions do, so a client cannot create series by inventing methods.
-pub(crate) fn method_label(method: &http::Method) -> &'static str {
+/// The method's place in [`METHODS`].
+pub(crate) fn method_index(method: &http::Method) -> usize {
     match *method {
-        http::Method::GET => "GET",
-        http::Method::HEAD => "HEAD",
-        http::Method::POST => "POST",
-        http::Method::PUT => "PUT",
-        http::Method::DELETE => "DELETE",
-        http::Method::PATCH => "PATCH",
-        http::Method::OPTIONS => "OPTIONS",
-        http::Method::CONNECT => "CONNECT",
-        http::Method::TRACE => "TRACE",
-        _ => "_OTHER",
+        http::Method::GET => 0,
+        http::Method::HEAD => 1,
+        http::Method::POST => 2,
+        http::Method::PUT => 3,
+        http::Method::DELETE => 4,
+        http::Method::PATCH => 5,
+        http::Method::OPTIONS => 6,
+        http::Method::CONNECT => 7,
+        http::Method::TRACE => 8,
+        _ => 9,
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
     fn renders_prometheus_text() {
         let metrics = Metrics::new(Lifecycle::new());
-        let (route, _guard) = metrics.in_flight().enter("/");
-        metrics.observe_request("GET", &route, 200, Duration::from_millis(3));
+        let cache = RouteCache::default();
+        let entered = metrics.enter(&cache, method_index(&http::Method::GET), "/");
+        entered.metrics.observe(200, Duration::from_millis(3));
         let text = metrics.render(false);
         assert!(
             text.contains(
