@@ -8,6 +8,7 @@
 mod access;
 mod direct;
 mod json;
+mod stdout;
 mod writer;
 
 use std::io::IsTerminal;

@@ -327,7 +327,7 @@ impl FlushOnDrop {
         pending.writing = 0;
         drop(pending);
         self.shared.dropped.add(lost);
-        super::direct::NonBlockingStdout::open()
+        super::stdout::NonBlockingStdout::open()
             .write_line(&last_word(self.shared.dropped.total()));
     }
 }
