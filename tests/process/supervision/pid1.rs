@@ -4,14 +4,15 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal::{SIGHUP, SIGKILL, SIGQUIT, SIGTERM};
 use nix::sys::signal::kill;
+use nix::unistd::Pid;
 use serde_json::Value;
 
 use kit::namespace::{
-    self, as_pid1, members, namespace_of, only_child, run_inside, supervising,
+    self, Process, as_pid1, members, namespace_of, only_child, run_inside, supervising,
     zombies_reaped_metric,
 };
 use kit::stalled::{self, Stdout};
-use kit::{PATIENCE, TempDir, client, example, rodent};
+use kit::{PATIENCE, TempDir, client, eventually, eventually_async, example, rodent};
 
 const ORPHANS: usize = 200;
 
@@ -44,64 +45,54 @@ async fn orphans_are_reaped_within_a_second_and_counted() {
             gate_path.display()
         ),
     );
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let waiting = members(&namespace)
+    let orphans: Vec<Pid> = eventually(PATIENCE, || {
+        let waiting: Vec<Pid> = members(&namespace)
             .into_iter()
             .filter(|p| p.comm == "cat" && p.ppid == init && p.has_open(&gate_path))
-            .count();
-        if waiting == ORPHANS {
-            break;
+            .map(|p| p.pid)
+            .collect();
+        match waiting.len() {
+            ORPHANS => Ok(waiting),
+            n => Err(format!(
+                "only {n} of {ORPHANS} orphans are waiting, re-parented to PID 1"
+            )),
         }
-        assert!(
-            Instant::now() < deadline,
-            "only {waiting} of {ORPHANS} orphans are waiting, re-parented to PID 1"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    });
 
+    // The contract's measure: no orphan is left a zombie a second after it exits. Each is looked
+    // up by its own PID, so nothing else that lives in the namespace is counted.
     let released = Instant::now();
     drop(gate);
-    let reaped_in = loop {
-        let left = members(&namespace)
-            .into_iter()
+    let reaped_in = eventually(Duration::from_secs(1), || {
+        let left: Vec<Process> = orphans
+            .iter()
+            .filter_map(|&pid| namespace::process(pid))
             .filter(|p| p.comm == "cat")
-            .count();
-        if left == 0 {
-            break released.elapsed();
+            .collect();
+        match left.is_empty() {
+            true => Ok(released.elapsed()),
+            false => Err(format!(
+                "{} orphans (alive or zombie) still there after their release: {:?}",
+                left.len(),
+                &left[..left.len().min(5)]
+            )),
         }
-        assert!(
-            released.elapsed() < Duration::from_secs(1),
-            "{left} orphans (alive or zombie) still there after a second"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    };
-    // The contract's measure: whatever is a zombie one second later.
-    std::thread::sleep(Duration::from_secs(1).saturating_sub(released.elapsed()));
-    let zombies: Vec<_> = members(&namespace)
-        .into_iter()
-        .filter(|p| p.is_zombie())
-        .collect();
+    });
     eprintln!(
         "MEASURED: {ORPHANS} orphans exiting at once, all reaped {reaped_in:?} after their \
-         release; zombies left after 1 s: {}",
-        zombies.len()
+         release"
     );
-    assert!(zombies.is_empty(), "zombies left: {zombies:?}");
 
     // The count reaches the service's /metrics through the supervisor's pipe.
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let counted = zombies_reaped_metric(&rodent).await;
-        if counted == ORPHANS as u64 {
-            break;
+    eventually_async(PATIENCE, async || {
+        match zombies_reaped_metric(&rodent).await {
+            counted if counted == ORPHANS as u64 => Ok(()),
+            counted => Err(format!(
+                "rodent_zombies_reaped_total is {counted}, not {ORPHANS}"
+            )),
         }
-        assert!(
-            Instant::now() < deadline,
-            "rodent_zombies_reaped_total is {counted}, not {ORPHANS}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -192,15 +183,13 @@ fn a_killed_service_takes_the_whole_namespace_down_with_128_plus_9() {
     let namespace = namespace_of(init);
     // Something else lives in the container too; it must not outlive the service.
     run_inside(init, "sh -c 'sleep 600 > /dev/null 2>&1 &'");
-    let deadline = Instant::now() + PATIENCE;
-    let bystander = loop {
-        // Forked, and once it has exec'd, named sleep.
-        if let Some(sleep) = members(&namespace).into_iter().find(|p| p.comm == "sleep") {
-            break sleep;
-        }
-        assert!(Instant::now() < deadline, "the bystander never ran");
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    // Forked, and once it has exec'd, named sleep.
+    let bystander = eventually(PATIENCE, || {
+        members(&namespace)
+            .into_iter()
+            .find(|p| p.comm == "sleep")
+            .ok_or_else(|| "the bystander never ran".to_string())
+    });
 
     let killed = Instant::now();
     kill(service, SIGKILL).unwrap();
