@@ -3,8 +3,9 @@
 //! - [`rodent()`] starts the real binary on port 0 with a clean environment and waits until it
 //!   serves; the [`Rodent`] it gives reads the process's JSON log, sends it signals, waits for
 //!   its exit. [`Spawn::run`] runs a command to its end: `(code, stdout, stderr)`.
-//! - [`eventually`] (and [`eventually_async`]) is the one way to wait for a condition: a
-//!   deadline, never a sleep that hopes.
+//! - [`eventually`] is the one way to wait for a condition: a deadline, never a sleep that
+//!   hopes ([`eventually_async`] for a check that awaits; `try_` for a test that reports what
+//!   it saw before it asserts).
 //! - [`Metrics`] is one scrape of `/metrics` ([`Rodent::metrics`]).
 //! - [`PidFile`] is a directory for an instance's PID file (and log file), which kills what the
 //!   file names when dropped.
@@ -40,7 +41,7 @@ pub use pid_file::PidFile;
 pub use process::{Log, Rodent, Spawn, code_of, rodent};
 pub use require::{require_root, require_tool};
 pub use temp_dir::TempDir;
-pub use wait::{eventually, eventually_async};
+pub use wait::{eventually, eventually_async, try_eventually, try_eventually_async};
 
 /// How long a test waits for something that should take milliseconds. Generous: the suite runs
 /// in parallel on two cores.

@@ -40,17 +40,19 @@ impl From<String> for Metrics {
 }
 
 impl Rodent {
-    /// `GET /metrics` on a fresh connection.
+    /// `GET /metrics` on a fresh connection: a 200 in Prometheus' text format.
     pub async fn metrics(&self) -> Metrics {
-        let text = client()
+        let response = client()
             .get(self.url("/metrics"))
             .send()
             .await
-            .expect("/metrics answers")
-            .text()
-            .await
-            .expect("a text body");
-        Metrics(text)
+            .expect("/metrics answers");
+        assert_eq!(response.status(), 200, "GET /metrics");
+        assert_eq!(
+            response.headers()["content-type"],
+            "text/plain; version=0.0.4; charset=utf-8"
+        );
+        Metrics(response.text().await.expect("a text body"))
     }
 }
 

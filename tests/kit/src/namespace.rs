@@ -103,6 +103,15 @@ impl Process {
     }
 }
 
+/// Waits until `pid` no longer runs (a zombie counts as gone).
+#[track_caller]
+pub fn wait_gone(pid: Pid) {
+    eventually(PATIENCE, || match process(pid) {
+        Some(p) if !p.is_zombie() => Err(format!("{pid} is still running: {p:?}")),
+        _ => Ok(()),
+    });
+}
+
 pub fn process(pid: Pid) -> Option<Process> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     parse_stat(pid, &stat)

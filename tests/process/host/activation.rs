@@ -7,7 +7,6 @@ use std::net::{TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal::SIGTERM;
 use nix::sys::signal::kill;
@@ -17,7 +16,7 @@ use super::{
     activated_command, activation_variables, environ_of, held_listener, inherit_as_first_fd,
 };
 use kit::namespace::{self, UNSHARE, only_child};
-use kit::{PATIENCE, Rodent, Spawn, TempDir, client, free_port, require_tool, rodent};
+use kit::{PATIENCE, Rodent, Spawn, TempDir, client, eventually, free_port, require_tool, rodent};
 
 fn have_socket_activate() -> bool {
     require_tool(
@@ -44,15 +43,16 @@ fn socket_activate(spawn: &Spawn, listen: &[&str], options: &[&str]) -> Command 
 
 /// Waits until a raw (non-JSON) line containing `needle` has been written.
 fn wait_raw(process: &Rodent, needle: &str) {
-    let deadline = Instant::now() + PATIENCE;
-    while !process.raw_lines().iter().any(|l| l.contains(needle)) {
-        assert!(
-            Instant::now() < deadline,
-            "no line with {needle:?}; the output was:\n{}",
-            process.raw_lines().join("\n")
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    eventually(PATIENCE, || {
+        let lines = process.raw_lines();
+        match lines.iter().any(|l| l.contains(needle)) {
+            true => Ok(()),
+            false => Err(format!(
+                "no line with {needle:?}; the output was:\n{}",
+                lines.join("\n")
+            )),
+        }
+    });
 }
 
 /// `GET /` answered by whoever serves `address`: (status, the answering PID).

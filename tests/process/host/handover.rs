@@ -29,7 +29,6 @@ const REPLACEMENTS: usize = 5;
 /// learn to reconnect well inside it.
 const DRAIN_DELAY: &str = "300ms";
 
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Replacement {
     Overlap,

@@ -8,73 +8,54 @@ use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use nix::sys::signal::Signal::{SIGKILL, SIGTERM};
+use nix::sys::signal::Signal::SIGTERM;
 use nix::sys::signal::kill;
 use nix::unistd::Pid;
 
 use super::{activation_variables, environ_of, held_listener, on_socket};
 use kit::load::{Counts, Load};
-use kit::namespace::process;
-use kit::{PATIENCE, Spawn, TempDir, code_of, connect, get_on, rodent};
+use kit::namespace::{process, wait_gone};
+use kit::{PATIENCE, PidFile, Spawn, connect, get_on};
 
 const RESTARTS: usize = 5;
 
-/// A directory with a PID file, a log file and an env file, and the instances started on them.
-/// Instances left running when a test fails are killed through the PID file.
+/// An instance's PID file, log file and env file (a [`PidFile`], which kills what it names
+/// when a test fails), and the instances started on them.
 struct Host {
-    dir: TempDir,
+    pid_file: PidFile,
 }
 
 impl Host {
     fn new(name: &str) -> Self {
         let host = Self {
-            dir: TempDir::new(name),
+            pid_file: PidFile::new(name),
         };
         host.env_file("");
         host
     }
 
-    fn pid_file(&self) -> PathBuf {
-        self.dir.join("rodent.pid")
-    }
-
-    fn log_file(&self) -> PathBuf {
-        self.dir.join("rodent.log")
+    fn env_path(&self) -> PathBuf {
+        self.pid_file.dir().join("rodent.env")
     }
 
     /// Replaces the env file, which the successor of a restart reads.
     fn env_file(&self, contents: &str) {
-        std::fs::write(self.dir.join("rodent.env"), contents).expect("the env file is written");
+        std::fs::write(self.env_path(), contents).expect("the env file is written");
     }
 
     fn spawn(&self) -> Spawn {
-        rodent()
-            .env("RODENT_PID_FILE", self.pid_file().to_str().unwrap())
-            .env("RODENT_LOG_FILE", self.log_file().to_str().unwrap())
-            .env(
-                "RODENT_ENV_FILE",
-                self.dir.join("rodent.env").to_str().unwrap(),
-            )
+        self.pid_file
+            .daemon()
+            .env("RODENT_ENV_FILE", self.env_path().to_str().unwrap())
             .env("RODENT_DRAIN_DELAY", "300ms")
             .env("RODENT_LOG", "info,rodent::access=warn")
     }
 
     /// Runs `rodent <args>`; returns (code, stdout, stderr).
     fn run(&self, args: &[&str]) -> (i32, String, String) {
-        self.run_with(self.spawn(), args)
-    }
-
-    fn run_with(&self, spawn: Spawn, args: &[&str]) -> (i32, String, String) {
-        let mut command = spawn.command();
-        command.args(args);
-        let output = command.output().expect("rodent runs");
-        (
-            code_of(&output),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
+        self.spawn().run(args)
     }
 
     /// Starts a daemon; returns its PID and address.
@@ -83,7 +64,7 @@ impl Host {
     }
 
     fn detach_with(&self, spawn: Spawn) -> (Pid, SocketAddr) {
-        let (code, out, err) = self.run_with(spawn, &["serve", "--detach"]);
+        let (code, out, err) = spawn.run(&["serve", "--detach"]);
         assert_eq!(code, 0, "{out}{err}\nlog:\n{}", self.log());
         let rest = out
             .trim()
@@ -104,18 +85,7 @@ impl Host {
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.log_file()).unwrap_or_default()
-    }
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        if let Some(pid) = std::fs::read_to_string(self.pid_file())
-            .ok()
-            .and_then(|t| t.trim().parse().ok())
-        {
-            let _ = kill(Pid::from_raw(pid), SIGKILL);
-        }
+        self.pid_file.log()
     }
 }
 
@@ -154,15 +124,8 @@ impl StatusWatch {
         let thread = std::thread::spawn(move || {
             let mut seen = Vec::new();
             while !flag.load(Ordering::Relaxed) {
-                let output = spawn
-                    .command()
-                    .arg("status")
-                    .output()
-                    .expect("rodent status runs");
-                seen.push((
-                    code_of(&output),
-                    String::from_utf8_lossy(&output.stdout).trim().to_string(),
-                ));
+                let (code, out, _) = spawn.run(&["status"]);
+                seen.push((code, out.trim().to_string()));
             }
             seen
         });
@@ -256,7 +219,7 @@ fn a_successor_that_cannot_start_leaves_the_old_instance_serving_untouched() {
     // configuration, exit 78, before signalling anything).
     host.env_file("RODENT_LOG_FORMAT=xml\n");
     let operator = || host.spawn().without_env("RODENT_ENV_FILE");
-    let (code, out, err) = host.run_with(operator(), &["restart"]);
+    let (code, out, err) = operator().run(&["restart"]);
     assert_eq!(code, 78, "the successor's own exit code: {out}{err}");
     assert!(
         err.contains("RODENT_LOG_FORMAT") && err.contains("xml"),
@@ -266,7 +229,7 @@ fn a_successor_that_cannot_start_leaves_the_old_instance_serving_untouched() {
         err.contains(&format!("rodent (PID {pid}) is still serving")),
         "{err}"
     );
-    let (code, out, _) = host.run_with(operator(), &["status"]);
+    let (code, out, _) = operator().run(&["status"]);
     assert_eq!(
         (code, out.trim()),
         (0, format!("rodent is running (PID {pid})").as_str())
@@ -299,7 +262,7 @@ fn under_the_supervisor_restart_is_refused_and_the_instance_serves_on() {
     let supervised = || host.spawn().env("RODENT_INIT", "always");
     let (supervisor, address) = host.detach_with(supervised());
     let started = Instant::now();
-    let (code, out, err) = host.run_with(supervised(), &["restart"]);
+    let (code, out, err) = supervised().run(&["restart"]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(
         started.elapsed() < PATIENCE,
@@ -328,7 +291,7 @@ fn under_the_supervisor_restart_is_refused_and_the_instance_serves_on() {
 #[tokio::test]
 async fn under_systemd_restart_is_refused_and_the_instance_serves_on() {
     let host = Host::new("restart-systemd");
-    let notify = host.dir.join("notify.sock");
+    let notify = host.pid_file.dir().join("notify.sock");
     let _manager = UnixDatagram::bind(&notify).expect("the notification socket binds");
     let mut instance = host
         .spawn()
@@ -384,9 +347,5 @@ async fn the_successor_of_a_socket_activated_instance_keeps_the_socket_not_the_v
     let info: serde_json::Value = answer.json().await.unwrap();
     assert_eq!(info["pid"], new.as_raw(), "the successor serves the socket");
     kill(new, SIGTERM).unwrap();
-    let deadline = Instant::now() + PATIENCE;
-    while !is_gone(new) {
-        assert!(Instant::now() < deadline, "the successor did not stop");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_gone(new);
 }

@@ -4,11 +4,11 @@
 
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use nix::sys::resource::{Resource, setrlimit};
 
-use kit::{PATIENCE, client, connect, get_on, rodent};
+use kit::{Metrics, PATIENCE, client, connect, eventually, get_on, rodent};
 
 /// Enough for the runtime, the listener and the log pipes, and a few dozen connections.
 const NOFILE: u64 = 64;
@@ -21,11 +21,8 @@ const RECOVERED: &str = "accepting connections again";
 fn accept_errors(operator: &mut TcpStream) -> u64 {
     let metrics = get_on(operator, "/metrics").expect("/metrics answers on an open connection");
     assert_eq!(metrics.status, 200);
-    String::from_utf8_lossy(&metrics.body)
-        .lines()
-        .find_map(|l| l.strip_prefix("rodent_accept_errors_total "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .expect("/metrics has rodent_accept_errors_total") as u64
+    Metrics::from(String::from_utf8_lossy(&metrics.body).into_owned())
+        .expect("rodent_accept_errors_total")
 }
 
 #[test]
@@ -61,18 +58,12 @@ fn running_out_of_descriptors_is_survived_logged_once_and_recovered_from() {
     );
 
     // Accept keeps failing (and backing off) while the descriptors stay taken...
-    let deadline = Instant::now() + PATIENCE;
-    let errors = loop {
-        let errors = accept_errors(&mut operator) - errors_before;
-        if errors >= 20 {
-            break errors;
+    let errors = eventually(PATIENCE, || {
+        match accept_errors(&mut operator) - errors_before {
+            errors if errors >= 20 => Ok(errors),
+            errors => Err(format!("only {errors} accept errors counted")),
         }
-        assert!(
-            Instant::now() < deadline,
-            "only {errors} accept errors counted"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    });
     // ...the process keeps running and answering on the connections it has...
     assert!(rodent.is_running());
     assert_eq!(get_on(&mut operator, "/healthz").unwrap().status, 200);

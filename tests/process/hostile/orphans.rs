@@ -17,7 +17,7 @@ use kit::load::{Counts, Load};
 use kit::namespace::{
     self, Process, as_pid1, seen_from_inside, supervising, zombies_reaped_metric,
 };
-use kit::{PATIENCE, Rodent, client, rodent};
+use kit::{PATIENCE, Rodent, client, rodent, try_eventually, try_eventually_async};
 
 const ORPHANS: usize = 10_000;
 /// Shell loops making orphans side by side, one per core of the two-core machine this was
@@ -225,29 +225,29 @@ fn make_orphans(init: Pid) {
 /// Waits until PID 1 and its service are all the namespace holds: every orphan has exited and
 /// been reaped. Returns what else is still there at the deadline: nothing, when all went well.
 fn wait_until_only_rodent_is_left(init: Pid, service: i32) -> Vec<Process> {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
+    try_eventually(PATIENCE, || {
         let others: Vec<_> = seen_from_inside(init)
             .into_iter()
             .filter(|p| p.pid.as_raw() != 1 && p.pid.as_raw() != service)
             .collect();
-        if others.is_empty() || Instant::now() >= deadline {
-            return others;
+        match others.is_empty() {
+            true => Ok(others),
+            false => Err(others),
         }
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    })
+    .unwrap_or_else(|others| others)
 }
 
 /// Waits until `/metrics` counts at least `n` reaped zombies; returns the last count seen.
 async fn wait_for_reaped_metric(rodent: &Rodent, n: u64) -> u64 {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let counted = zombies_reaped_metric(rodent).await;
-        if counted >= n || Instant::now() >= deadline {
-            return counted;
+    try_eventually_async(PATIENCE, async || {
+        match zombies_reaped_metric(rodent).await {
+            counted if counted >= n => Ok(counted),
+            counted => Err(counted),
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await
+    .unwrap_or_else(|counted| counted)
 }
 
 #[test]

@@ -9,7 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::task::JoinSet;
 
-use kit::{PATIENCE, Rodent, client, rodent};
+use kit::{PATIENCE, Rodent, client, rodent, try_eventually};
 
 const TRICKLERS: usize = 300;
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(1);
@@ -110,19 +110,19 @@ async fn stop_reading(addr: SocketAddr) -> (TcpStream, Instant) {
 /// The peers of the log lines with `message`, once there are `expected` of them: rodent writes
 /// its log in batches, so a line may follow the disconnection it reports by a few milliseconds.
 fn cut_lines(rodent: &Rodent, message: &str, expected: usize) -> Vec<String> {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
+    try_eventually(PATIENCE, || {
         let peers: Vec<String> = rodent
             .json_lines()
             .into_iter()
             .filter(|l| l["message"] == message)
             .filter_map(|l| l["peer"].as_str().map(str::to_string))
             .collect();
-        if peers.len() >= expected || Instant::now() >= deadline {
-            return peers;
+        match peers.len() >= expected {
+            true => Ok(peers),
+            false => Err(peers),
         }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    })
+    .unwrap_or_else(|peers| peers)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -124,13 +124,9 @@ fn a_secret_is_never_printed() {
         "the variable is still named: {text}"
     );
 
-    let output = rodent()
+    let (_, printed, _) = rodent()
         .env("RODENT_ADMIN_TOKEN", "s3cr3t-value")
-        .arg("config")
-        .command()
-        .output()
-        .unwrap();
-    let printed = String::from_utf8_lossy(&output.stdout);
+        .run(&["config"]);
     assert!(printed.contains("RODENT_ADMIN_TOKEN=***"), "{printed}");
     assert!(!printed.contains("s3cr3t-value"), "{printed}");
 
@@ -151,15 +147,11 @@ fn the_env_file_is_layered_over_the_environment() {
     )
     .unwrap();
 
-    let output = rodent()
+    let (code, printed, err) = rodent()
         .env("RODENT_ENV_FILE", path.to_str().unwrap())
         .env("RODENT_PORT", "7000")
-        .arg("config")
-        .command()
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{output:?}");
-    let printed = String::from_utf8_lossy(&output.stdout);
+        .run(&["config"]);
+    assert_eq!(code, 0, "{printed}{err}");
     assert!(
         printed.lines().any(|l| l == "RODENT_PORT=9191"),
         "the file wins: {printed}"
@@ -176,28 +168,15 @@ fn the_env_file_is_layered_over_the_environment() {
 
 #[test]
 fn config_check_answers_with_its_exit_code() {
-    let valid = rodent()
-        .arg("config")
-        .arg("check")
-        .command()
-        .output()
-        .unwrap();
-    assert_eq!(valid.status.code(), Some(0));
-    assert_eq!(
-        String::from_utf8_lossy(&valid.stdout).trim(),
-        "configuration is valid"
-    );
+    let (code, out, _) = rodent().run(&["config", "check"]);
+    assert_eq!(code, 0);
+    assert_eq!(out.trim(), "configuration is valid");
 
-    let invalid = rodent()
+    let (code, _, errors) = rodent()
         .env("RODENT_PORT", "abc")
         .env("RODENT_LOG_FORMAT", "yaml")
-        .arg("config")
-        .arg("check")
-        .command()
-        .output()
-        .unwrap();
-    assert_eq!(invalid.status.code(), Some(78));
-    let errors = String::from_utf8_lossy(&invalid.stderr);
+        .run(&["config", "check"]);
+    assert_eq!(code, 78);
     assert!(
         errors.contains("RODENT_PORT=\"abc\" is invalid"),
         "{errors}"

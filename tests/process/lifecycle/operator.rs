@@ -1,11 +1,9 @@
 //! What an operator does to a running instance: reload it (SIGHUP), ask what it is doing
 //! (SIGQUIT), take it out of rotation (admin API), read its probes in detail.
 
-use std::time::Duration;
-
 use nix::sys::signal::Signal::{SIGHUP, SIGQUIT, SIGTERM, SIGUSR1, SIGWINCH};
 
-use kit::{PATIENCE, Rodent, TempDir, client, rodent, wait_in_flight};
+use kit::{PATIENCE, Rodent, TempDir, client, eventually, rodent, wait_in_flight};
 
 fn with_env_file(dir: &TempDir, contents: &str) -> kit::Spawn {
     let path = dir.join("rodent.env");
@@ -19,19 +17,17 @@ fn rewrite(dir: &TempDir, contents: &str) {
 
 fn dump(rodent: &Rodent, nth: usize) -> serde_json::Value {
     rodent.signal(SIGQUIT);
-    let deadline = std::time::Instant::now() + PATIENCE;
-    loop {
-        let dumps: Vec<_> = rodent
+    eventually(PATIENCE, || {
+        let mut dumps: Vec<_> = rodent
             .json_lines()
             .into_iter()
             .filter(|l| l["message"] == "state dump")
             .collect();
-        if dumps.len() > nth {
-            return dumps[nth].clone();
+        match dumps.len() > nth {
+            true => Ok(dumps.swap_remove(nth)),
+            false => Err(format!("no state dump number {nth}")),
         }
-        assert!(std::time::Instant::now() < deadline, "no state dump");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    })
 }
 
 #[tokio::test]
@@ -84,19 +80,17 @@ async fn a_valid_reload_applies_and_changes_the_log_filter() {
     // The format is reloadable too: from here on, lines are text.
     rewrite(&dir, "RODENT_LOG=info\nRODENT_LOG_FORMAT=text\n");
     rodent.signal(SIGHUP);
-    let deadline = std::time::Instant::now() + PATIENCE;
-    while !rodent.raw_lines().iter().any(|l| {
-        !l.starts_with('{')
-            && l.contains("configuration reloaded")
-            && l.contains("RODENT_LOG_FORMAT")
-    }) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no text line: {:?}",
-            rodent.raw_lines()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    eventually(PATIENCE, || {
+        let lines = rodent.raw_lines();
+        match lines.iter().any(|l| {
+            !l.starts_with('{')
+                && l.contains("configuration reloaded")
+                && l.contains("RODENT_LOG_FORMAT")
+        }) {
+            true => Ok(()),
+            false => Err(format!("no text line: {lines:?}")),
+        }
+    });
 }
 
 #[tokio::test]
@@ -119,12 +113,12 @@ async fn an_invalid_reload_changes_nothing() {
     assert!(rodent.is_running());
     assert_eq!(rodent.get("/readyz").await.status(), 200);
     assert_eq!(dump(&rodent, 0)["drain_delay"], "100ms");
-    let metrics = rodent.get("/metrics").await.text().await.unwrap();
-    assert!(
-        metrics
-            .lines()
-            .any(|l| l == "rodent_reloads_total{outcome=\"rejected\"} 1"),
-        "{metrics}"
+    let metrics = rodent.metrics().await;
+    assert_eq!(
+        metrics.value::<u64>("rodent_reloads_total{outcome=\"rejected\"}"),
+        Some(1),
+        "{}",
+        metrics.text()
     );
 
     // A missing env file is just as invalid, and just as harmless.

@@ -5,9 +5,9 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use kit::{PATIENCE, TempDir, free_port};
+use kit::{PATIENCE, TempDir, eventually, free_port};
 
 /// How often HAProxy asks each backend's `/readyz`.
 pub const CHECK_INTERVAL: Duration = Duration::from_millis(200);
@@ -103,23 +103,20 @@ impl HaProxy {
 
     /// Waits until HAProxy reports `server` with `status`.
     pub fn wait_for(&self, server: usize, status: &str) {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
+        eventually(PATIENCE, || {
             let statuses = self.statuses();
-            if statuses
+            match statuses
                 .as_ref()
                 .and_then(|s| s.get(server))
                 .is_some_and(|s| s == status)
             {
-                return;
+                true => Ok(()),
+                false => Err(format!(
+                    "HAProxy never reported server b{server} {status} (statuses: {statuses:?}); its log:\n{}",
+                    self.log().join("\n")
+                )),
             }
-            assert!(
-                Instant::now() < deadline,
-                "HAProxy never reported server b{server} {status} (statuses: {statuses:?}); its log:\n{}",
-                self.log().join("\n")
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        });
     }
 }
 

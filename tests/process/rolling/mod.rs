@@ -33,7 +33,6 @@ const CYCLES: usize = 3;
 /// the time endpoints take to propagate.)
 const DRAIN_DELAY: Duration = Duration::from_millis(2 * TIME_TO_MARK_DOWN.as_millis() as u64);
 
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Server {
     Rodent,

@@ -4,92 +4,12 @@
 use std::net::SocketAddr;
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
-use nix::sys::signal::Signal::{SIGHUP, SIGKILL, SIGTERM};
-use nix::sys::signal::kill;
+use nix::sys::signal::Signal::{SIGHUP, SIGTERM};
 use nix::unistd::Pid;
 
-use kit::namespace::{children, process};
-use kit::{PATIENCE, Spawn, TempDir, code_of, connect, get_on, rodent};
-
-/// A daemon started by a test. Not our child: killed through its PID file if a test fails.
-struct Daemon {
-    dir: TempDir,
-}
-
-impl Daemon {
-    fn new(name: &str) -> Self {
-        Self {
-            dir: TempDir::new(name),
-        }
-    }
-
-    fn pid_file(&self) -> PathBuf {
-        self.dir.join("rodent.pid")
-    }
-
-    fn log_file(&self) -> PathBuf {
-        self.dir.join("rodent.log")
-    }
-
-    fn spawn(&self) -> Spawn {
-        rodent()
-            .env("RODENT_PID_FILE", self.pid_file().to_str().unwrap())
-            .env("RODENT_LOG_FILE", self.log_file().to_str().unwrap())
-    }
-
-    /// Runs `rodent <args>`; returns (code, stdout, stderr).
-    fn run(&self, spawn: &Spawn, args: &[&str]) -> (i32, String, String) {
-        let mut command = spawn.command();
-        command.args(args);
-        let output = command.output().expect("rodent runs");
-        (
-            code_of(&output),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
-    }
-
-    fn written_pid(&self) -> Pid {
-        let text = std::fs::read_to_string(self.pid_file()).expect("the PID file exists");
-        Pid::from_raw(text.trim().parse().expect("a PID"))
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.log_file()).unwrap_or_default()
-    }
-
-    /// Waits for a line with this `message` in the log file (written by a background thread,
-    /// so it may land a moment after the event).
-    fn wait_log(&self, message: &str) {
-        let needle = format!(r#""message":"{message}""#);
-        let deadline = Instant::now() + PATIENCE;
-        while !self.log().contains(&needle) {
-            assert!(
-                Instant::now() < deadline,
-                "no {message:?} in the log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let Ok(text) = std::fs::read_to_string(self.pid_file()) else {
-            return;
-        };
-        if let Ok(pid) = text.trim().parse() {
-            let pid = Pid::from_raw(pid);
-            for child in children(pid) {
-                let _ = kill(child, SIGKILL);
-            }
-            let _ = kill(pid, SIGKILL);
-        }
-    }
-}
+use kit::namespace::{children, wait_gone};
+use kit::{PATIENCE, PidFile, TempDir, connect, get_on, rodent};
 
 /// `rodent is running (PID N), listening on ADDR` → (N, ADDR).
 fn announced(out: &str) -> (Pid, SocketAddr) {
@@ -106,15 +26,6 @@ fn announced(out: &str) -> (Pid, SocketAddr) {
     )
 }
 
-/// Waits until `pid` is gone (a zombie counts: it no longer runs).
-fn wait_gone(pid: Pid) {
-    let deadline = Instant::now() + PATIENCE;
-    while process(pid).is_some_and(|p| !p.is_zombie()) {
-        assert!(Instant::now() < deadline, "{pid} is still running");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 fn field(stat: &str, index_after_comm: usize) -> i32 {
     let rest = &stat[stat.rfind(')').unwrap() + 1..];
     rest.split_whitespace()
@@ -126,9 +37,9 @@ fn field(stat: &str, index_after_comm: usize) -> i32 {
 
 #[test]
 fn detach_returns_once_the_daemon_serves_and_stop_stops_it() {
-    let daemon = Daemon::new("detach");
-    let spawn = daemon.spawn();
-    let (code, out, err) = daemon.run(&spawn, &["serve", "--detach"]);
+    let daemon = PidFile::new("detach");
+    let spawn = daemon.daemon();
+    let (code, out, err) = spawn.run(&["serve", "--detach"]);
     assert_eq!(code, 0, "{out}{err}\nlog:\n{}", daemon.log());
     let (pid, address) = announced(&out);
 
@@ -136,12 +47,8 @@ fn detach_returns_once_the_daemon_serves_and_stop_stops_it() {
     let mut stream = connect(address);
     assert_eq!(get_on(&mut stream, "/readyz").unwrap().status, 200);
 
-    assert_eq!(
-        daemon.written_pid(),
-        pid,
-        "the PID file holds the daemon's PID"
-    );
-    let (code, out, _) = daemon.run(&spawn, &["status"]);
+    assert_eq!(daemon.pid(), pid, "the PID file holds the daemon's PID");
+    let (code, out, _) = spawn.run(&["status"]);
     assert_eq!(
         (code, out.trim()),
         (0, format!("rodent is running (PID {pid})").as_str())
@@ -173,71 +80,71 @@ fn detach_returns_once_the_daemon_serves_and_stop_stops_it() {
     assert!(status.contains("Umask:\t0027"), "{status}");
     daemon.wait_log("ready");
 
-    let (code, out, err) = daemon.run(&spawn, &["stop"]);
+    let (code, out, err) = spawn.run(&["stop"]);
     assert_eq!(
         (code, out.trim()),
         (0, format!("rodent stopped (PID {pid})").as_str()),
         "{err}"
     );
     wait_gone(pid);
-    assert!(!daemon.pid_file().exists(), "removed on a clean exit");
+    assert!(!daemon.path().exists(), "removed on a clean exit");
     daemon.wait_log("stopped");
 }
 
 #[test]
 fn a_daemon_that_cannot_bind_makes_detach_print_the_bind_error() {
-    let daemon = Daemon::new("nobind");
+    let daemon = PidFile::new("nobind");
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
-    let spawn = daemon.spawn().env("RODENT_PORT", port.to_string());
-    let (code, out, err) = daemon.run(&spawn, &["serve", "--detach"]);
+    let spawn = daemon.daemon().env("RODENT_PORT", port.to_string());
+    let (code, out, err) = spawn.run(&["serve", "--detach"]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(
         err.contains(&format!("cannot listen on 127.0.0.1:{port}")) && err.contains("in use"),
         "{err}"
     );
-    let (code, _, _) = daemon.run(&spawn, &["status"]);
+    let (code, _, _) = spawn.run(&["status"]);
     assert_eq!(code, 3, "nothing is left running");
 }
 
 #[test]
 fn a_second_daemon_names_the_first_and_exits_75() {
-    let daemon = Daemon::new("twice");
-    let spawn = daemon.spawn();
-    let (code, out, _) = daemon.run(&spawn, &["serve", "--detach"]);
+    let daemon = PidFile::new("twice");
+    let spawn = daemon.daemon();
+    let (code, out, _) = spawn.run(&["serve", "--detach"]);
     assert_eq!(code, 0);
     let (pid, _) = announced(&out);
 
-    let (code, _, err) = daemon.run(&spawn, &["serve", "--detach"]);
+    let (code, _, err) = spawn.run(&["serve", "--detach"]);
     assert_eq!(code, 75, "{err}");
     assert_eq!(
         err.trim(),
         format!("rodent: another instance is already running (PID: {pid})")
     );
-    let (code, _, _) = daemon.run(&spawn, &["stop"]);
+    let (code, _, _) = spawn.run(&["stop"]);
     assert_eq!(code, 0);
 }
 
 #[test]
 fn an_invalid_configuration_is_refused_by_the_launcher() {
-    let daemon = Daemon::new("badconfig");
-    let spawn = daemon.spawn().env("RODENT_PORT", "eighty");
-    let (code, _, err) = daemon.run(&spawn, &["serve", "--detach"]);
+    let daemon = PidFile::new("badconfig");
+    let spawn = daemon.daemon().env("RODENT_PORT", "eighty");
+    let (code, _, err) = spawn.run(&["serve", "--detach"]);
     assert_eq!(code, 78, "{err}");
     assert!(err.contains("RODENT_PORT"), "{err}");
-    assert!(!daemon.pid_file().exists());
+    assert!(!daemon.path().exists());
 }
 
 /// `RODENT_INIT=always --detach`: the daemon is a supervisor; the PID file and the announced PID
 /// are the supervisor's, and the service (its child) reports readiness in its place.
 #[test]
 fn a_supervised_daemon_announces_and_stops_through_its_supervisor() {
-    let daemon = Daemon::new("supervised");
-    let spawn = daemon.spawn().env("RODENT_INIT", "always");
-    let (code, out, err) = daemon.run(&spawn, &["serve", "--detach"]);
+    let daemon = PidFile::new("supervised");
+    let spawn = daemon.daemon().env("RODENT_INIT", "always");
+    let (code, out, err) = spawn.run(&["serve", "--detach"]);
     assert_eq!(code, 0, "{out}{err}\nlog:\n{}", daemon.log());
     let (pid, address) = announced(&out);
-    assert_eq!(daemon.written_pid(), pid);
+    assert_eq!(daemon.pid(), pid);
     let service = match children(pid)[..] {
         [service] => service,
         ref other => panic!("the supervisor should have one child, has {other:?}"),
@@ -245,9 +152,9 @@ fn a_supervised_daemon_announces_and_stops_through_its_supervisor() {
     let mut stream = connect(address);
     assert_eq!(get_on(&mut stream, "/readyz").unwrap().status, 200);
 
-    let (code, _, _) = daemon.run(&spawn, &["reload"]);
+    let (code, _, _) = spawn.run(&["reload"]);
     assert_eq!(code, 0);
-    let (code, out, _) = daemon.run(&spawn, &["stop"]);
+    let (code, out, _) = spawn.run(&["stop"]);
     assert_eq!(code, 0, "{out}");
     wait_gone(pid);
     wait_gone(service);

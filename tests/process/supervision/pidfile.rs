@@ -1,66 +1,40 @@
 //! One instance per PID file, and the commands that find it there: `status`, `stop`, `reload`.
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::Signal::SIGKILL;
 
-use kit::{PATIENCE, Rodent, Spawn, TempDir, client, code_of, rodent, wait_in_flight};
-
-fn with_pid_file(dir: &TempDir) -> Spawn {
-    rodent().env("RODENT_PID_FILE", dir.join("rodent.pid").to_str().unwrap())
-}
-
-/// Runs `rodent <args>` with the same environment as `spawn`; returns (code, stdout, stderr).
-fn command(spawn: &Spawn, args: &[&str]) -> (i32, String, String) {
-    let mut command = spawn.command();
-    command.args(args);
-    let output = command.output().expect("rodent runs");
-    (
-        code_of(&output),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
-fn written_pid(dir: &TempDir) -> String {
-    std::fs::read_to_string(dir.join("rodent.pid"))
-        .expect("the PID file exists")
-        .trim()
-        .to_string()
-}
+use kit::{PATIENCE, PidFile, Rodent, TempDir, client, eventually, rodent, wait_in_flight};
 
 #[test]
 fn of_twenty_racing_starts_exactly_one_serves_and_the_rest_name_it() {
-    let dir = TempDir::new("race");
+    let pid_file = PidFile::new("race");
     let mut racers: Vec<Rodent> = (0..20)
-        .map(|_| with_pid_file(&dir).no_wait().spawn())
+        .map(|_| pid_file.spawn().no_wait().spawn())
         .collect();
 
-    let mut winners = Vec::new();
-    let mut losers = Vec::new();
-    let deadline = Instant::now() + PATIENCE;
-    for racer in &mut racers {
-        loop {
-            if let Some(status) = racer.try_wait_exit(Duration::from_millis(5)) {
-                losers.push((status.code(), &*racer));
-                break;
-            }
-            if racer.json_lines().iter().any(|l| l["message"] == "ready") {
+    // Each racer either serves or exits: (the winners' PIDs, the losers' exit codes and
+    // indices).
+    let (winners, losers) = eventually(PATIENCE, || {
+        let (mut winners, mut losers) = (Vec::new(), Vec::new());
+        for (i, racer) in racers.iter_mut().enumerate() {
+            if let Some(status) = racer.try_wait_exit(Duration::ZERO) {
+                losers.push((status.code(), i));
+            } else if racer.json_lines().iter().any(|l| l["message"] == "ready") {
                 winners.push(racer.pid());
-                break;
+            } else {
+                return Err(format!("racer {} neither served nor exited", racer.pid()));
             }
-            assert!(
-                Instant::now() < deadline,
-                "a racer neither served nor exited"
-            );
         }
-    }
+        Ok((winners, losers))
+    });
     assert_eq!(winners.len(), 1, "exactly one serves: {winners:?}");
     let winner = winners[0];
-    assert_eq!(written_pid(&dir), winner.to_string());
+    assert_eq!(pid_file.pid(), winner);
     let wanted = format!("another instance is already running (PID: {winner})");
     for (code, loser) in losers {
+        let loser = &racers[loser];
         assert_eq!(
             code,
             Some(75),
@@ -74,20 +48,20 @@ fn of_twenty_racing_starts_exactly_one_serves_and_the_rest_name_it() {
 
 #[test]
 fn a_file_left_by_a_killed_instance_is_taken_over() {
-    let dir = TempDir::new("stale");
-    let spawn = with_pid_file(&dir);
-    let mut first = with_pid_file(&dir).spawn();
+    let pid_file = PidFile::new("stale");
+    let spawn = pid_file.spawn();
+    let mut first = pid_file.spawn().spawn();
     first.signal(SIGKILL);
     first.wait_exit(PATIENCE);
-    assert_eq!(written_pid(&dir), first.pid().to_string(), "left behind");
+    assert_eq!(pid_file.pid(), first.pid(), "left behind");
 
-    let (code, out, _) = command(&spawn, &["status"]);
+    let (code, out, _) = spawn.run(&["status"]);
     assert_eq!(code, 1, "dead, but its PID file is there: {out}");
     assert!(out.contains(&format!("(PID {})", first.pid())), "{out}");
 
-    let second = with_pid_file(&dir).spawn();
-    assert_eq!(written_pid(&dir), second.pid().to_string());
-    let (code, out, _) = command(&spawn, &["status"]);
+    let second = pid_file.spawn().spawn();
+    assert_eq!(pid_file.pid(), second.pid());
+    let (code, out, _) = spawn.run(&["status"]);
     assert_eq!(code, 0, "{out}");
     assert_eq!(
         out.trim(),
@@ -97,18 +71,18 @@ fn a_file_left_by_a_killed_instance_is_taken_over() {
 
 #[test]
 fn a_live_but_unrelated_pid_in_the_file_is_not_mistaken_for_rodent() {
-    let dir = TempDir::new("reused");
-    let spawn = with_pid_file(&dir);
+    let pid_file = PidFile::new("reused");
+    let spawn = pid_file.spawn();
     let mut stranger = Command::new("sleep")
         .arg("60")
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    std::fs::write(dir.join("rodent.pid"), format!("{}\n", stranger.id())).unwrap();
+    std::fs::write(pid_file.path(), format!("{}\n", stranger.id())).unwrap();
 
-    let (code, out, _) = command(&spawn, &["status"]);
+    let (code, out, _) = spawn.run(&["status"]);
     assert_eq!(code, 1, "{out}");
-    let (code, out, _) = command(&spawn, &["stop"]);
+    let (code, out, _) = spawn.run(&["stop"]);
     assert_eq!(code, 3, "{out}");
     assert!(
         stranger.try_wait().unwrap().is_none(),
@@ -118,17 +92,17 @@ fn a_live_but_unrelated_pid_in_the_file_is_not_mistaken_for_rodent() {
     stranger.wait().unwrap();
 
     let rodent = spawn.spawn();
-    assert_eq!(written_pid(&dir), rodent.pid().to_string(), "taken over");
+    assert_eq!(pid_file.pid(), rodent.pid(), "taken over");
 }
 
 #[test]
 fn a_symlink_in_place_of_the_pid_file_is_refused() {
-    let dir = TempDir::new("symlink");
-    let precious = dir.join("precious");
+    let pid_file = PidFile::new("symlink");
+    let precious = pid_file.dir().join("precious");
     std::fs::write(&precious, "do not truncate\n").unwrap();
-    std::os::unix::fs::symlink(&precious, dir.join("rodent.pid")).unwrap();
+    std::os::unix::fs::symlink(&precious, pid_file.path()).unwrap();
 
-    let mut rodent = with_pid_file(&dir).no_wait().spawn();
+    let mut rodent = pid_file.spawn().no_wait().spawn();
     assert_eq!(rodent.exit_code(PATIENCE), 1);
     let refused = rodent.wait_log(|l| l["level"] == "ERROR");
     let message = refused["message"].as_str().unwrap();
@@ -170,32 +144,32 @@ fn a_directory_that_cannot_hold_the_file_is_one_error_line_and_exit_1() {
 
 #[test]
 fn status_reload_and_stop_act_on_the_lock_holder() {
-    let dir = TempDir::new("commands");
-    let spawn = with_pid_file(&dir);
-    let mut rodent = with_pid_file(&dir).spawn();
+    let pid_file = PidFile::new("commands");
+    let spawn = pid_file.spawn();
+    let mut rodent = pid_file.spawn().spawn();
     let pid = rodent.pid();
 
-    let (code, out, _) = command(&spawn, &["status"]);
+    let (code, out, _) = spawn.run(&["status"]);
     assert_eq!(
         (code, out.trim()),
         (0, format!("rodent is running (PID {pid})").as_str())
     );
 
-    let (code, out, _) = command(&spawn, &["reload"]);
+    let (code, out, _) = spawn.run(&["reload"]);
     assert_eq!(code, 0, "{out}");
     rodent.wait_log(|l| l["message"] == "configuration reloaded");
 
-    let (code, out, _) = command(&spawn, &["stop"]);
+    let (code, out, _) = spawn.run(&["stop"]);
     assert_eq!(
         (code, out.trim()),
         (0, format!("rodent stopped (PID {pid})").as_str())
     );
     // stop returned only once the lock was released: the process is exiting or gone.
     assert_eq!(rodent.exit_code(PATIENCE), 0);
-    assert!(!dir.join("rodent.pid").exists(), "removed on a clean exit");
+    assert!(!pid_file.path().exists(), "removed on a clean exit");
 
     for args in [&["status"][..], &["stop"], &["reload"]] {
-        let (code, out, _) = command(&spawn, args);
+        let (code, out, _) = spawn.run(args);
         assert_eq!(code, 3, "{args:?}: {out}");
         assert_eq!(out.trim(), "rodent is not running");
     }
@@ -203,13 +177,13 @@ fn status_reload_and_stop_act_on_the_lock_holder() {
 
 #[tokio::test]
 async fn stop_reports_an_instance_still_running_after_its_timeout() {
-    let dir = TempDir::new("slowstop");
-    let spawn = with_pid_file(&dir);
-    let mut rodent = with_pid_file(&dir).spawn();
+    let pid_file = PidFile::new("slowstop");
+    let spawn = pid_file.spawn();
+    let mut rodent = pid_file.spawn().spawn();
     let slow = tokio::spawn(client().get(rodent.url("/delay/2000")).send());
     wait_in_flight(&rodent, "/delay/{ms}", 1).await;
 
-    let (code, _, err) = command(&spawn, &["stop", "--timeout", "300ms"]);
+    let (code, _, err) = spawn.run(&["stop", "--timeout", "300ms"]);
     assert_eq!(code, 1, "{err}");
     assert!(
         err.contains(&format!(

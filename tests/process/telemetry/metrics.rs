@@ -2,13 +2,11 @@
 //! requests sent, route labels that are templates, and a lifecycle gauge that follows the
 //! state.
 
-use std::time::{Duration, Instant};
-
 use nix::sys::signal::Signal::{SIGHUP, SIGTERM};
 use openmetrics_parser::PrometheusType;
 
 use super::scrape::Scrape;
-use kit::{PATIENCE, client, rodent, wait_in_flight};
+use kit::{PATIENCE, client, eventually_async, rodent, wait_in_flight};
 
 /// Every family the README documents, as the Prometheus text format names them.
 const FAMILIES: &[(&str, PrometheusType)] = &[
@@ -154,19 +152,14 @@ async fn metrics_parse_as_prometheus_text_and_count_exactly_what_was_sent() {
 
 /// Waits until a scrape satisfies `check`.
 async fn scrape_until(rodent: &kit::Rodent, what: &str, check: impl Fn(&Scrape) -> bool) -> Scrape {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
+    eventually_async(PATIENCE, async || {
         let scrape = Scrape::of(rodent).await;
-        if check(&scrape) {
-            return scrape;
+        match check(&scrape) {
+            true => Ok(scrape),
+            false => Err(format!("never saw {what}:\n{}", scrape.text())),
         }
-        assert!(
-            Instant::now() < deadline,
-            "never saw {what}:\n{}",
-            scrape.text()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    })
+    .await
 }
 
 #[tokio::test]

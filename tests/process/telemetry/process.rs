@@ -4,13 +4,13 @@
 
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use nix::sys::signal::Signal::SIGTERM;
 use openmetrics_parser::PrometheusType;
 
 use super::scrape::Scrape;
-use kit::{PATIENCE, Rodent, client, require_tool, rodent};
+use kit::{PATIENCE, Rodent, client, eventually_async, require_tool, rodent};
 
 const FAMILIES: &[(&str, PrometheusType)] = &[
     ("process_cpu_seconds_total", PrometheusType::Counter),
@@ -192,18 +192,17 @@ async fn promtool_finds_nothing_wrong_with_metrics() {
     ] {
         client().get(rodent.url(path)).send().await.unwrap();
     }
-    let deadline = std::time::Instant::now() + PATIENCE;
-    let scrape = loop {
+    let scrape = eventually_async(PATIENCE, async || {
         let scrape = Scrape::of(&rodent).await;
         let families = scrape.family_names();
-        if families.contains("rodent_http_request_timeouts_total")
+        match families.contains("rodent_http_request_timeouts_total")
             && families.contains("rodent_http_panics_total")
         {
-            break scrape;
+            true => Ok(scrape),
+            false => Err(format!("{families:?}")),
         }
-        assert!(std::time::Instant::now() < deadline, "{families:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    })
+    .await;
     let (ok, said) = promtool(scrape.text());
     assert!(
         ok && said.trim().is_empty(),

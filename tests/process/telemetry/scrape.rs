@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use openmetrics_parser::{MetricsExposition, PrometheusType, PrometheusValue};
 
-use kit::{Rodent, client};
+use kit::Rodent;
 
 pub struct Scrape {
     text: String,
@@ -15,17 +15,7 @@ pub struct Scrape {
 impl Scrape {
     /// Scrapes `/metrics` and parses it; panics with the text if it does not parse.
     pub async fn of(rodent: &Rodent) -> Self {
-        let response = client()
-            .get(rodent.url("/metrics"))
-            .send()
-            .await
-            .expect("/metrics answers");
-        assert_eq!(response.status(), 200);
-        assert_eq!(
-            response.headers()["content-type"],
-            "text/plain; version=0.0.4; charset=utf-8"
-        );
-        let text = response.text().await.expect("a text body");
+        let text = rodent.metrics().await.text().to_string();
         let parsed = openmetrics_parser::prometheus::parse_prometheus(&text)
             .unwrap_or_else(|e| panic!("/metrics is not Prometheus text ({e:?}):\n{text}"));
         Self { text, parsed }

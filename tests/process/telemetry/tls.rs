@@ -3,14 +3,13 @@
 //! (counted, logged once), and TLS files that cannot be used are configuration errors.
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal::SIGTERM;
 
 use super::pki::Pki;
 use super::receiver::Receiver;
 use super::scrape::Scrape;
-use kit::{PATIENCE, Rodent, Spawn, TempDir, rodent};
+use kit::{PATIENCE, Rodent, Spawn, TempDir, eventually_async, rodent};
 
 const DROPPED: &str = "rodent_spans_dropped_total";
 const EXPORTED: &str = "rodent_spans_exported_total";
@@ -43,19 +42,17 @@ async fn traced_get(rodent: &Rodent, path: &str) -> String {
 
 /// Polls `/metrics` until `family` reaches `at_least`, and returns the scrape.
 async fn wait_for_count(rodent: &Rodent, family: &str, at_least: f64) -> Scrape {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
+    eventually_async(PATIENCE, async || {
         let scrape = Scrape::of(rodent).await;
-        if scrape.value(family, &[]) >= at_least {
-            return scrape;
+        match scrape.value(family, &[]) >= at_least {
+            true => Ok(scrape),
+            false => Err(format!(
+                "{family} never reached {at_least}:\n{}",
+                scrape.text()
+            )),
         }
-        assert!(
-            Instant::now() < deadline,
-            "{family} never reached {at_least}:\n{}",
-            scrape.text()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await
 }
 
 fn export_failures(rodent: &Rodent) -> usize {

@@ -8,7 +8,7 @@ use nix::sys::signal::Signal::SIGTERM;
 
 use super::receiver::Receiver;
 use super::scrape::Scrape;
-use kit::{PATIENCE, Spawn, client, rodent, wait_in_flight};
+use kit::{PATIENCE, Spawn, client, eventually_async, rodent, wait_in_flight};
 
 const CALLER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
@@ -270,16 +270,15 @@ async fn a_collector_that_is_down_costs_spans_not_requests_nor_the_grace() {
             .as_str()
             .is_some_and(|m| m.starts_with("cannot export spans"))
     });
-    let deadline = Instant::now() + PATIENCE;
-    loop {
+    let scrape = eventually_async(PATIENCE, async || {
         let scrape = Scrape::of(&rodent).await;
-        if scrape.value("rodent_spans_dropped_total", &[]) >= 1.0 {
-            assert_eq!(scrape.value("rodent_spans_exported_total", &[]), 0.0);
-            break;
+        match scrape.value("rodent_spans_dropped_total", &[]) >= 1.0 {
+            true => Ok(scrape),
+            false => Err("no dropped span counted".to_string()),
         }
-        assert!(Instant::now() < deadline, "no dropped span counted");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
+    assert_eq!(scrape.value("rodent_spans_exported_total", &[]), 0.0);
 
     let signalled = Instant::now();
     rodent.signal(SIGTERM);
