@@ -206,6 +206,20 @@ fn five_restarts_under_load_lose_nothing_and_status_always_finds_an_instance() {
         "requests were lost: {:?}",
         report.failure_kinds()
     );
+    // Each old instance drained because its successor took over, and says which one: no
+    // signal asked it to stop.
+    let drains: Vec<serde_json::Value> = host
+        .log()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|line| line["message"] == "draining")
+        .collect();
+    assert_eq!(drains.len(), RESTARTS, "one drain per restart");
+    for drain in &drains {
+        assert_eq!(drain["reason"], "handover", "{drain}");
+        assert!(drain["successor_pid"].as_i64().is_some(), "{drain}");
+        assert!(drain.get("signal").is_none(), "no signal was sent: {drain}");
+    }
     let (code, _, _) = host.run(&["stop"]);
     assert_eq!(code, 0);
 }

@@ -1,17 +1,18 @@
-//! The run loop: from a bound listener to the shutdown signal. Startup hooks run while the
-//! listener already answers `/healthz`; then the service turns ready and waits (restarting on
-//! SIGUSR2 where that is enabled: see `restart`); the first shutdown signal, or a successor
-//! taking over, hands over to the [`Shutdown`] sequence.
+//! The run loop: from a bound listener to the stop. Startup hooks run while the listener
+//! already answers `/healthz`; then the service turns ready and waits (restarting on SIGUSR2
+//! where that is enabled: see `restart`); the first stop (a signal, a successor taking over)
+//! hands over to the [`DrainSequence`].
 
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
 use super::Rodent;
-use super::controls::{Controls, Signals};
-use super::shutdown::Shutdown;
+use super::drain_sequence::{DrainSequence, Ended, StopReason};
+use super::operator::{Operator, Signals};
 use crate::exit::Exit;
-use crate::http::{Routes, Shared};
+use crate::http::{Instance, Routes};
+use crate::lifecycle::budget::ExitBudget;
 use crate::lifecycle::hooks::Hook;
 use crate::lifecycle::readiness::Readiness;
 use crate::lifecycle::{Event, State};
@@ -25,7 +26,7 @@ pub(super) struct Listener {
     pub(super) outlives: bool,
 }
 
-pub(super) async fn run(service: Rodent, listener: Listener, signals: Signals) -> Exit {
+pub(super) async fn serve(rodent: Rodent, listener: Listener, signals: Signals) -> Ended {
     let Rodent {
         config,
         app,
@@ -39,13 +40,13 @@ pub(super) async fn run(service: Rodent, listener: Listener, signals: Signals) -
         logging,
         config_source,
         restarts,
-    } = service;
-    let shutdown = Shutdown::new(shutdown, flush);
+    } = rodent;
+    let drain_sequence = DrainSequence::new(shutdown, flush);
     let timeouts = Timeouts {
         header_read: config.header_read_timeout,
         idle: config.idle_timeout,
     };
-    let shared = Arc::new(Shared::new(
+    let instance = Arc::new(Instance::new(
         config,
         lifecycle.clone(),
         metrics.clone(),
@@ -56,11 +57,11 @@ pub(super) async fn run(service: Rodent, listener: Listener, signals: Signals) -
         ),
     ));
     if listener.outlives {
-        shared.mark_listener_outliving();
+        instance.mark_listener_outliving();
     }
     let heartbeat = lifecycle.spawn_heartbeat();
-    let routes = Arc::new(Routes::new(shared.clone(), app));
-    let mut controls = Controls::new(
+    let routes = Arc::new(Routes::new(instance.clone(), app));
+    let mut operator = Operator::new(
         signals,
         logging,
         config_source,
@@ -72,48 +73,59 @@ pub(super) async fn run(service: Rodent, listener: Listener, signals: Signals) -
     let server = Server::start(listener.socket, routes.current(), timeouts, metrics);
     if let Some(address) = address {
         tracing::info!(target: "rodent::lifecycle", address = %address, port = address.port(), "listening");
-        controls.emit(&Event::Listening(address));
+        operator.emit(&Event::Listening(address));
     }
 
-    let exit = match start(&shared, &mut controls, startup).await {
+    let ended = match start(&instance, &mut operator, startup).await {
         Started::Ready => {
             lifecycle.advance(State::Ready);
             tracing::info!(target: "rodent::lifecycle", "ready");
-            controls.emit(&Event::Ready);
-            let signal = super::restart::serve_until_stopped(&shared, &server, &mut controls).await;
-            shutdown.run(signal, &shared, &server, &mut controls).await
+            operator.emit(&Event::Ready);
+            let reason =
+                super::restart::serve_until_stopped(&instance, &server, &mut operator).await;
+            drain_sequence
+                .run(reason, &instance, &server, &mut operator)
+                .await
         }
-        Started::Interrupted(signal) => {
-            tracing::info!(target: "rodent::lifecycle", signal = signal.name(), "signal received during startup");
-            shutdown.run(signal, &shared, &server, &mut controls).await
+        Started::Interrupted(reason) => {
+            tracing::info!(target: "rodent::lifecycle", reason = reason.as_str(), "stop asked for during startup");
+            drain_sequence
+                .run(reason, &instance, &server, &mut operator)
+                .await
         }
         Started::Failed(cause) => {
-            controls.emit(&Event::StartFailed(cause));
-            server.abort().await;
+            let budget = ExitBudget::starting_now(&instance.config.load());
+            operator.emit(&Event::StartFailed(cause));
+            server
+                .abort(budget.abort_settles(tokio::time::Instant::now()))
+                .await;
             tracing::info!(target: "rodent::lifecycle", exit_code = Exit::Failure.code(), "stopped");
-            Exit::Failure
+            Ended {
+                exit: Exit::Failure,
+                budget,
+            }
         }
     };
     heartbeat.abort();
-    exit
+    ended
 }
 
 /// How the startup hooks ended.
 enum Started {
     Ready,
-    /// A shutdown signal came first.
-    Interrupted(crate::process::signal::Signal),
+    /// A stop was asked for first.
+    Interrupted(StopReason),
     /// A hook failed; the one-line cause.
     Failed(String),
 }
 
-async fn start(shared: &Arc<Shared>, controls: &mut Controls, hooks: Vec<Hook>) -> Started {
+async fn start(instance: &Instance, operator: &mut Operator, hooks: Vec<Hook>) -> Started {
     for hook in hooks {
         let name = hook.name().to_string();
         tracing::info!(target: "rodent::lifecycle", hook = %name, "running startup hook");
         let outcome = tokio::select! {
             outcome = hook.run(None) => outcome,
-            signal = controls.next_shutdown_signal(shared) => return Started::Interrupted(signal),
+            reason = operator.next_stop(instance) => return Started::Interrupted(reason),
         };
         if let Err(cause) = outcome.log(&name, "startup") {
             return Started::Failed(format!("startup hook {name:?} {cause}"));

@@ -1,5 +1,6 @@
-//! What the request path of one running service shares: the router's middleware and handlers,
-//! and the run loop that reloads its configuration, all hold an `Arc<Shared>`.
+//! [`Instance`]: what one running instance of the service shares between its request path and
+//! its run loop. The router's middleware and handlers read it; the run loop reloads its
+//! configuration; both hold an `Arc<Instance>`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -13,7 +14,7 @@ use crate::observe::logging::AccessLog;
 use crate::observe::metrics::Metrics;
 use crate::observe::telemetry::context::Propagation;
 
-pub(crate) struct Shared {
+pub(crate) struct Instance {
     pub lifecycle: Lifecycle,
     /// The current configuration; a reload swaps in a new one atomically, so a request sees
     /// either the old settings or the new ones, never a mix.
@@ -35,7 +36,7 @@ pub(crate) struct Shared {
     listener_outlives: AtomicBool,
 }
 
-impl Shared {
+impl Instance {
     pub(crate) fn new(
         config: Config,
         lifecycle: Lifecycle,

@@ -21,15 +21,16 @@ use std::sync::Arc;
 use nix::sys::signal::{Signal as Sig, kill};
 use nix::unistd::Pid;
 
-use super::controls::{Controls, Request};
-use crate::http::Shared;
+use super::drain_sequence::StopReason;
+use super::operator::{Operator, Request};
+use crate::http::Instance;
 use crate::process::daemon::Outcome;
-use crate::process::signal::Signal;
 use crate::server::Server;
 
 const TARGET: &str = "rodent::lifecycle";
 
-type Pending = Pin<Box<dyn Future<Output = Outcome> + Send>>;
+/// A successor being started, and how its start ends.
+type Succession = Pin<Box<dyn Future<Output = Outcome> + Send>>;
 
 /// What the loop waits for.
 enum Next {
@@ -37,32 +38,32 @@ enum Next {
     Outcome(Outcome),
 }
 
-/// Serves until a shutdown signal, or until a successor has taken over; returns the signal
-/// that ends this process's service (SIGUSR2 after a handover, with accepting stopped).
+/// Serves until the operator asks for a stop, or until a successor has taken over; returns why
+/// this process's service ends (a handover, with accepting stopped).
 pub(super) async fn serve_until_stopped(
-    shared: &Arc<Shared>,
+    instance: &Arc<Instance>,
     server: &Server,
-    controls: &mut Controls,
-) -> Signal {
-    let mut pending: Option<(Pid, Pending)> = None;
+    operator: &mut Operator,
+) -> StopReason {
+    let mut succession: Option<(Pid, Succession)> = None;
     loop {
         let next = tokio::select! {
-            request = controls.next_request(shared) => Next::Request(request),
-            outcome = successor_outcome(&mut pending) => Next::Outcome(outcome),
+            request = operator.next_request(instance) => Next::Request(request),
+            outcome = successor_outcome(&mut succession) => Next::Outcome(outcome),
         };
         match next {
-            Next::Request(Request::Stop(signal)) => {
-                if let Some((pid, _)) = pending {
+            Next::Request(Request::Stop(reason)) => {
+                if let Some((pid, _)) = succession {
                     tracing::info!(target: TARGET, successor_pid = pid.as_raw(), "stopping the new instance: this one is shutting down");
                     let _ = kill(pid, Sig::SIGTERM);
                 }
-                return signal;
+                return reason;
             }
-            Next::Request(Request::Restart) if pending.is_some() => {
+            Next::Request(Request::Restart) if succession.is_some() => {
                 tracing::info!(target: TARGET, signal = "SIGUSR2", "a restart is already in progress");
             }
             Next::Request(Request::Restart) => {
-                let Some(restarts) = controls.restarts() else {
+                let Some(restarts) = operator.restarts() else {
                     continue;
                 };
                 let starting = match server.with_listener(|listener| restarts.begin(listener)) {
@@ -72,20 +73,20 @@ pub(super) async fn serve_until_stopped(
                         None
                     }
                 };
-                pending = starting
-                    .map(|starting| (starting.pid(), Box::pin(starting.outcome()) as Pending));
+                succession = starting
+                    .map(|starting| (starting.pid(), Box::pin(starting.outcome()) as Succession));
             }
             Next::Outcome(outcome) => {
-                pending = None;
-                let done = controls
+                succession = None;
+                let done = operator
                     .restarts()
                     .and_then(|restarts| restarts.done(outcome));
                 if let Some(new) = done {
                     tracing::info!(target: TARGET, successor_pid = new.as_raw(), "handed over to the new instance; draining");
-                    shared.mark_listener_outliving();
+                    instance.mark_listener_outliving();
                     // The successor accepts on the socket from now on: nothing is refused.
                     server.stop_accepting().await;
-                    return Signal::User2;
+                    return StopReason::Handover { successor: new };
                 }
             }
         }
@@ -93,8 +94,8 @@ pub(super) async fn serve_until_stopped(
 }
 
 /// The outcome of the successor being started; never resolves when there is none.
-async fn successor_outcome(pending: &mut Option<(Pid, Pending)>) -> Outcome {
-    match pending {
+async fn successor_outcome(succession: &mut Option<(Pid, Succession)>) -> Outcome {
+    match succession {
         Some((_, outcome)) => outcome.await,
         None => std::future::pending().await,
     }

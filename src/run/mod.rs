@@ -5,17 +5,18 @@
 //! | part | owns |
 //! | --- | --- |
 //! | this file | the builder, and how it is served |
-//! | `run` | the run loop: startup hooks, ready, then the shutdown signal |
-//! | `controls` | what answers the operator: signals in (reload, dump, shutdown, restart), events out |
+//! | `serving` | the run loop: startup hooks, ready, then the stop |
+//! | `operator` | what answers the operator: signals in, each given its meaning there (reload, dump, stop, restart), events out |
 //! | `restart` | SIGUSR2: a successor on the listening socket, then the drain |
-//! | `shutdown` | the drain sequence and its deadline, from the first signal to the exit code |
+//! | `drain_sequence` | the stop, from its first moment to the exit code, on one [`ExitBudget`](crate::lifecycle::budget::ExitBudget) |
 //!
-//! The state machine is advanced here and only here; everything else reads it.
+//! The state machine is advanced here and only here (`ready` by the run loop, everything after
+//! it by the drain sequence); everything else reads it.
 
-mod controls;
+mod drain_sequence;
+mod operator;
 mod restart;
-mod run;
-mod shutdown;
+mod serving;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -32,8 +33,9 @@ use crate::lifecycle::{BoxError, Event, Lifecycle, Observers};
 use crate::observe::logging::LogHandle;
 use crate::observe::metrics::Metrics;
 use crate::process::successor::Restarts;
-use controls::ConfigSource;
-pub(crate) use controls::Signals;
+pub(crate) use drain_sequence::Ended;
+use operator::ConfigSource;
+pub(crate) use operator::Signals;
 
 /// A service with rodent's lifecycle. Build it, then [`run`](Rodent::run) or
 /// [`serve`](Rodent::serve) it, or hand it to [`launch::serve`](crate::launch::serve), which
@@ -187,7 +189,7 @@ impl Rodent {
                 return Exit::Failure;
             }
         };
-        self.bind_and_serve(Signals::Os(signals)).await
+        self.bind_and_serve(Signals::Os(signals)).await.exit
     }
 
     /// Serves on an already bound listener until `shutdown` resolves, which starts the drain as
@@ -197,20 +199,21 @@ impl Rodent {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        let listener = run::Listener {
+        let listener = serving::Listener {
             socket: listener,
             outlives: false,
         };
         self.serve_with(listener, Signals::Future(Some(Box::pin(shutdown))))
             .await
+            .exit
     }
 
     /// Binds the configured address and serves, taking signals from `signals`.
-    pub(crate) async fn bind_and_serve(self, signals: Signals) -> Exit {
+    pub(crate) async fn bind_and_serve(self, signals: Signals) -> Ended {
         let address = self.config.bind_addr();
         match TcpListener::bind(address).await {
             Ok(socket) => {
-                let listener = run::Listener {
+                let listener = serving::Listener {
                     socket,
                     outlives: false,
                 };
@@ -220,7 +223,7 @@ impl Rodent {
                 let cause = format!("cannot listen on {address}: {e}");
                 tracing::error!(target: "rodent::lifecycle", address = %address, error = %e, "{cause}");
                 self.observers.emit(&Event::StartFailed(cause));
-                Exit::Failure
+                self.start_failed()
             }
         }
     }
@@ -231,10 +234,10 @@ impl Rodent {
         self,
         socket: std::net::TcpListener,
         signals: Signals,
-    ) -> Exit {
+    ) -> Ended {
         match TcpListener::from_std(socket) {
             Ok(socket) => {
-                let listener = run::Listener {
+                let listener = serving::Listener {
                     socket,
                     outlives: true,
                 };
@@ -244,13 +247,21 @@ impl Rodent {
                 let cause = format!("cannot serve on the inherited socket: {e}");
                 tracing::error!(target: "rodent::lifecycle", "{cause}");
                 self.observers.emit(&Event::StartFailed(cause));
-                Exit::Failure
+                self.start_failed()
             }
         }
     }
 
     /// Serves on `listener`, taking signals from `signals`.
-    async fn serve_with(self, listener: run::Listener, signals: Signals) -> Exit {
-        run::run(self, listener, signals).await
+    async fn serve_with(self, listener: serving::Listener, signals: Signals) -> Ended {
+        serving::serve(self, listener, signals).await
+    }
+
+    /// How a run ends that could not even listen.
+    fn start_failed(&self) -> Ended {
+        Ended {
+            exit: Exit::Failure,
+            budget: crate::lifecycle::budget::ExitBudget::starting_now(&self.config),
+        }
     }
 }
