@@ -18,6 +18,7 @@
 //! | --- | --- |
 //! | [`launch`] | the order of a process's life, from blocked signals to the exit code; the command line |
 //! | [`config`] | reading and validating `RODENT_*` and `OTEL_*` variables and the env file |
+//! | `files` | the files rodent is pointed at: read with bounds, watched for changes |
 //! | [`lifecycle`] | the lifecycle [`State`], readiness, hooks, [`Event`]s, the [`Drain`] handle |
 //! | `run` | the [`Rodent`] builder, the loop that advances the lifecycle, and the drain sequence |
 //! | `server` | the accept loop and per-connection timeouts, on hyper-util |
@@ -31,6 +32,7 @@
 mod build;
 pub mod config;
 mod exit;
+mod files;
 pub mod http;
 pub mod launch;
 pub mod lifecycle;

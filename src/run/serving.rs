@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use super::Rodent;
 use super::drain_sequence::{DrainSequence, Ended, StopReason};
 use super::operator::{Operator, Signals};
+use super::reloads::Reloads;
 use crate::exit::Exit;
 use crate::http::{Instance, Routes};
 use crate::lifecycle::budget::ExitBudget;
@@ -42,6 +43,18 @@ pub(super) async fn serve(rodent: Rodent, listener: Listener, signals: Signals) 
         restarts,
     } = rodent;
     let drain_sequence = DrainSequence::new(shutdown, flush);
+    let reloads = match Reloads::new(config_source, config.env_file.clone()) {
+        Ok(reloads) => reloads,
+        Err(e) => {
+            let cause = e.to_string();
+            tracing::error!(target: "rodent::lifecycle", file = %e.file.display(), "{cause}");
+            observers.emit(&Event::StartFailed(cause));
+            return Ended {
+                exit: Exit::Failure,
+                budget: ExitBudget::starting_now(&config),
+            };
+        }
+    };
     let timeouts = Timeouts {
         header_read: config.header_read_timeout,
         idle: config.idle_timeout,
@@ -64,7 +77,7 @@ pub(super) async fn serve(rodent: Rodent, listener: Listener, signals: Signals) 
     let mut operator = Operator::new(
         signals,
         logging,
-        config_source,
+        reloads,
         observers,
         restarts,
         routes.clone(),

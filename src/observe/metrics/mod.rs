@@ -145,7 +145,7 @@ impl Metrics {
         );
         registry.register(
             "reloads",
-            "Configuration reloads (SIGHUP), by outcome: applied or rejected",
+            "Configuration reloads (SIGHUP, or the env file changed on disk), by outcome: applied or rejected",
             reloads.clone(),
         );
         registry.register(

@@ -5,3 +5,4 @@ mod drain;
 mod http_edges;
 mod operator;
 mod sinks;
+mod watched;
