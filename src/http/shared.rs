@@ -16,8 +16,9 @@ use crate::observe::telemetry::context::Propagation;
 pub(crate) struct Shared {
     pub lifecycle: Lifecycle,
     /// The current configuration; a reload swaps in a new one atomically, so a request sees
-    /// either the old settings or the new ones, never a mix.
-    pub config: ArcSwap<Config>,
+    /// either the old settings or the new ones, never a mix. Shared with the application's
+    /// settings handles.
+    pub config: Arc<ArcSwap<Config>>,
     /// Shared with the parts that count from outside the request path (telemetry's spans, the
     /// supervisor's reaped orphans).
     pub metrics: Arc<Metrics>,
@@ -37,19 +38,19 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn new(
-        config: Config,
+        config: Arc<ArcSwap<Config>>,
         lifecycle: Lifecycle,
         metrics: Arc<Metrics>,
         readiness: Readiness,
         access_log: Arc<AccessLog>,
     ) -> Self {
-        let propagation = Propagation::new(&crate::config::otel::propagators(&config.vars));
+        let propagation = Propagation::new(&crate::config::otel::propagators(&config.load().vars));
         Self {
             metrics,
             lifecycle,
             propagation,
             access_log,
-            config: ArcSwap::from_pointee(config),
+            config,
             readiness,
             app_in_flight: Arc::default(),
             listener_outlives: AtomicBool::new(false),

@@ -41,9 +41,12 @@ pub(super) async fn run(service: Rodent, listener: Listener, signals: Signals) -
         restarts,
     } = service;
     let shutdown = Shutdown::new(shutdown, flush);
-    let timeouts = Timeouts {
-        header_read: config.header_read_timeout,
-        idle: config.idle_timeout,
+    let timeouts = {
+        let config = config.load();
+        Timeouts {
+            header_read: config.header_read_timeout,
+            idle: config.idle_timeout,
+        }
     };
     let shared = Arc::new(Shared::new(
         config,

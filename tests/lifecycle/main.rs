@@ -3,6 +3,8 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod app_settings;
+mod application;
 mod config;
 mod drain;
 mod http_edges;

@@ -47,8 +47,11 @@ pub const VARIABLES: &[&str] = &[
 ];
 
 /// The service name when neither `OTEL_SERVICE_NAME` nor `service.name` in
-/// `OTEL_RESOURCE_ATTRIBUTES` says otherwise.
+/// `OTEL_RESOURCE_ATTRIBUTES` says otherwise, and no application names itself.
 pub const DEFAULT_SERVICE_NAME: &str = "rodent";
+
+/// The most spans `OTEL_BSP_MAX_QUEUE_SIZE` lets wait for export (and so the largest batch).
+pub const MAX_QUEUE_SIZE: usize = 65_536;
 
 /// How spans travel to the collector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,8 +177,9 @@ pub struct Settings {
 
 impl Settings {
     /// Reads every `OTEL_*` variable rodent honours; all problems are returned at once.
-    pub fn from_vars(vars: &Vars) -> Result<Self, Vec<ConfigError>> {
-        read::settings(vars)
+    /// `service_name` is the service's name unless the variables give another.
+    pub fn from_vars(vars: &Vars, service_name: &str) -> Result<Self, Vec<ConfigError>> {
+        read::settings(vars, service_name)
     }
 }
 
@@ -187,7 +191,14 @@ pub(crate) fn propagators(vars: &Vars) -> Vec<Propagator> {
 
 /// Checks the `OTEL_*` variables, for the configuration's own validation.
 pub(crate) fn check(vars: &Vars) -> Vec<ConfigError> {
-    Settings::from_vars(vars).err().unwrap_or_default()
+    Settings::from_vars(vars, DEFAULT_SERVICE_NAME)
+        .err()
+        .unwrap_or_default()
+}
+
+/// Checks `OTEL_PROPAGATORS` alone: what a service that exports no traces still reads.
+pub(crate) fn check_propagators(vars: &Vars) -> Vec<ConfigError> {
+    read::propagator_errors(vars)
 }
 
 #[cfg(test)]
