@@ -42,8 +42,11 @@
 //! ## Crates in the API
 //!
 //! The API speaks in the types of a few crates, re-exported here so that an application uses
-//! the same versions: [`axum`] (routes), [`prometheus_client`] (the application's metrics) and
+//! the same versions: [`axum`] (routes), [`tokio`] (the runtime, and the listener
+//! [`Rodent::serve`] takes), [`prometheus_client`] (the application's metrics) and
 //! [`tracing_subscriber`] (the application's tracing layers).
+
+#![warn(missing_docs, unreachable_pub)]
 
 mod app;
 mod build;
@@ -68,4 +71,5 @@ pub use service::Rodent;
 
 pub use axum;
 pub use prometheus_client;
+pub use tokio;
 pub use tracing_subscriber;
