@@ -5,6 +5,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod application;
 mod metrics;
 mod pki;
 mod process;
