@@ -12,7 +12,7 @@ use crate::config::{self, Config, ConfigErrors, Current, Declaration, Reader, Sp
 use crate::launch::{self, Launch, Options};
 use crate::lifecycle::BoxError;
 use crate::observe::logging::BoxedLayer;
-use crate::service::Rodent;
+use crate::run::Rodent;
 
 /// An application on rodent: its name and version, its settings (`S`, read by the function
 /// given to [`settings`](App::settings)), and its tracing layers. [`main`](App::main) runs the

@@ -15,8 +15,9 @@ use tokio::sync::mpsc::{self, UnboundedReceiver};
 use crate::config::{ConfigError, ConfigErrors};
 use crate::exit::Exit;
 use crate::lifecycle::BoxError;
+use crate::lifecycle::budget::ExitBudget;
 use crate::process::signal::Signal;
-use crate::service::Rodent;
+use crate::run::Rodent;
 
 /// The application's setup: given the service, returns it with its routes, checks, hooks and
 /// tasks, or the reason it cannot start.
@@ -26,6 +27,8 @@ pub(crate) type Setup =
 /// How a start ended before the service ran.
 pub(super) struct Stopped {
     pub(super) exit: Exit,
+    /// The rest of the exit's schedule, from the moment the start ended.
+    pub(super) budget: ExitBudget,
     /// One line, for a launcher or a predecessor waiting on the outcome.
     pub(super) cause: String,
 }
@@ -52,8 +55,9 @@ pub(super) fn run(
     setup: Setup,
     service: Rodent,
     mut signals: UnboundedReceiver<Signal>,
-) -> Result<(Rodent, UnboundedReceiver<Signal>), Stopped> {
+) -> Result<(Rodent, UnboundedReceiver<Signal>), Box<Stopped>> {
     tracing::info!(target: "rodent::lifecycle", "running the application's setup");
+    let config = service.config();
     let mut held = Vec::new();
     let outcome = runtime.block_on(async {
         let mut setup = AssertUnwindSafe(setup(service)).catch_unwind();
@@ -74,7 +78,12 @@ pub(super) fn run(
     });
     let stopped = |exit: Exit, cause: String| {
         tracing::info!(target: "rodent::lifecycle", exit_code = exit.code(), "stopped");
-        Err(Stopped { exit, cause })
+        let budget = ExitBudget::starting_now(&config);
+        Err(Box::new(Stopped {
+            exit,
+            cause,
+            budget,
+        }))
     };
     let service = match outcome {
         None => return stopped(Exit::Clean, "stopped by a signal during setup".to_string()),
