@@ -23,10 +23,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::Request;
+use axum::response::IntoResponse;
+use axum::routing::Route;
 use tokio::net::TcpListener;
+use tower::{Layer, Service};
 
 use crate::config::Config;
 use crate::exit::Exit;
+use crate::http::Application;
 use crate::lifecycle::hooks::Hook;
 use crate::lifecycle::readiness::ReadinessCheck;
 use crate::lifecycle::{BoxError, Event, Lifecycle, Observers};
@@ -57,7 +62,7 @@ pub(crate) use operator::Signals;
 /// ```
 pub struct Rodent {
     config: Config,
-    app: Router,
+    app: Application,
     lifecycle: Lifecycle,
     metrics: Arc<Metrics>,
     checks: Vec<ReadinessCheck>,
@@ -77,7 +82,7 @@ impl Rodent {
         let lifecycle = Lifecycle::new();
         Self {
             config,
-            app: Router::new(),
+            app: Application::default(),
             metrics: Arc::new(Metrics::new(lifecycle.clone())),
             lifecycle,
             checks: Vec::new(),
@@ -91,11 +96,81 @@ impl Rodent {
         }
     }
 
-    /// Adds application routes. They sit behind load shedding, the request timeout and the body
-    /// limit; rodent's own routes (`/healthz`, `/readyz`, `/metrics`, `/admin/*`) are added
-    /// around them.
+    /// Adds application routes. They sit behind load shedding, the handler timeout
+    /// (`RODENT_REQUEST_TIMEOUT`) and the body bounds (`RODENT_BODY_LIMIT`, and a body that
+    /// stalls for `RODENT_HEADER_READ_TIMEOUT`); rodent's own routes (`/healthz`, `/readyz`,
+    /// `/metrics`, `/admin/...`) are added beside them. The router's fallback, if it has one
+    /// (a `ServeDir`, tonic's `UNIMPLEMENTED`), answers what no route matches; otherwise rodent
+    /// answers 404.
+    ///
+    /// # Panics
+    ///
+    /// On a route that collides with rodent's own (`/healthz`, `/readyz`, `/readyz/...`,
+    /// `/metrics`, `/admin`, `/admin/...`), naming it; and where axum's `Router::merge` panics:
+    /// a route added twice, or a second fallback.
+    #[track_caller]
     pub fn routes(mut self, router: Router) -> Self {
-        self.app = self.app.merge(router);
+        self.app.add_bounded(router);
+        self
+    }
+
+    /// Adds application routes without the handler timeout and the body bounds: uploads,
+    /// streams (gRPC's among them), long polls. They still get load shedding, the drain rules
+    /// and the access log, and they end by the drain (a handler that extracts [`Drain`] learns
+    /// of it) or, at the latest, at the shutdown deadline.
+    ///
+    /// [`Drain`]: crate::Drain
+    ///
+    /// # Panics
+    ///
+    /// As [`routes`](Rodent::routes) does.
+    #[track_caller]
+    pub fn unbounded_routes(mut self, router: Router) -> Self {
+        self.app.add_unbounded(router);
+        self
+    }
+
+    /// Adds routes to the admin API, relative to `/admin` (`.route("/faults", put(..))` is
+    /// `PUT /admin/faults`), behind the bearer token `RODENT_ADMIN_TOKEN` as rodent's own admin
+    /// routes are: 404 while no token is set, 401 without the right one (compared in constant
+    /// time). They are served where the probes and `/metrics` are, without shedding, the
+    /// handler timeout or the body limit.
+    ///
+    /// # Panics
+    ///
+    /// On a route under `/readiness`, rodent's own, naming it.
+    #[track_caller]
+    pub fn admin_routes(mut self, router: Router) -> Self {
+        self.app.add_admin(router);
+        self
+    }
+
+    /// Wraps the application's routes in `layer`, as `Router::layer` does, and rodent's answers
+    /// on them too: a 503 for a handler past its timeout, for overload or after the listener
+    /// closed, a 413, a 408, and the 404 of an unknown route (a CORS layer puts its headers on
+    /// all of them). It sits inside the access log and the request id, which see what it
+    /// answers. The probes, `/metrics` and the admin API are not wrapped. A layer added later
+    /// wraps those added before.
+    pub fn layer<L>(mut self, layer: L) -> Self
+    where
+        L: Layer<Route> + Clone + Send + Sync + 'static,
+        L::Service: Service<Request> + Clone + Send + Sync + 'static,
+        <L::Service as Service<Request>>::Response: IntoResponse + 'static,
+        <L::Service as Service<Request>>::Error: Into<std::convert::Infallible> + 'static,
+        <L::Service as Service<Request>>::Future: Send + 'static,
+    {
+        self.app
+            .add_layer(Arc::new(move |router: Router| router.layer(layer.clone())));
+        self
+    }
+
+    /// Whether error responses of the application's routes with an empty or plain-text body of
+    /// 8 KiB or less (axum's rejections, a bare `StatusCode`) are rewritten as problem+json;
+    /// they are unless this turns it off. rodent's own answers (timeouts, limits, overload, the
+    /// drain, an unknown route) and its own routes, the admin API included, are problem+json
+    /// either way.
+    pub fn rewrite_error_bodies(mut self, rewrite: bool) -> Self {
+        self.app.rewrite_errors(rewrite);
         self
     }
 
