@@ -70,6 +70,8 @@ impl fmt::Debug for Secret {
 pub struct Config {
     pub host: IpAddr,
     pub port: u16,
+    /// Where the probes, `/metrics` and the admin API are served instead of `port`, when set.
+    pub management_port: Option<u16>,
     /// Tracing filter directives, already checked to parse.
     pub log: String,
     pub log_format: LogFormat,
@@ -177,6 +179,12 @@ impl Config {
         SocketAddr::new(self.host, self.port)
     }
 
+    /// Where the management port listens, when there is one.
+    pub fn management_addr(&self) -> Option<SocketAddr> {
+        self.management_port
+            .map(|port| SocketAddr::new(self.host, port))
+    }
+
     /// The effective configuration as `(variable, value)` pairs, secrets masked.
     pub fn render(&self) -> Vec<(&'static str, String)> {
         let path = |p: &Option<PathBuf>| {
@@ -187,6 +195,12 @@ impl Config {
         vec![
             ("RODENT_HOST", self.host.to_string()),
             ("RODENT_PORT", self.port.to_string()),
+            (
+                "RODENT_MANAGEMENT_PORT",
+                self.management_port
+                    .map(|p| p.to_string())
+                    .unwrap_or_default(),
+            ),
             ("RODENT_LOG", self.log.clone()),
             ("RODENT_LOG_FORMAT", self.log_format.as_str().to_string()),
             ("RODENT_DRAIN_DELAY", format_duration(self.drain_delay)),

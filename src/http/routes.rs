@@ -2,7 +2,7 @@
 //! the application's routes out of rodent's.
 
 use axum::Router;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, Uri};
 
 use super::problem::Problem;
 
@@ -27,6 +27,11 @@ pub(crate) const ADMIN_OWN: &str = "/readiness";
 /// nothing to say (an empty 404).
 pub(super) fn not_found(path: &str) -> Problem {
     Problem::new(StatusCode::NOT_FOUND).detail(format!("no route for {path}"))
+}
+
+/// The fallback of a router that has only rodent's routes (the management port's).
+pub(super) async fn no_route(uri: Uri) -> Problem {
+    not_found(uri.path())
 }
 
 /// The first path of `router` that is, or lies under, one of `reserved`; named as the

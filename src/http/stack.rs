@@ -37,45 +37,69 @@ use super::problem::panic_response;
 use super::{admin, metrics, probes, routes};
 use crate::config::Config;
 
-/// The router every connection serves: swapped whole on reload.
+/// The routers the servers serve: swapped whole on reload.
 pub(crate) struct Routes {
     shared: Arc<Instance>,
     /// The application's part, to be layered again on reload.
     app: Application,
-    current: Arc<ArcSwap<Router>>,
+    /// On the main port: the application's routes, and rodent's unless they have a port of
+    /// their own.
+    main: Arc<ArcSwap<Router>>,
+    /// On the management port, when there is one: rodent's routes alone.
+    management: Option<Arc<ArcSwap<Router>>>,
 }
 
 impl Routes {
-    pub(crate) fn new(shared: Arc<Instance>, app: Application) -> Self {
-        let router = build(&shared, &app, &shared.config.load());
+    /// `management`: rodent's routes are served on a port of their own.
+    pub(crate) fn new(shared: Arc<Instance>, app: Application, management: bool) -> Self {
+        let (main, operational) = build(&shared, &app, &shared.config.load(), management);
         Self {
             shared,
             app,
-            current: Arc::new(ArcSwap::from_pointee(router)),
+            main: Arc::new(ArcSwap::from_pointee(main)),
+            management: operational.map(|router| Arc::new(ArcSwap::from_pointee(router))),
         }
     }
 
-    /// What the server reads each request's router from.
-    pub(crate) fn current(&self) -> Arc<ArcSwap<Router>> {
-        self.current.clone()
+    /// What the main server reads each request's router from.
+    pub(crate) fn main(&self) -> Arc<ArcSwap<Router>> {
+        self.main.clone()
     }
 
-    /// Builds the stacks again from `config` and swaps the new router in: the next request
+    /// What the management server reads each request's router from, when there is one.
+    pub(crate) fn management(&self) -> Option<Arc<ArcSwap<Router>>> {
+        self.management.clone()
+    }
+
+    /// Builds the stacks again from `config` and swaps the new routers in: the next request
     /// gets the new bounds, and every request already in flight keeps the router it started on.
     pub(crate) fn rebuild(&self, config: &Config) {
-        let router = build(&self.shared, &self.app, config);
-        self.current.store(Arc::new(router));
+        let (main, operational) = build(&self.shared, &self.app, config, self.management.is_some());
+        self.main.store(Arc::new(main));
+        if let (Some(current), Some(operational)) = (&self.management, operational) {
+            current.store(Arc::new(operational));
+        }
     }
 }
 
-/// rodent's routes and the application's, each behind its stack.
-fn build(shared: &Arc<Instance>, app: &Application, config: &Config) -> Router {
-    operational(shared, app)
-        .merge(application(shared, app, config))
-        // Turns every handler into its layered route now, once. A router that never had its
-        // state given keeps its handlers as they were written, and makes each one a route, and
-        // wraps that route in the whole stack, on every request to it.
-        .with_state(())
+/// The main port's router, and the management port's when `management` is set.
+fn build(
+    shared: &Arc<Instance>,
+    app: &Application,
+    config: &Config,
+    management: bool,
+) -> (Router, Option<Router>) {
+    let application = application(shared, app, config);
+    let operational = operational(shared, app);
+    // Turns every handler into its layered route now, once. A router that never had its state
+    // given keeps its handlers as they were written, and makes each one a route, and wraps that
+    // route in the whole stack, on every request to it.
+    if management {
+        let operational = operational.fallback(routes::no_route).with_state(());
+        (application.with_state(()), Some(operational))
+    } else {
+        (operational.merge(application).with_state(()), None)
+    }
 }
 
 /// The request id and the access layer, as [`observed`] stacks them.
@@ -241,8 +265,8 @@ mod tests {
         app.add_bounded(Router::new().route("/", get(|| async { "home" })));
         let cors = CorsLayer::new().allow_origin(HeaderValue::from_static(ORIGIN));
         app.add_layer(Arc::new(move |router: Router| router.layer(cors.clone())));
-        let routes = Routes::new(shared.clone(), app);
-        let router = Router::clone(&routes.current().load());
+        let routes = Routes::new(shared.clone(), app, false);
+        let router = Router::clone(&routes.main().load());
         assert_eq!(request(&router, "/").await.status(), StatusCode::OK);
 
         shared.lifecycle.advance(State::Ready);
@@ -256,5 +280,44 @@ mod tests {
         let probe = request(&router, "/healthz").await;
         assert_eq!(probe.status(), StatusCode::OK);
         assert!(!probe.headers().contains_key("access-control-allow-origin"));
+    }
+
+    /// With a management port, the main port has the application's routes alone, and the
+    /// management port rodent's alone, with rodent's 404 for anything else.
+    #[tokio::test]
+    async fn a_management_port_takes_rodent_s_routes_away_from_the_main_one() {
+        let shared = shared();
+        let mut app = Application::default();
+        app.add_bounded(Router::new().route("/", get(|| async { "home" })));
+        app.add_admin(Router::new().route("/jobs", get(|| async { "jobs" })));
+        let routes = Routes::new(shared, app, true);
+        let main = Router::clone(&routes.main().load());
+        let management = Router::clone(&routes.management().unwrap().load());
+        assert_eq!(request(&main, "/").await.status(), StatusCode::OK);
+        assert_eq!(
+            request(&main, "/healthz").await.status(),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            request(&main, "/metrics").await.status(),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            request(&management, "/healthz").await.status(),
+            StatusCode::OK
+        );
+        assert_eq!(
+            request(&management, "/metrics").await.status(),
+            StatusCode::OK
+        );
+        // No token configured: the admin API, the application's routes on it included, is 404.
+        let jobs = request(&management, "/admin/jobs").await;
+        assert_eq!(jobs.status(), StatusCode::NOT_FOUND);
+        let unknown = request(&management, "/").await;
+        assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            unknown.headers()["content-type"],
+            super::super::problem::CONTENT_TYPE
+        );
     }
 }

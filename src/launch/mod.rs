@@ -229,7 +229,10 @@ fn serve_here(
         }
         _ => None,
     };
-    let service = Rodent::new(config).restarts(restarts);
+    let mut service = Rodent::new(config).restarts(restarts);
+    if let Some(management) = inherited.management.take() {
+        service = service.management_socket(management);
+    }
     let flush = telemetry.connect(&service.metrics());
     let mut service = build(service.logging(logging.handle()).flush_last(flush));
     // Registered after the application's hooks, so it runs last: the PID file names this

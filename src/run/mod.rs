@@ -75,6 +75,8 @@ pub struct Rodent {
     logging: Option<LogHandle>,
     config_source: ConfigSource,
     restarts: Option<Restarts>,
+    /// The management port's socket, handed down by a predecessor instead of bound here.
+    management_socket: Option<std::net::TcpListener>,
 }
 
 impl Rodent {
@@ -93,6 +95,7 @@ impl Rodent {
             logging: None,
             config_source: Box::new(Config::from_env),
             restarts: None,
+            management_socket: None,
         }
     }
 
@@ -133,8 +136,9 @@ impl Rodent {
     /// Adds routes to the admin API, relative to `/admin` (`.route("/faults", put(..))` is
     /// `PUT /admin/faults`), behind the bearer token `RODENT_ADMIN_TOKEN` as rodent's own admin
     /// routes are: 404 while no token is set, 401 without the right one (compared in constant
-    /// time). They are served where the probes and `/metrics` are, without shedding, the
-    /// handler timeout or the body limit.
+    /// time). They are served where the probes and `/metrics` are (the management port, when
+    /// `RODENT_MANAGEMENT_PORT` is set), without shedding, the handler timeout or the body
+    /// limit.
     ///
     /// # Panics
     ///
@@ -243,6 +247,13 @@ impl Rodent {
     /// The telemetry flush: runs after every shutdown hook.
     pub(crate) fn flush_last(mut self, flush: Option<Hook>) -> Self {
         self.flush = flush;
+        self
+    }
+
+    /// Serves the management port on this socket, handed down by a predecessor, rather than
+    /// binding `RODENT_MANAGEMENT_PORT` (which the predecessor still holds).
+    pub(crate) fn management_socket(mut self, socket: std::net::TcpListener) -> Self {
+        self.management_socket = Some(socket);
         self
     }
 

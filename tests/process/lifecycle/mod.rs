@@ -3,5 +3,6 @@
 mod config;
 mod drain;
 mod http_edges;
+mod management;
 mod operator;
 mod sinks;
