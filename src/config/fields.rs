@@ -27,6 +27,7 @@ pub(crate) const MAX_INFLIGHT: usize = 1_000_000;
 pub(super) struct Raw {
     host: Option<String>,
     port: Option<String>,
+    management_port: Option<String>,
     log: Option<String>,
     log_format: Option<String>,
     drain_delay: Option<String>,
@@ -102,6 +103,19 @@ impl Fields {
             parse::ip_addr,
         );
         let port = self.parse("RODENT_PORT", raw.port, 8080, parse::port);
+        let management_port = self.parse(
+            "RODENT_MANAGEMENT_PORT",
+            raw.management_port.clone(),
+            None,
+            |r| parse::port(r).map(Some),
+        );
+        if let Some(same) = management_port.filter(|p| *p != 0 && *p == port) {
+            self.invalid(
+                "RODENT_MANAGEMENT_PORT",
+                &same.to_string(),
+                "a port other than RODENT_PORT's (0 picks a free one)".into(),
+            );
+        }
         let log = self.parse("RODENT_LOG", raw.log, "info".to_string(), parse::log_filter);
         let log_format = self.parse("RODENT_LOG_FORMAT", raw.log_format, LogFormat::Json, |r| {
             parse::choice(r, &[("json", LogFormat::Json), ("text", LogFormat::Text)])
@@ -172,6 +186,7 @@ impl Fields {
         let config = Config {
             host,
             port,
+            management_port,
             log,
             log_format,
             drain_delay,

@@ -92,6 +92,8 @@ impl fmt::Debug for Secret {
 pub struct Config {
     pub(crate) host: IpAddr,
     pub(crate) port: u16,
+    /// Where the probes, `/metrics` and the admin API are served instead of `port`, when set.
+    pub(crate) management_port: Option<u16>,
     /// Tracing filter directives, already checked to parse.
     pub(crate) log: String,
     pub(crate) log_format: LogFormat,
@@ -365,6 +367,13 @@ impl Config {
         }
     }
 
+    /// `RODENT_MANAGEMENT_PORT`: where the probes, `/metrics` and the admin API listen, when
+    /// they have a port of their own.
+    pub fn management_addr(&self) -> Option<SocketAddr> {
+        self.management_port
+            .map(|port| SocketAddr::new(self.host, port))
+    }
+
     /// The effective configuration as `(variable, value)` pairs, secrets masked: rodent's own
     /// settings, then the application's.
     pub fn render(&self) -> Vec<(&'static str, String)> {
@@ -376,6 +385,12 @@ impl Config {
         let mut rendered = vec![
             ("RODENT_HOST", self.host.to_string()),
             ("RODENT_PORT", self.port.to_string()),
+            (
+                "RODENT_MANAGEMENT_PORT",
+                self.management_port
+                    .map(|p| p.to_string())
+                    .unwrap_or_default(),
+            ),
             ("RODENT_LOG", self.log.clone()),
             ("RODENT_LOG_FORMAT", self.log_format.as_str().to_string()),
             ("RODENT_DRAIN_DELAY", format_duration(self.drain_delay)),

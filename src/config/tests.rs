@@ -347,3 +347,30 @@ fn a_reload_keeps_what_the_application_may_not_change() {
     assert_eq!(invalid_variables(&errors), ["NOTES_PAGE"]);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn the_management_port_is_optional_distinct_and_not_reloaded() {
+    let pid = ("RODENT_PID_FILE", "");
+    assert_eq!(config(&[pid]).unwrap().management_addr(), None);
+    let c = config(&[
+        pid,
+        ("RODENT_HOST", "127.0.0.1"),
+        ("RODENT_MANAGEMENT_PORT", "9090"),
+    ]);
+    let c = c.unwrap();
+    assert_eq!(c.management_addr().unwrap().to_string(), "127.0.0.1:9090");
+    // Port 0 on both picks two free ports.
+    let both_free = config(&[pid, ("RODENT_PORT", "0"), ("RODENT_MANAGEMENT_PORT", "0")]);
+    assert_eq!(both_free.unwrap().management_port, Some(0));
+    for bad in ["8080", "http", "70000", "-1"] {
+        let errors = config(&[pid, ("RODENT_MANAGEMENT_PORT", bad)]).unwrap_err();
+        assert_eq!(
+            invalid_variables(&errors),
+            ["RODENT_MANAGEMENT_PORT"],
+            "{bad}"
+        );
+    }
+    let reload = Reload::of(&c, config(&[pid, ("RODENT_HOST", "127.0.0.1")]).unwrap());
+    assert_eq!(reload.config.management_port, Some(9090));
+    assert_eq!(reload.needs_restart, ["RODENT_MANAGEMENT_PORT"]);
+}

@@ -19,6 +19,7 @@ pub struct Variable {
 pub const VARIABLES: &[Variable] = &[
     var("RODENT_HOST", "0.0.0.0", false),
     var("RODENT_PORT", "8080", false),
+    var("RODENT_MANAGEMENT_PORT", "", false),
     var("RODENT_LOG", "info", true),
     var("RODENT_LOG_FORMAT", "json", true),
     var("RODENT_DRAIN_DELAY", "5s", true),
@@ -48,6 +49,7 @@ const INTERNAL_VARIABLES: &[&str] = &[
     "RODENT_SUPERVISED",
     "RODENT_DAEMON_FD",
     "RODENT_LISTENER",
+    "RODENT_MANAGEMENT_LISTENER",
     "RODENT_SUCCESSOR",
 ];
 

@@ -17,6 +17,8 @@ use crate::process::successor::{self, Predecessor};
 pub(super) struct Inheritance {
     /// The socket to serve on instead of binding.
     pub(super) socket: Option<Inherited>,
+    /// The management port's socket, from a predecessor.
+    pub(super) management: Option<std::net::TcpListener>,
     /// The instance this one replaces (`rodent restart`).
     pub(super) predecessor: Option<Predecessor>,
     /// `LISTEN_FDS` was set for another process: its `LISTEN_PID` (or unset).
@@ -37,8 +39,13 @@ impl Inheritance {
     pub(super) fn take(vars: &Vars) -> Result<Self, Box<Refused>> {
         let predecessor = Predecessor::inherited(vars);
         let activation = Activation::from_vars(vars);
+        let management = activation::management_handed_down(vars);
         let mut names = activation::VARIABLES.to_vec();
-        names.extend([activation::HANDED_DOWN, successor::MARKER]);
+        names.extend([
+            activation::HANDED_DOWN,
+            activation::MANAGEMENT_HANDED_DOWN,
+            successor::MARKER,
+        ]);
         // Before anything can start a process: none of them is the one these were meant for.
         let forgotten = inherit::forget(&names);
         let (socket, not_ours) = match activation {
@@ -47,8 +54,13 @@ impl Inheritance {
             Ok(Activation::None) => (None, None),
             Err(error) => return Err(Box::new(Refused { error, predecessor })),
         };
+        let management = match management {
+            Ok(management) => management,
+            Err(error) => return Err(Box::new(Refused { error, predecessor })),
+        };
         Ok(Self {
             socket,
+            management,
             predecessor,
             not_ours,
             forgotten,

@@ -282,7 +282,10 @@ fn serve_here(config: Config, layers: Vec<BoxedLayer>, started: Started, setup: 
         }
         _ => None,
     };
-    let service = Rodent::new(config).restarts(restarts);
+    let mut service = Rodent::new(config).restarts(restarts);
+    if let Some(management) = inherited.management.take() {
+        service = service.management_socket(management);
+    }
     let flush = telemetry.connect(&service.metrics());
     let service = service.logging(logging.handle()).flush_last(flush);
     let (service, signals) = match setup::run(&runtime, setup, service, signals) {

@@ -5,5 +5,6 @@ mod application;
 mod config;
 mod drain;
 mod http_edges;
+mod management;
 mod operator;
 mod sinks;
