@@ -1,8 +1,11 @@
 //! The lifecycle of the real `rodent` binary: real processes, real signals, real sockets.
 
+mod app_settings;
+mod application;
 mod config;
 mod drain;
 mod http_edges;
+mod management;
 mod operator;
 mod sinks;
 mod watched;
