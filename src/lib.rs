@@ -34,6 +34,7 @@
 //! | [`lifecycle`] | the lifecycle [`State`], readiness, hooks, [`Event`]s, the [`Drain`] handle |
 //! | `run` | the [`Rodent`] builder, the loop that advances the lifecycle, and the drain sequence |
 //! | `server` | the accept loop and per-connection timeouts, on hyper-util |
+//! | `tls` | HTTPS on the main port: the certificate and key, rotated without a restart |
 //! | [`http`] | rodent's routes and middleware around the application's, and [`Problem`] errors |
 //! | `observe` | logs, Prometheus metrics, OpenTelemetry traces |
 //! | `process` | OS signals ([`Signal`]), the PID 1 supervisor, daemon mode, the PID file, systemd, socket activation, the successor of a restart |
@@ -61,6 +62,7 @@ mod observe;
 mod process;
 mod run;
 mod server;
+mod tls;
 
 pub use app::App;
 pub use build::BuildInfo;

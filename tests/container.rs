@@ -335,7 +335,7 @@ fn loopback_url(published: &str) -> String {
 }
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder()
+    kit::client_builder()
         .timeout(Duration::from_secs(10))
         .build()
         .expect("a plain HTTP client builds")

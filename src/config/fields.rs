@@ -41,6 +41,8 @@ pub(super) struct Raw {
     init: Option<String>,
     env_file: Option<String>,
     log_file: Option<String>,
+    tls_cert: Option<String>,
+    tls_key: Option<String>,
     admin_token: Option<String>,
 }
 
@@ -173,6 +175,21 @@ impl Fields {
             })
             .map(Secret);
 
+        let tls_cert = path(raw.tls_cert);
+        let tls_key = path(raw.tls_key);
+        for (set, missing, other) in [
+            (&tls_cert, &tls_key, "RODENT_TLS_KEY"),
+            (&tls_key, &tls_cert, "RODENT_TLS_CERT"),
+        ] {
+            if set.is_some() && missing.is_none() {
+                self.invalid(
+                    other,
+                    "",
+                    "a PEM file: RODENT_TLS_CERT and RODENT_TLS_KEY are set together".into(),
+                );
+            }
+        }
+
         let mut reader = Reader::new(&vars, running.map(|c| c.settings.declared.as_slice()));
         let values = (spec.settings)(&mut reader);
         let (declared, prefixes, problems) = reader.finish();
@@ -200,6 +217,8 @@ impl Fields {
             init,
             env_file: path(raw.env_file),
             log_file: path(raw.log_file),
+            tls_cert,
+            tls_key,
             admin_token,
             unknown: unknown_variables(&vars, &settings),
             vars,

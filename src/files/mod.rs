@@ -9,5 +9,5 @@
 mod read;
 mod watch;
 
-pub(crate) use read::read;
+pub(crate) use read::{ReadError, read, read_async};
 pub(crate) use watch::{Watch, WatchError};

@@ -43,10 +43,16 @@ pub(crate) enum ReadError {
 }
 
 /// Reads the whole file at `path`, waiting at most [`WITHIN`]. For code that may block that
-/// long: the start, the commands, a reload on a thread of its own.
+/// long: the start, the commands; a running service calls [`read_async`].
 pub(crate) fn read(path: &Path) -> Result<Vec<u8>, ReadError> {
     let path = path.to_path_buf();
     waiting(WITHIN, move || read_here(&path))
+}
+
+/// [`read`] for async code: the caller's task waits, its thread does not.
+pub(crate) async fn read_async(path: &Path) -> Result<Vec<u8>, ReadError> {
+    let path = path.to_path_buf();
+    off_thread(move || read_here(&path)).await
 }
 
 type Outcome = Result<Vec<u8>, ReadError>;
@@ -65,6 +71,19 @@ fn waiting(within: Duration, work: impl FnOnce() -> Outcome + Send + 'static) ->
             read
         }
         Err(_) => Err(ReadError::TimedOut),
+    }
+}
+
+/// Runs `work` on a thread of its own; the caller's task waits at most [`WITHIN`].
+async fn off_thread(work: impl FnOnce() -> Outcome + Send + 'static) -> Outcome {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    spawn(work, move |read| {
+        let _ = tx.send(read);
+    })?;
+    match tokio::time::timeout(WITHIN, rx).await {
+        Ok(Ok(read)) => read,
+        // The thread cannot drop its sender without sending; a timeout is a timeout.
+        Ok(Err(_)) | Err(_) => Err(ReadError::TimedOut),
     }
 }
 
@@ -220,6 +239,13 @@ mod tests {
             std::fs::remove_dir_all(dir).unwrap();
         };
         (work, unblock)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_read_that_blocks_is_given_up_on_and_the_task_goes_on() {
+        let (work, unblock) = blocking_read("blocked-async");
+        assert_eq!(off_thread(work).await, Err(ReadError::TimedOut));
+        unblock();
     }
 
     #[test]

@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 
 use crate::config::{Config, ConfigError, ConfigErrors};
 use crate::files::{Watch, WatchError};
+use crate::tls::Tls;
 
 /// Reads the configuration again, given the one in effect.
 pub(super) type ConfigSource = Arc<dyn Fn(&Config) -> Result<Config, ConfigErrors> + Send + Sync>;
@@ -47,6 +48,9 @@ pub(super) struct Reloads {
     source: ConfigSource,
     /// `RODENT_ENV_FILE` on disk, when it is set.
     watch: Option<Watch>,
+    /// HTTPS on the main port, which follows its own files, and is asked to read them again on
+    /// SIGHUP.
+    tls: Option<Tls>,
     reading: Option<Reading>,
     /// Asked for while `reading`: one more read once it is done.
     queued: Option<Trigger>,
@@ -55,18 +59,27 @@ pub(super) struct Reloads {
 impl Reloads {
     /// Reloads through `source`, and watches the env file when `env_file` is set. A watch that
     /// cannot be set up is a failed start.
-    pub(super) fn new(source: ConfigSource, env_file: Option<PathBuf>) -> Result<Self, WatchError> {
+    pub(super) fn new(
+        source: ConfigSource,
+        env_file: Option<PathBuf>,
+        tls: Option<Tls>,
+    ) -> Result<Self, WatchError> {
         let watch = env_file.map(|file| Watch::new(vec![file])).transpose()?;
         Ok(Self {
             source,
             watch,
+            tls,
             reading: None,
             queued: None,
         })
     }
 
-    /// Asks for a reload: read now, or once the read under way is done.
+    /// Asks for a reload: read now, or once the read under way is done. SIGHUP asks the TLS
+    /// files to be read again too.
     pub(super) fn ask(&mut self, trigger: Trigger, running: Arc<Config>) {
+        if let (Trigger::Signal, Some(tls)) = (trigger, &self.tls) {
+            tls.reload();
+        }
         if self.reading.is_some() {
             self.queued = self.queued.max(Some(trigger));
             return;

@@ -11,14 +11,16 @@ use super::Rodent;
 use super::drain_sequence::{DrainSequence, Ended, StopReason};
 use super::operator::{Operator, Signals};
 use super::reloads::Reloads;
+use crate::config::Config;
 use crate::exit::Exit;
 use crate::http::{Instance, Routes};
 use crate::lifecycle::budget::ExitBudget;
 use crate::lifecycle::hooks::Hook;
 use crate::lifecycle::readiness::Readiness;
-use crate::lifecycle::{Event, State};
+use crate::lifecycle::{Event, Observers, State};
 use crate::observe::logging::{AccessLog, LogHandle};
 use crate::server::{Server, Timeouts};
+use crate::tls::Tls;
 
 /// The socket to serve on.
 pub(super) struct Listener {
@@ -44,16 +46,19 @@ pub(super) async fn serve(rodent: Rodent, listener: Listener, signals: Signals) 
         management_socket,
     } = rodent;
     let drain_sequence = DrainSequence::new(shutdown, flush);
-    let reloads = match Reloads::new(config_source, config.load().env_file.clone()) {
+    let tls = match Tls::start(&config.load(), &metrics) {
+        Ok(tls) => tls,
+        Err(e) => {
+            e.log();
+            return start_refused(&observers, e.exit(), e.to_string(), &config.load());
+        }
+    };
+    let acceptor = tls.as_ref().map(Tls::acceptor);
+    let reloads = match Reloads::new(config_source, config.load().env_file.clone(), tls) {
         Ok(reloads) => reloads,
         Err(e) => {
-            let cause = e.to_string();
-            tracing::error!(target: "rodent::lifecycle", file = %e.file.display(), "{cause}");
-            observers.emit(&Event::StartFailed(cause));
-            return Ended {
-                exit: Exit::Failure,
-                budget: ExitBudget::starting_now(&config.load()),
-            };
+            tracing::error!(target: "rodent::lifecycle", file = %e.file.display(), "{e}");
+            return start_refused(&observers, Exit::Failure, e.to_string(), &config.load());
         }
     };
     let timeouts = {
@@ -90,11 +95,7 @@ pub(super) async fn serve(rodent: Rodent, listener: Listener, signals: Signals) 
             Err(e) => {
                 let cause = format!("cannot listen on {address} (RODENT_MANAGEMENT_PORT): {e}");
                 tracing::error!(target: "rodent::lifecycle", address = %address, error = %e, "{cause}");
-                observers.emit(&Event::StartFailed(cause));
-                return Ended {
-                    exit: Exit::Failure,
-                    budget: ExitBudget::starting_now(&instance.config.load()),
-                };
+                return start_refused(&observers, Exit::Failure, cause, &instance.config.load());
             }
         },
         (None, _) => None,
@@ -109,14 +110,22 @@ pub(super) async fn serve(rodent: Rodent, listener: Listener, signals: Signals) 
         routes.clone(),
     );
     let address = listener.socket.local_addr().ok();
-    let server = Server::start(listener.socket, routes.main(), timeouts, metrics.clone());
+    let scheme = if acceptor.is_some() { "https" } else { "http" };
+    let server = Server::start(
+        listener.socket,
+        routes.main(),
+        timeouts,
+        metrics.clone(),
+        acceptor,
+    );
     if let Some(address) = address {
-        tracing::info!(target: "rodent::lifecycle", address = %address, port = address.port(), "listening");
+        tracing::info!(target: "rodent::lifecycle", address = %address, port = address.port(), scheme, "listening");
         operator.emit(&Event::Listening(address));
     }
     let management = management_socket.zip(routes.management()).map(|(socket, router)| {
         let address = socket.local_addr().ok();
-        let server = Server::start(socket, router, timeouts, metrics);
+        // Plain HTTP, whatever the main port speaks: the kubelet's and Prometheus' side.
+        let server = Server::start(socket, router, timeouts, metrics, None);
         if let Some(address) = address {
             tracing::info!(target: "rodent::lifecycle", address = %address, port = address.port(), "management listening");
         }
@@ -177,6 +186,15 @@ pub(super) async fn serve(rodent: Rodent, listener: Listener, signals: Signals) 
     };
     heartbeat.abort();
     ended
+}
+
+/// A start refused before anything was served, for `cause`.
+fn start_refused(observers: &Observers, exit: Exit, cause: String, config: &Config) -> Ended {
+    observers.emit(&Event::StartFailed(cause));
+    Ended {
+        exit,
+        budget: ExitBudget::starting_now(config),
+    }
 }
 
 /// How the startup hooks ended.

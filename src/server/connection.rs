@@ -16,9 +16,11 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 use tower::util::Oneshot;
 
+use super::handshake;
 use super::io::{Activity, Tracked, Verdict};
 use super::{ConnectionControl, Phase};
 use crate::observe::metrics::Metrics;
@@ -38,6 +40,8 @@ pub(super) struct ConnectionContext {
     pub metrics: Arc<Metrics>,
     pub control: ConnectionControl,
     pub timeouts: Timeouts,
+    /// Set on a port that serves HTTPS.
+    pub tls: Option<TlsAcceptor>,
 }
 
 pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, context: Arc<ConnectionContext>) {
@@ -51,7 +55,14 @@ pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, context: Arc<Conn
         activity: activity.clone(),
         peer,
     };
-    let io = TokioIo::new(Tracked::new(stream, activity.clone()));
+    let socket = Tracked::new(stream, activity.clone());
+    let within = context.timeouts.header_read;
+    let tls = context.tls.as_ref();
+    let Some(io) = handshake::secure(socket, tls, within, &context.control, peer).await else {
+        metrics.connection_closed();
+        return;
+    };
+    let io = TokioIo::new(io);
     let connection = context.builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(connection);
 

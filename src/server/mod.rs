@@ -8,6 +8,7 @@
 //! ([`Server::with_listener`]), then [`Server::stop_accepting`] before the drain.
 
 mod connection;
+mod handshake;
 mod io;
 
 pub(crate) use connection::{RequestOnConnection, Timeouts};
@@ -23,6 +24,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -78,12 +80,14 @@ pub(crate) struct Server {
 }
 
 impl Server {
-    /// Starts accepting on `listener`, serving each request with the router `router` holds then.
+    /// Starts accepting on `listener`, serving each request with the router `router` holds then;
+    /// over TLS when `tls` is set.
     pub(crate) fn start(
         listener: TcpListener,
         router: Arc<ArcSwap<Router>>,
         timeouts: Timeouts,
         metrics: Arc<Metrics>,
+        tls: Option<TlsAcceptor>,
     ) -> Self {
         let (phase, watching) = watch::channel(Phase::Serving);
         let control = ConnectionControl {
@@ -104,6 +108,7 @@ impl Server {
                 metrics,
                 control: control.clone(),
                 timeouts,
+                tls,
             }),
             accepting.clone(),
             connections.clone(),

@@ -14,3 +14,4 @@ mod lifecycle;
 mod rolling;
 mod supervision;
 mod telemetry;
+mod tls;

@@ -10,6 +10,7 @@ mod in_flight;
 mod logs;
 mod process;
 mod route;
+mod tls;
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -29,6 +30,7 @@ use gauges::Gauges;
 pub(crate) use in_flight::{InFlight, InFlightGuard};
 use logs::LogLinesDropped;
 pub(crate) use route::{Entered, RouteCache};
+pub(crate) use tls::TlsMetrics;
 
 /// The label value for requests that matched no route.
 pub(crate) const UNMATCHED: &str = "unmatched";
@@ -83,6 +85,7 @@ pub(crate) struct Metrics {
     spans_exported: Counter,
     spans_dropped: Counter,
     log_lines_dropped: LogLinesDropped,
+    tls: Arc<TlsMetrics>,
     in_flight: Arc<InFlight>,
     /// The application's own metrics, rendered after rodent's.
     application: Mutex<Application>,
@@ -128,6 +131,7 @@ impl Metrics {
         let spans_exported = Counter::default();
         let spans_dropped = Counter::default();
         let log_lines_dropped = LogLinesDropped::default();
+        let tls = Arc::new(TlsMetrics::default());
         let in_flight = Arc::new(InFlight::default());
 
         registry.register(
@@ -191,6 +195,7 @@ impl Metrics {
             spans_dropped.clone(),
         );
         registry.register_collector(Box::new(log_lines_dropped.clone()));
+        registry.register_collector(Box::new(tls::TlsCollector(tls.clone())));
         registry.register_collector(Box::new(Gauges::new(lifecycle, in_flight.clone(), build)));
 
         Self {
@@ -208,6 +213,7 @@ impl Metrics {
             spans_exported,
             spans_dropped,
             log_lines_dropped,
+            tls,
             in_flight,
             application: Mutex::default(),
         }
@@ -274,6 +280,11 @@ impl Metrics {
     /// does not cover: units, sub-registries, collectors.
     pub(crate) fn with_application_registry(&self, register: impl FnOnce(&mut Registry)) {
         register(&mut self.application().registry);
+    }
+
+    /// The TLS metrics, present once the main port serves HTTPS.
+    pub(crate) fn tls(&self) -> &TlsMetrics {
+        &self.tls
     }
 
     pub(crate) fn in_flight(&self) -> &Arc<InFlight> {

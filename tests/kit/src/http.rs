@@ -7,9 +7,21 @@ use serde_json::Value;
 
 use crate::PATIENCE;
 
+/// Where every reqwest client of the tests starts. reqwest speaks TLS through rustls on *ring*,
+/// rodent's own crypto, with no provider of its own (no aws-lc to build): the provider is
+/// installed for the process here, once, before any client is built (a client built without
+/// one panics, even for plain HTTP).
+pub fn client_builder() -> reqwest::ClientBuilder {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+    reqwest::Client::builder()
+}
+
 /// A fresh HTTP client that keeps no idle connections, so every request opens its own.
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
+    client_builder()
         .pool_max_idle_per_host(0)
         .timeout(PATIENCE)
         .build()

@@ -7,10 +7,10 @@
 //! `POST /echo` answers 200 or 413.
 
 use std::os::unix::fs::symlink;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use kit::{PATIENCE, Rodent, TempDir, client, eventually_async, rodent};
+use kit::{KubeletVolume, PATIENCE, Rodent, TempDir, client, eventually_async, rodent};
 use nix::sys::signal::Signal::SIGTERM;
 
 /// Bytes posted to `/echo`: refused (413) under a limit of 1000, accepted under 4000.
@@ -108,63 +108,18 @@ async fn an_editors_rename_over_the_file_is_applied() {
     applied(&rodent, 200, 3, 0).await;
 }
 
-/// A ConfigMap mounted as a volume, as the kubelet lays it out and updates it: the files are in
-/// a timestamped directory, `..data` links to it, and each key is a link through `..data`. An
-/// update writes a new directory, points a new link at it and renames that over `..data`, then
-/// removes the old directory.
-struct KubeletVolume {
-    dir: PathBuf,
-    generation: u32,
-}
-
-impl KubeletVolume {
-    fn new(dir: &Path, contents: &str) -> Self {
-        let mut volume = Self {
-            dir: dir.to_path_buf(),
-            generation: 0,
-        };
-        volume.update(contents);
-        symlink("..data/rodent.env", dir.join("rodent.env")).unwrap();
-        volume
-    }
-
-    fn file(&self) -> PathBuf {
-        self.dir.join("rodent.env")
-    }
-
-    fn update(&mut self, contents: &str) {
-        let old = self.timestamped();
-        self.generation += 1;
-        let new = self.timestamped();
-        std::fs::create_dir(self.dir.join(&new)).unwrap();
-        std::fs::write(self.dir.join(&new).join("rodent.env"), contents).unwrap();
-        symlink(&new, self.dir.join("..data_tmp")).unwrap();
-        std::fs::rename(self.dir.join("..data_tmp"), self.dir.join("..data")).unwrap();
-        if self.generation > 1 {
-            std::fs::remove_dir_all(self.dir.join(old)).unwrap();
-        }
-    }
-
-    fn timestamped(&self) -> String {
-        format!(
-            "..2026_12_07_10_00_0{}.{}",
-            self.generation,
-            100 + self.generation
-        )
-    }
-}
-
 #[tokio::test]
 async fn the_kubelets_symlink_swap_is_applied() {
     let dir = TempDir::new("watch-kubelet");
-    let mut volume = KubeletVolume::new(dir.path(), &env(1000));
-    let rodent = serving(&volume.file());
+    let file = |limit| [("rodent.env", env(limit))];
+    let mut volume = KubeletVolume::new(dir.path(), &file(1000));
+    let rodent = serving(&volume.path("rodent.env"));
     assert_eq!(echo(&rodent).await, 413);
 
-    volume.update(&env(4000));
+    volume.update(&file(4000));
     applied(&rodent, 200, 1, 0).await;
     // The watch moved to the new directory: a second update is seen as well.
-    volume.update(&env(1000));
+    volume.update(&file(1000));
     applied(&rodent, 413, 2, 0).await;
 }
 
