@@ -976,3 +976,5 @@ async fn compose_up_wait_is_healthy_serves_and_compose_down_stops_cleanly() {
 mod hardened;
 #[path = "container/offline_compose.rs"]
 mod offline_compose;
+#[path = "container/tls.rs"]
+mod tls;

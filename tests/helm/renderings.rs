@@ -63,6 +63,7 @@ fn every_optional_feature_renders_valid_manifests() {
     assert_eq!(
         m.sorted_kinds(),
         [
+            "ConfigMap",
             "Deployment",
             "HTTPRoute",
             "HorizontalPodAutoscaler",

@@ -175,12 +175,22 @@ margin is a tenth of the grace up to 5s, so grace >= needed / 0.9 below 50s, nee
 Everything the schema cannot say about values, checked once (included by the Deployment).
 */}}
 {{- define "rodent.validate" -}}
-{{- $managed := list "RODENT_PORT" "RODENT_MANAGEMENT_PORT" "RODENT_PID_FILE" "RODENT_SHUTDOWN_GRACE" "RODENT_DRAIN_DELAY" "RODENT_REQUEST_TIMEOUT" "RODENT_ADMIN_TOKEN" }}
-{{- range .Values.env }}
-{{- if eq .name "RODENT_PID_FILE" }}
-{{- fail "\n\nenv: RODENT_PID_FILE is set by the chart, to empty: the root filesystem is read-only with no volume, and `kubectl exec` finds rodent as the container's PID 1 without a PID file." }}
-{{- else if has .name $managed }}
-{{- fail (printf "\n\nenv: %s is set by the chart (from containerPort, managementPort, shutdown.* or adminToken.*); set those values instead, so the probes, the grace period and the variable cannot disagree." .name) }}
+{{- $managed := list "RODENT_PORT" "RODENT_MANAGEMENT_PORT" "RODENT_PID_FILE" "RODENT_SHUTDOWN_GRACE" "RODENT_DRAIN_DELAY" "RODENT_REQUEST_TIMEOUT" "RODENT_ADMIN_TOKEN" "RODENT_ENV_FILE" "RODENT_TLS_CERT" "RODENT_TLS_KEY" }}
+{{- $names := list }}
+{{- range .Values.env }}{{ $names = append $names (list "env" .name) }}{{ end }}
+{{- range $name, $value := .Values.config }}{{ $names = append $names (list "config" $name) }}{{ end }}
+{{- range $names }}
+{{- $where := index . 0 }}
+{{- $name := index . 1 }}
+{{- if eq $name "RODENT_PID_FILE" }}
+{{- fail (printf "\n\n%s: RODENT_PID_FILE is set by the chart, to empty: the root filesystem is read-only, and `kubectl exec` finds rodent as the container's PID 1 without a PID file." $where) }}
+{{- else if has $name $managed }}
+{{- fail (printf "\n\n%s: %s is set by the chart (from containerPort, managementPort, shutdown.*, adminToken.*, config or tls.secretName); set those values instead, so the probes, the grace period and the variable cannot disagree." $where $name) }}
+{{- end }}
+{{- end }}
+{{- range $name, $value := .Values.config }}
+{{- if contains "\r" (toString $value) }}
+{{- fail (printf "\n\nconfig.%s: a carriage return cannot be written into the env file." $name) }}
 {{- end }}
 {{- end }}
 {{- if and (include "rodent.management" .) (eq (.Values.managementPort | int64) (.Values.containerPort | int64)) }}
@@ -209,4 +219,30 @@ Everything the schema cannot say about values, checked once (included by the Dep
 {{/* The container port the probes, /metrics and the admin API answer on. */}}
 {{- define "rodent.managementPortName" -}}
 {{- if include "rodent.management" . }}management{{ else }}http{{ end }}
+{{- end }}
+
+{{/* Where the env file made of .Values.config and the TLS Secret are mounted. */}}
+{{- define "rodent.configDir" -}}/etc/rodent/config{{- end }}
+{{- define "rodent.tlsDir" -}}/etc/rodent/tls{{- end }}
+
+{{/* "HTTPS" when the port the probes answer on serves HTTPS, "HTTP" otherwise. */}}
+{{- define "rodent.probeScheme" -}}
+{{- if and .Values.tls.secretName (not (include "rodent.management" .)) }}HTTPS{{ else }}HTTP{{ end }}
+{{- end }}
+
+{{/*
+.Values.config as a dotenv file: every value double-quoted, with the characters dotenv gives a
+meaning escaped (backslash, double quote, dollar), and line breaks as \n. Whole numbers are
+written whole (YAML numbers arrive as floats: 1048576, not 1.048576e+06).
+*/}}
+{{- define "rodent.envFile" -}}
+# Written by the rodent chart from .Values.config; rodent watches this file.
+{{- range $name, $value := .Values.config }}
+{{- $text := toString $value }}
+{{- if and (kindIs "float64" $value) (eq (floor $value) $value) }}
+{{- $text = int64 $value | toString }}
+{{- end }}
+{{- $text = $text | replace "\\" "\\\\" | replace "\"" "\\\"" | replace "$" "\\$" | replace "\n" "\\n" }}
+{{ $name }}="{{ $text }}"
+{{- end }}
 {{- end }}
