@@ -16,6 +16,7 @@ mod chart;
 mod cluster;
 mod deletion;
 mod drain;
+mod files;
 mod hardened;
 mod images;
 mod probes;
@@ -124,4 +125,16 @@ fn the_baseline_loses_requests_in_the_same_rollouts() {
 fn a_node_drain_is_held_by_the_disruption_budget_without_losing_a_request() {
     let (cluster, _one) = cluster!();
     drain::drain_with_the_disruption_budget(cluster);
+}
+
+#[test]
+fn a_configmap_edit_is_applied_by_the_running_pods_without_a_restart() {
+    let (cluster, _one) = cluster!();
+    files::a_configmap_edit_is_applied_without_a_restart(cluster);
+}
+
+#[test]
+fn a_tls_secret_rotation_under_keep_alive_https_load_drops_nothing() {
+    let (cluster, _one) = cluster!();
+    files::a_tls_secret_rotation_under_keep_alive_https_load_drops_nothing(cluster);
 }
