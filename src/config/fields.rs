@@ -177,15 +177,26 @@ impl Fields {
 
         let tls_cert = path(raw.tls_cert);
         let tls_key = path(raw.tls_key);
-        for (set, missing, other) in [
-            (&tls_cert, &tls_key, "RODENT_TLS_KEY"),
-            (&tls_key, &tls_cert, "RODENT_TLS_CERT"),
+        // One without the other: the one given is named, with what it needs.
+        for (variable, given, missing, partner) in [
+            (
+                "RODENT_TLS_CERT",
+                &tls_cert,
+                &tls_key,
+                "RODENT_TLS_KEY, its private key",
+            ),
+            (
+                "RODENT_TLS_KEY",
+                &tls_key,
+                &tls_cert,
+                "RODENT_TLS_CERT, its certificate",
+            ),
         ] {
-            if set.is_some() && missing.is_none() {
+            if let (Some(given), None) = (given, missing) {
                 self.invalid(
-                    other,
-                    "",
-                    "a PEM file: RODENT_TLS_CERT and RODENT_TLS_KEY are set together".into(),
+                    variable,
+                    &given.display().to_string(),
+                    format!("to be set together with {partner}"),
                 );
             }
         }

@@ -209,10 +209,10 @@ fn a_pair_that_cannot_be_used_is_refused_at_start_naming_the_variable() {
             "it holds no PEM certificate",
         ),
         (
-            "RODENT_TLS_KEY",
+            "RODENT_TLS_CERT",
             Some(&cert),
             None,
-            "RODENT_TLS_KEY=\"\" is invalid",
+            "expected to be set together with RODENT_TLS_KEY",
         ),
         (
             "RODENT_TLS_CERT",
