@@ -39,6 +39,7 @@ mod control;
 mod inherited;
 mod probe;
 
+use std::os::fd::{AsRawFd, RawFd};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -141,7 +142,13 @@ pub fn serve(options: Options, build: impl FnOnce(Rodent) -> Rodent) -> ExitCode
         (Some(predecessor), _) => Some(predecessor.report),
         // A supervised service was re-executed with the same arguments: its supervisor detached.
         (None, Role::Service(None) | Role::Supervisor(_)) if options.detach => {
-            match detach(&mut config) {
+            let keep: Vec<_> = inherited
+                .socket
+                .as_ref()
+                .map(|socket| socket.listener.as_raw_fd())
+                .into_iter()
+                .collect();
+            match detach(&mut config, &keep) {
                 Detach::Daemon(report) => Some(report),
                 Detach::LauncherDone(exit) => return exit,
             }
@@ -222,7 +229,8 @@ fn service(
         }
     };
     let notifier = Notifier::from_vars(&config.vars);
-    let restarts = restarts(&config, link.is_some(), notifier.is_some());
+    let restarts =
+        Restarts::of_this_process(config.pid_file.clone(), link.is_some(), notifier.is_some());
     let takeover = match (replaces, &pid_file, &config.pid_file) {
         (Some(predecessor), Some(lock), Some(path)) => {
             Some((predecessor, lock.clone(), path.clone()))
@@ -309,28 +317,6 @@ fn log_starting(config: &Config) {
     config.warn_unknown();
 }
 
-/// How this process answers SIGUSR2. A restart is refused where a successor could not take
-/// this process's place: under the PID 1 supervisor, which holds the PID file and the socket and
-/// would be left supervising nothing; under systemd, which tracks the main PID and would take
-/// this process's exit for the service's.
-fn restarts(config: &Config, supervised: bool, under_systemd: bool) -> Restarts {
-    if supervised {
-        // The PID file names the supervisor, whom `rodent restart` signalled.
-        return Restarts::new(config.pid_file.clone(), nix::unistd::getppid()).refused(
-            "restart is not available under the PID 1 supervisor (RODENT_INIT=always, or PID 1): \
-             restart the container or the supervisor instead",
-        );
-    }
-    let restarts = Restarts::new(config.pid_file.clone(), nix::unistd::getpid());
-    if under_systemd {
-        return restarts.refused(
-            "restart is not available under systemd (NOTIFY_SOCKET is set), which would take \
-             this process's exit for the service's: use systemctl restart, with a socket unit",
-        );
-    }
-    restarts
-}
-
 /// Which side of `--detach` this process is on once [`detach`] returns.
 enum Detach {
     /// The daemon, with the pipe to report its start on.
@@ -341,7 +327,7 @@ enum Detach {
 }
 
 /// Becomes a daemon.
-fn detach(config: &mut Config) -> Detach {
+fn detach(config: &mut Config, keep: &[RawFd]) -> Detach {
     if nix::unistd::getpid() == Pid::from_raw(1) {
         eprintln!(
             "{NAME}: serve --detach as PID 1 would end the container as soon as it returns; \
@@ -361,7 +347,7 @@ fn detach(config: &mut Config) -> Detach {
     if let Some(path) = &config.pid_file {
         config.pid_file = Some(std::path::absolute(path).unwrap_or_else(|_| path.clone()));
     }
-    let outcome = match daemon::detach(config.log_file.as_deref()) {
+    let outcome = match daemon::detach(config.log_file.as_deref(), keep) {
         Ok(Detached::Daemon(report)) => return Detach::Daemon(report),
         Ok(Detached::Launcher(outcome)) => outcome,
         Err(e) => {

@@ -90,7 +90,13 @@ fn os<E: Into<io::Error>>(call: &'static str) -> impl FnOnce(E) -> DetachError {
 /// Detaches. Must run before any thread exists (it forks twice, and only the forking thread
 /// survives a fork); that is checked. `log_file` is opened here, before the forks, so that an
 /// unwritable one is reported by the launcher like any other error.
-pub fn detach(log_file: Option<&Path>) -> Result<Detached, DetachError> {
+///
+/// The daemon keeps only its standard streams, its report pipe and the descriptors in `keep`
+/// (a listening socket it inherited and claimed): every other descriptor it inherited from its
+/// caller is closed. A caller's descriptor would otherwise stay open for the daemon's whole
+/// life, and in every successor of a restart: `flock LOCK rodent serve --detach` would hold
+/// LOCK until the last of them exits.
+pub fn detach(log_file: Option<&Path>, keep: &[RawFd]) -> Result<Detached, DetachError> {
     let threads = thread_count();
     if threads > 1 {
         return Err(DetachError::Threads(threads));
@@ -123,7 +129,8 @@ pub fn detach(log_file: Option<&Path>) -> Result<Detached, DetachError> {
         ForkResult::Child => {
             drop(read);
             let report = Report::new(write, nix::unistd::getpid());
-            let steps = || -> Result<(), DetachError> {
+            let report_fd = report.raw_fd();
+            let steps = move || -> Result<(), DetachError> {
                 setsid().map_err(os("setsid"))?;
                 // SAFETY: still the only thread.
                 if let ForkResult::Parent { .. } = unsafe { fork() }.map_err(os("fork"))? {
@@ -136,6 +143,11 @@ pub fn detach(log_file: Option<&Path>) -> Result<Detached, DetachError> {
                 nix::unistd::dup2_stdin(&input).map_err(os("dup2"))?;
                 nix::unistd::dup2_stdout(&output).map_err(os("dup2"))?;
                 nix::unistd::dup2_stderr(&output).map_err(os("dup2"))?;
+                drop(input);
+                drop(output);
+                let mut kept = keep.to_vec();
+                kept.extend(report_fd);
+                close_all_but(&kept).map_err(os("close_range"))?;
                 Ok(())
             };
             if let Err(e) = steps() {
@@ -149,6 +161,59 @@ pub fn detach(log_file: Option<&Path>) -> Result<Detached, DetachError> {
             }))
         }
     }
+}
+
+/// Closes every descriptor from 3 up, except those in `keep`. Nothing else may refer to the
+/// descriptors closed: call it in a single-threaded process, before anything but `keep` was
+/// opened or claimed.
+///
+/// `close_range(2)` (Linux 5.9), called through `syscall` as nix has no wrapper and glibc only
+/// since 2.34; on older kernels, the descriptors `/proc/self/fd` lists.
+fn close_all_but(keep: &[RawFd]) -> io::Result<()> {
+    let mut keep: Vec<u32> = keep
+        .iter()
+        .filter_map(|&fd| u32::try_from(fd).ok())
+        .filter(|&fd| fd >= 3)
+        .collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut ranges = Vec::new();
+    let mut first = 3;
+    for fd in keep.iter().copied() {
+        if first < fd {
+            ranges.push((first, fd - 1));
+        }
+        first = fd + 1;
+    }
+    ranges.push((first, u32::MAX));
+    for (first, last) in ranges {
+        // SAFETY: close_range takes two descriptor numbers and flags; by this function's
+        // contract nothing refers to the descriptors it closes.
+        if unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) } != 0 {
+            let error = io::Error::last_os_error();
+            if error.raw_os_error() != Some(libc::ENOSYS) {
+                return Err(error);
+            }
+            return close_listed_but(&keep);
+        }
+    }
+    Ok(())
+}
+
+/// [`close_all_but`] without `close_range`.
+fn close_listed_but(keep: &[u32]) -> io::Result<()> {
+    let open: Vec<u32> = std::fs::read_dir("/proc/self/fd")?
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+        .collect();
+    for fd in open {
+        if fd >= 3 && !keep.contains(&fd) {
+            // SAFETY: as in close_all_but; the directory's own descriptor, listed too, is
+            // closed already, and EBADF is harmless.
+            unsafe { libc::close(fd as RawFd) };
+        }
+    }
+    Ok(())
 }
 
 fn dev_null(write: bool) -> Result<File, DetachError> {

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::os::unix::net::UnixDatagram;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal::{SIGHUP, SIGKILL, SIGTERM};
@@ -11,7 +11,9 @@ use nix::sys::signal::kill;
 use nix::unistd::Pid;
 
 use crate::support::namespace::{children, process};
-use crate::support::{PATIENCE, Spawn, TempDir, code_of, connect, get_on, rodent};
+use crate::support::{
+    BINARY, PATIENCE, Spawn, TempDir, code_of, connect, get_on, require_tool, rodent,
+};
 
 /// A daemon started by a test. Not our child: killed through its PID file if a test fails.
 struct Daemon {
@@ -230,6 +232,52 @@ fn an_invalid_configuration_is_refused_by_the_launcher() {
 
 /// `RODENT_INIT=always --detach`: the daemon is a supervisor; the PID file and the announced PID
 /// are the supervisor's, and the service (its child) reports readiness in its place.
+/// The daemon keeps none of its caller's descriptors: `flock LOCK rodent serve --detach` holds
+/// LOCK only until the launcher returns, not for the daemon's life, nor for its successors'.
+#[test]
+fn the_daemon_keeps_none_of_its_callers_descriptors() {
+    if !require_tool("flock", "apt-get install util-linux") {
+        return;
+    }
+    for supervised in [false, true] {
+        let daemon = Daemon::new("descriptors");
+        let lock = daemon.dir.join("LOCK");
+        let init = if supervised { "always" } else { "never" };
+        let spawn = || daemon.spawn().env("RODENT_INIT", init);
+        let output = spawn()
+            .arg("serve")
+            .arg("--detach")
+            .command_via(&["flock", lock.to_str().unwrap()], Path::new(BINARY))
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(code_of(&output), 0, "{out}\nlog:\n{}", daemon.log());
+        let (pid, _) = announced(&out);
+        let mut daemons = vec![pid];
+        daemons.extend(children(pid));
+        for pid in daemons {
+            let held: Vec<_> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .unwrap()
+                .flatten()
+                .filter(|fd| std::fs::read_link(fd.path()).is_ok_and(|to| to == lock))
+                .map(|fd| fd.file_name())
+                .collect();
+            assert!(
+                held.is_empty(),
+                "{pid} (supervised: {supervised}) holds LOCK as {held:?}"
+            );
+        }
+        let free = std::process::Command::new("flock")
+            .args(["--nonblock", lock.to_str().unwrap(), "true"])
+            .status()
+            .unwrap();
+        assert!(free.success(), "LOCK is free once the launcher returned");
+        let (code, out, _) = daemon.run(&spawn(), &["stop"]);
+        assert_eq!(code, 0, "{out}");
+        wait_gone(pid);
+    }
+}
+
 #[test]
 fn a_supervised_daemon_announces_and_stops_through_its_supervisor() {
     let daemon = Daemon::new("supervised");
