@@ -99,7 +99,7 @@ pub fn serve(options: Options, build: impl FnOnce(Rodent) -> Rodent) -> ExitCode
         eprintln!("{NAME}: cannot block signals: {e}");
         return Exit::Failure.into();
     }
-    crate::process::successor::remember_executable();
+    crate::process::reexec::remember_executable();
     let mut config = match Config::from_env() {
         Ok(config) => config,
         Err(errors) => {

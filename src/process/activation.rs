@@ -18,12 +18,11 @@
 
 use std::net::TcpListener;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
-use std::os::unix::process::CommandExt;
 use std::process::Command;
 
-use nix::unistd::{Pid, getpid, getppid};
+use nix::unistd::{Pid, getpid};
 
-use super::inherit::claim_inherited;
+use super::handoff::{self, claim_inherited};
 use crate::config::Vars;
 
 /// The variables of the protocol, forgotten once read.
@@ -32,8 +31,7 @@ pub(crate) const VARIABLES: [&str; 3] = ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDN
 const FIRST_FD: RawFd = 3;
 /// The name a socket unit gives rodent's socket when it passes several.
 const NAME: &str = "http";
-/// The internal variable naming the socket a rodent parent hands down:
-/// `<parent pid>:<descriptor>`. Honoured only when that parent is this process's parent.
+/// The internal variable naming the socket a rodent parent hands down (see [`handoff`]).
 pub(crate) const HANDED_DOWN: &str = "RODENT_LISTENER";
 
 /// Where an inherited socket came from, for the log.
@@ -165,26 +163,20 @@ impl Activation {
 
 /// The socket a rodent parent handed down, if the variable names our parent.
 fn handed_down(vars: &Vars) -> Result<Option<Inherited>, ActivationError> {
-    let Some(raw) = vars.get(HANDED_DOWN) else {
+    let Some(parent) = handoff::handed_down(vars, HANDED_DOWN) else {
         return Ok(None);
     };
-    let Some((parent, fd)) = raw.split_once(':') else {
-        return Ok(None);
-    };
-    let (Ok(parent), Ok(fd)) = (parent.parse::<i32>(), fd.parse::<RawFd>()) else {
-        return Ok(None);
-    };
-    if Pid::from_raw(parent) != getppid() {
-        return Ok(None);
-    }
-    let listener = claim(fd).map_err(|problem| ActivationError {
+    let listener = claim(parent.fd).map_err(|problem| ActivationError {
         variable: HANDED_DOWN,
-        value: raw.clone(),
-        problem: format!("descriptor {fd} is not a listening TCP socket: {problem}"),
+        value: vars.get(HANDED_DOWN).cloned().unwrap_or_default(),
+        problem: format!(
+            "descriptor {} is not a listening TCP socket: {problem}",
+            parent.fd
+        ),
     })?;
     Ok(Some(Inherited {
         listener,
-        fd,
+        fd: parent.fd,
         name: None,
         source: Source::Parent,
     }))
@@ -241,23 +233,13 @@ fn kind(fd: BorrowedFd<'_>) -> Result<(), &'static str> {
     }
 }
 
-/// Hands `listener` down to the rodent `command` starts: open across its exec, and named in
-/// [`HANDED_DOWN`] with this process's PID (the child checks it is its parent's).
+/// Hands `listener` down to the rodent `command` starts, in [`HANDED_DOWN`]; the socket
+/// activation variables, which were this process's, are not passed on.
 pub(crate) fn hand_down(command: &mut Command, listener: &impl AsRawFd) {
-    let fd = listener.as_raw_fd();
-    command.env(HANDED_DOWN, format!("{}:{fd}", getpid()));
     for name in VARIABLES {
         command.env_remove(name);
     }
-    // SAFETY: fcntl is async-signal-safe; `fd` is open in the parent, so in the child too.
-    unsafe {
-        command.pre_exec(move || {
-            if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    handoff::hand_down(command, HANDED_DOWN, listener.as_raw_fd());
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use nix::fcntl::OFlag;
-use nix::sys::signal::{SigSet, SigmaskHow, pthread_sigmask};
+use nix::sys::signal::{SigmaskHow, pthread_sigmask};
 use nix::sys::stat::{Mode, umask};
 use nix::sys::wait::waitpid;
 use nix::unistd::{ForkResult, Pid, chdir, fork, pipe2, setsid};
@@ -35,9 +35,12 @@ use nix::unistd::{ForkResult, Pid, chdir, fork, pipe2, setsid};
 use crate::config::Vars;
 use crate::exit::Exit;
 use crate::lifecycle::Event;
-use crate::process::signal::Signal;
+use crate::process::handoff;
+use crate::process::signal::handled_set;
+use crate::process::threads;
 
-/// The internal variable that hands the report pipe to a service started by a supervisor.
+/// The internal variable that hands the report pipe to a service started by a supervisor
+/// (see [`handoff`]).
 pub(crate) const FD_VARIABLE: &str = "RODENT_DAEMON_FD";
 
 /// Which side of the fork this process is on.
@@ -69,10 +72,13 @@ pub enum DetachError {
     #[error("cannot open the log file {} (RODENT_LOG_FILE): {source}", path.display())]
     LogFile { path: PathBuf, source: io::Error },
     #[error(
-        "cannot detach: {0} threads are running, and forking now would copy a process in an \
-         unknown state"
+        "cannot detach: {} and forking now could copy a process in an unknown state",
+        match .0 {
+            Some(n) => format!("{n} threads are running,"),
+            None => "whether other threads run is unknown (/proc/self/task cannot be read),".into(),
+        }
     )]
-    Threads(usize),
+    Threads(Option<usize>),
     #[error("cannot detach: {call} failed: {source}")]
     Os {
         call: &'static str,
@@ -97,9 +103,8 @@ fn os<E: Into<io::Error>>(call: &'static str) -> impl FnOnce(E) -> DetachError {
 /// life, and in every successor of a restart: `flock LOCK rodent serve --detach` would hold
 /// LOCK until the last of them exits.
 pub fn detach(log_file: Option<&Path>, keep: &[RawFd]) -> Result<Detached, DetachError> {
-    let threads = thread_count();
-    if threads > 1 {
-        return Err(DetachError::Threads(threads));
+    if !threads::single() {
+        return Err(DetachError::Threads(threads::count()));
     }
     let output = match log_file {
         Some(path) => OpenOptions::new()
@@ -123,7 +128,7 @@ pub fn detach(log_file: Option<&Path>, keep: &[RawFd]) -> Result<Detached, Detac
             // The intermediate process exits at once; reap it so it leaves no zombie.
             let _ = waitpid(child, None);
             // The launcher only waits from here on: let Ctrl-C and SIGTERM end the wait.
-            let _ = pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&forwarded()), None);
+            let _ = pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&handled_set()), None);
             Ok(Detached::Launcher(wait_for_report(read)))
         }
         ForkResult::Child => {
@@ -224,18 +229,6 @@ fn dev_null(write: bool) -> Result<File, DetachError> {
         .map_err(os("open /dev/null"))
 }
 
-fn forwarded() -> SigSet {
-    let mut set = SigSet::empty();
-    for signal in Signal::ALL {
-        set.add(signal.os());
-    }
-    set
-}
-
-fn thread_count() -> usize {
-    std::fs::read_dir("/proc/self/task").map_or(1, |tasks| tasks.count())
-}
-
 fn wait_for_report(read: OwnedFd) -> Outcome {
     read_report(File::from(read))
 }
@@ -305,11 +298,11 @@ impl Report {
         }
     }
 
-    /// The report pipe handed down by the supervisor that spawned this process (whose PID is
-    /// `supervisor`): the variable names a file descriptor, claimed here once.
-    pub(crate) fn inherited(vars: &Vars, supervisor: Pid) -> Option<Self> {
-        let pipe = super::inherit::claim_inherited(vars.get(FD_VARIABLE)?.parse().ok()?)?;
-        Some(Self::new(pipe, supervisor))
+    /// The report pipe handed down by the supervisor that spawned this process, claimed here
+    /// once: the supervisor's PID is the one to announce.
+    pub(crate) fn inherited(vars: &Vars) -> Option<Self> {
+        let supervisor = handoff::handed_down(vars, FD_VARIABLE)?;
+        Some(Self::new(supervisor.claim()?, supervisor.parent))
     }
 
     /// The descriptor to hand to a child process, which then reports in our place.

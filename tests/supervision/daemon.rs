@@ -12,7 +12,7 @@ use nix::unistd::Pid;
 
 use crate::support::namespace::{children, process};
 use crate::support::{
-    BINARY, PATIENCE, Spawn, TempDir, code_of, connect, get_on, require_tool, rodent,
+    BINARY, PATIENCE, Spawn, TempDir, code_of, connect, get_on, require_root, require_tool, rodent,
 };
 
 /// A daemon started by a test. Not our child: killed through its PID file if a test fails.
@@ -276,6 +276,47 @@ fn the_daemon_keeps_none_of_its_callers_descriptors() {
         assert_eq!(code, 0, "{out}");
         wait_gone(pid);
     }
+}
+
+/// Forking is sound only from a single-threaded process. Where `/proc` cannot tell how many
+/// threads there are, the answer is "not known to be one", and `--detach` refuses to fork.
+#[test]
+fn detach_is_refused_where_the_threads_cannot_be_counted() {
+    if !require_root("hiding /proc needs a mount namespace")
+        || !require_tool("unshare", "apt-get install util-linux")
+    {
+        return;
+    }
+    let daemon = Daemon::new("no-proc");
+    let output = daemon
+        .spawn()
+        .arg("serve")
+        .arg("--detach")
+        .command_via(
+            &[
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "--",
+                "sh",
+                "-c",
+                r#"mount -t tmpfs none /proc && exec "$0" "$@""#,
+            ],
+            Path::new(BINARY),
+        )
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(code_of(&output), 1, "{err}");
+    assert!(
+        err.contains("cannot detach: whether other threads run is unknown"),
+        "{err}"
+    );
+    assert!(
+        std::fs::metadata(daemon.pid_file()).is_err(),
+        "no daemon was started"
+    );
 }
 
 #[test]
