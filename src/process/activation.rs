@@ -1,7 +1,8 @@
 //! Listening sockets a process inherits instead of binding: systemd's socket activation
 //! (`LISTEN_FDS`, `LISTEN_PID`, `LISTEN_FDNAMES`, as a `.socket` unit, `systemd-socket-activate`
 //! or Podman set them), and the socket rodent hands down itself, to the service under its PID 1
-//! supervisor and to the successor of `rodent restart` (`RODENT_LISTENER`).
+//! supervisor and to the successor of `rodent restart` (`RODENT_LISTENER`, and
+//! `RODENT_MANAGEMENT_LISTENER` for the management port's).
 //!
 //! The protocol (`sd_listen_fds(3)`): descriptors start at 3; `LISTEN_PID` must be this
 //! process, otherwise the variables were meant for another one (a parent that exported them by
@@ -33,6 +34,9 @@ const FIRST_FD: RawFd = 3;
 const NAME: &str = "http";
 /// The internal variable naming the socket a rodent parent hands down (see [`handoff`]).
 pub(crate) const HANDED_DOWN: &str = "RODENT_LISTENER";
+/// The same for the management port's socket, which a predecessor hands to its successor
+/// (`RODENT_MANAGEMENT_PORT`).
+pub(crate) const MANAGEMENT_HANDED_DOWN: &str = "RODENT_MANAGEMENT_LISTENER";
 
 /// Where an inherited socket came from, for the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,23 +167,39 @@ impl Activation {
 
 /// The socket a rodent parent handed down, if the variable names our parent.
 fn handed_down(vars: &Vars) -> Result<Option<Inherited>, ActivationError> {
-    let Some(parent) = handoff::handed_down(vars, HANDED_DOWN) else {
+    Ok(
+        claim_handed_down(vars, HANDED_DOWN)?.map(|(listener, fd)| Inherited {
+            listener,
+            fd,
+            name: None,
+            source: Source::Parent,
+        }),
+    )
+}
+
+/// The management port's socket a predecessor handed down, if the variable names our parent.
+/// Claims the descriptor: call it once, at startup.
+pub(crate) fn management_handed_down(vars: &Vars) -> Result<Option<TcpListener>, ActivationError> {
+    Ok(claim_handed_down(vars, MANAGEMENT_HANDED_DOWN)?.map(|(listener, _)| listener))
+}
+
+/// The listener named in `variable` ([`handoff`]), if this process's parent named it.
+fn claim_handed_down(
+    vars: &Vars,
+    variable: &'static str,
+) -> Result<Option<(TcpListener, RawFd)>, ActivationError> {
+    let Some(parent) = handoff::handed_down(vars, variable) else {
         return Ok(None);
     };
     let listener = claim(parent.fd).map_err(|problem| ActivationError {
-        variable: HANDED_DOWN,
-        value: vars.get(HANDED_DOWN).cloned().unwrap_or_default(),
+        variable,
+        value: vars.get(variable).cloned().unwrap_or_default(),
         problem: format!(
             "descriptor {} is not a listening TCP socket: {problem}",
             parent.fd
         ),
     })?;
-    Ok(Some(Inherited {
-        listener,
-        fd: parent.fd,
-        name: None,
-        source: Source::Parent,
-    }))
+    Ok(Some((listener, parent.fd)))
 }
 
 /// Takes `fd` as a listener once it is known to be one; `Err` says what it is instead.
@@ -240,6 +260,11 @@ pub(crate) fn hand_down(command: &mut Command, listener: &impl AsRawFd) {
         command.env_remove(name);
     }
     handoff::hand_down(command, HANDED_DOWN, listener.as_raw_fd());
+}
+
+/// Hands the management port's `listener` down the same way, in [`MANAGEMENT_HANDED_DOWN`].
+pub(crate) fn hand_down_management(command: &mut Command, listener: &impl AsRawFd) {
+    handoff::hand_down(command, MANAGEMENT_HANDED_DOWN, listener.as_raw_fd());
 }
 
 #[cfg(test)]

@@ -15,12 +15,15 @@
 //! registry tokio's own signal handling uses, and a plain thread reads them. Like tokio's, it
 //! reports a signal sent several times before it is read once.
 
+use std::collections::VecDeque;
+
 use nix::sys::signal::{SigSet, SigmaskHow, Signal as Sig, pthread_sigmask};
 use signal_hook::iterator::{Handle, Signals};
 use tokio::sync::mpsc;
 
 /// A signal, named by what it asks rodent to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Signal {
     /// SIGTERM: Kubernetes (pod deletion, rolling update, node drain), `docker stop` and
     /// `rodent stop` send this to start a graceful shutdown. A second one forces the exit.
@@ -53,7 +56,7 @@ impl Signal {
         Self::WindowChange,
     ];
 
-    pub fn os(self) -> Sig {
+    pub(crate) fn os(self) -> Sig {
         match self {
             Self::Terminate => Sig::SIGTERM,
             Self::Interrupt => Sig::SIGINT,
@@ -63,10 +66,6 @@ impl Signal {
             Self::User2 => Sig::SIGUSR2,
             Self::WindowChange => Sig::SIGWINCH,
         }
-    }
-
-    pub fn from_os(signal: Sig) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.os() == signal)
     }
 
     /// The conventional name, `SIGTERM` and so on, for logs.
@@ -91,7 +90,7 @@ pub(crate) fn handled_set() -> SigSet {
 
 /// Blocks every handled signal on the calling thread, and so on every thread it later spawns.
 /// Call first thing in `main`, before any thread exists; [`listen`] undoes it.
-pub fn block_early() -> nix::Result<()> {
+pub(crate) fn block_early() -> nix::Result<()> {
     pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&handled_set()), None)
 }
 
@@ -102,7 +101,7 @@ pub fn block_early() -> nix::Result<()> {
 ///
 /// The handlers are signal-hook's, in the registry tokio's own signal handling shares; a plain
 /// thread of their own reads what they received, so no runtime is needed yet.
-pub fn listen() -> std::io::Result<Received> {
+pub(crate) fn listen() -> std::io::Result<Received> {
     let mut signals = Signals::new(Signal::ALL.map(|which| which.os() as i32))?;
     // Handlers exist now: a signal pending since block_early is delivered and queued.
     pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&handled_set()), None)?;
@@ -112,7 +111,7 @@ pub fn listen() -> std::io::Result<Received> {
         .name("rodent-signals".to_string())
         .spawn(move || {
             for number in signals.forever() {
-                let which = Sig::try_from(number).ok().and_then(Signal::from_os);
+                let which = Signal::ALL.into_iter().find(|s| s.os() as i32 == number);
                 if let Some(which) = which
                     && tx.send(which).is_err()
                 {
@@ -120,20 +119,37 @@ pub fn listen() -> std::io::Result<Received> {
                 }
             }
         })?;
-    Ok(Received { rx, handle })
+    Ok(Received {
+        early: VecDeque::new(),
+        rx,
+        handle,
+    })
 }
 
 /// The signals [`listen`] forwards. Dropping it ends the forwarding thread.
 #[derive(Debug)]
-pub struct Received {
+pub(crate) struct Received {
+    /// Signals received earlier and handed back, to come before the others.
+    early: VecDeque<Signal>,
     rx: mpsc::UnboundedReceiver<Signal>,
     handle: Handle,
 }
 
 impl Received {
     /// The next signal; `None` once the forwarding thread is gone.
-    pub async fn recv(&mut self) -> Option<Signal> {
-        self.rx.recv().await
+    pub(crate) async fn recv(&mut self) -> Option<Signal> {
+        match self.early.pop_front() {
+            Some(signal) => Some(signal),
+            None => self.rx.recv().await,
+        }
+    }
+
+    /// Hands back signals received but not acted on (during an application's setup): they
+    /// come first, in this order.
+    pub(crate) fn hand_back(&mut self, signals: impl IntoIterator<Item = Signal>) {
+        let mut early: VecDeque<Signal> = signals.into_iter().collect();
+        early.append(&mut self.early);
+        self.early = early;
     }
 }
 

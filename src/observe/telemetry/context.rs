@@ -14,7 +14,7 @@ use crate::observe::clip::CLIENT_TEXT_LIMIT;
 
 /// The response header carrying the server span, in the `traceparent` format (W3C Trace Context
 /// Level 2 names it `traceresponse`).
-pub const TRACERESPONSE: &str = "traceresponse";
+pub(crate) const TRACERESPONSE: &str = "traceresponse";
 
 /// Every header the B3 propagator reads, whichever form it writes.
 const B3_HEADERS: [&str; 5] = [
@@ -41,7 +41,7 @@ impl Extractor for Headers<'_> {
 }
 
 /// The configured propagators, as OpenTelemetry's composite of them.
-pub fn propagator(list: &[Propagator]) -> TextMapCompositePropagator {
+pub(crate) fn propagator(list: &[Propagator]) -> TextMapCompositePropagator {
     let each = list
         .iter()
         .map(|p| -> Box<dyn TextMapPropagator + Send + Sync> {
@@ -57,7 +57,7 @@ pub fn propagator(list: &[Propagator]) -> TextMapCompositePropagator {
 }
 
 /// Reads incoming requests for the context they continue.
-pub struct Propagation {
+pub(crate) struct Propagation {
     propagator: TextMapCompositePropagator,
     /// The headers the propagators read: a request with none of them (most, from outside a
     /// mesh) is answered without running them.
@@ -73,7 +73,7 @@ impl std::fmt::Debug for Propagation {
 }
 
 impl Propagation {
-    pub fn new(list: &[Propagator]) -> Self {
+    pub(crate) fn new(list: &[Propagator]) -> Self {
         let propagator = propagator(list);
         let mut headers: Vec<String> = propagator.fields().map(str::to_string).collect();
         if list
@@ -92,7 +92,7 @@ impl Propagation {
 
     /// The context a request continues: a valid remote span (its trace goes on), baggage, or
     /// both; `None` when it carries neither.
-    pub fn incoming(&self, headers: &HeaderMap) -> Option<opentelemetry::Context> {
+    pub(crate) fn incoming(&self, headers: &HeaderMap) -> Option<opentelemetry::Context> {
         if !self
             .headers
             .iter()
@@ -107,7 +107,7 @@ impl Propagation {
 }
 
 /// `00-<trace id>-<span id>-<flags>`, the `traceparent` format.
-pub fn traceresponse(span: &SpanContext) -> HeaderValue {
+pub(crate) fn traceresponse(span: &SpanContext) -> HeaderValue {
     let value = format!(
         "00-{}-{}-{:02x}",
         span.trace_id(),

@@ -23,7 +23,7 @@ pub(crate) use restarts::Restarts;
 
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
 use nix::fcntl::OFlag;
@@ -70,8 +70,12 @@ pub(crate) struct Starting {
 }
 
 impl Starting {
-    /// Starts the successor on `listener`. Call it inside the runtime.
-    pub(crate) fn spawn(listener: &impl AsRawFd) -> io::Result<Self> {
+    /// Starts the successor on `listener`, and on `management` for the management port when
+    /// there is one. Call it inside the runtime.
+    pub(crate) fn spawn(
+        listener: &impl AsRawFd,
+        management: Option<BorrowedFd<'_>>,
+    ) -> io::Result<Self> {
         let (read, write) = pipe2(OFlag::O_CLOEXEC)?;
         // The binary at the path this one was started from: an upgrade in place is the one
         // that starts. It starts with rodent's signals blocked (see `reexec::command`).
@@ -81,6 +85,9 @@ impl Starting {
             .env_remove(daemon::FD_VARIABLE);
         handoff::hand_down(&mut command, MARKER, write.as_raw_fd());
         activation::hand_down(&mut command, listener);
+        if let Some(management) = management {
+            activation::hand_down_management(&mut command, &management);
+        }
         let child = tokio::process::Command::from(command).spawn()?;
         // Only the successor may hold the writing end: its exit is then the pipe's end of file.
         drop(write);
