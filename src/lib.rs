@@ -19,7 +19,7 @@
 //! | [`launch`] | the order of a process's life, from blocked signals to the exit code; the command line |
 //! | [`config`] | reading and validating `RODENT_*` and `OTEL_*` variables and the env file |
 //! | [`lifecycle`] | the lifecycle [`State`], readiness, hooks, [`Event`]s, the [`Drain`] handle |
-//! | `service` | the [`Rodent`] builder and the loop that advances the lifecycle |
+//! | `run` | the [`Rodent`] builder, the loop that advances the lifecycle, and the drain sequence |
 //! | `server` | the accept loop and per-connection timeouts, on hyper-util |
 //! | [`http`] | rodent's routes and middleware around the application's, and [`Problem`] errors |
 //! | `observe` | logs, Prometheus metrics, OpenTelemetry traces |
@@ -37,12 +37,12 @@ pub mod lifecycle;
 mod observe;
 mod process;
 pub mod reference;
+mod run;
 mod server;
-mod service;
 
 pub use config::Config;
 pub use exit::Exit;
 pub use http::Problem;
 pub use lifecycle::{BoxError, Drain, Event, Lifecycle, State};
 pub use process::Signal;
-pub use service::Rodent;
+pub use run::Rodent;

@@ -145,14 +145,15 @@ impl Config {
     }
 
     /// Time kept in reserve at the end of the grace period for shutdown hooks, flushing
-    /// telemetry and exiting: 10% of the grace, at least 100 ms and at most 5 s.
+    /// telemetry and exiting: 10% of the grace, at least 100 ms and at most 5 s. The exit's
+    /// schedule owns the rule (`lifecycle::budget`).
     pub fn safety_margin(&self) -> Duration {
-        safety_margin(self.shutdown_grace)
+        crate::lifecycle::budget::safety_margin(self.shutdown_grace)
     }
 
     /// When remaining connections are aborted, measured from the first shutdown signal.
     pub fn shutdown_deadline(&self) -> Duration {
-        self.shutdown_grace.saturating_sub(self.safety_margin())
+        crate::lifecycle::budget::deadline_after(self.shutdown_grace)
     }
 
     /// Warns about every `RODENT_*` variable that rodent does not know.
@@ -238,10 +239,6 @@ impl InitMode {
             Self::Never => "never",
         }
     }
-}
-
-pub(crate) fn safety_margin(grace: Duration) -> Duration {
-    (grace / 10).clamp(Duration::from_millis(100), Duration::from_secs(5))
 }
 
 #[cfg(test)]

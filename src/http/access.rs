@@ -33,9 +33,9 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::body::Guarded;
 use super::guard::TimedOut;
+use super::instance::Instance;
 use super::problem::Panicked;
 use super::routes::is_exempt;
-use super::shared::Shared;
 use crate::observe::logging::AccessLine;
 use crate::observe::metrics::{Entered, METHODS, RouteCache, UNMATCHED, method_index};
 use crate::observe::telemetry::context;
@@ -80,7 +80,7 @@ macro_rules! request_span {
 /// (see `observe::logging::access`), and the metrics are resolved once per route, none of which
 /// `TraceLayer`'s callbacks allow without redoing them per request.
 #[derive(Clone)]
-pub(crate) struct ObserveLayer(pub Arc<Shared>);
+pub(crate) struct ObserveLayer(pub Arc<Instance>);
 
 impl<S> Layer<S> for ObserveLayer {
     type Service = Observe<S>;
@@ -98,7 +98,7 @@ impl<S> Layer<S> for ObserveLayer {
 #[derive(Clone)]
 pub(crate) struct Observe<S> {
     inner: S,
-    state: Arc<Shared>,
+    state: Arc<Instance>,
     route: Arc<RouteCache>,
 }
 
@@ -115,10 +115,10 @@ where
     }
 
     fn call(&mut self, mut req: Request) -> Self::Future {
-        let (span, pending) = begin(&self.state, &self.route, &mut req);
+        let (span, observed) = begin(&self.state, &self.route, &mut req);
         ObserveFuture {
             inner: self.inner.call(req).instrument(span),
-            pending: Some(pending),
+            observed: Some(observed),
         }
     }
 }
@@ -127,7 +127,7 @@ pin_project! {
     pub(crate) struct ObserveFuture<F> {
         #[pin]
         inner: Instrumented<F>,
-        pending: Option<Pending>,
+        observed: Option<Observed>,
     }
 }
 
@@ -140,17 +140,17 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         let Ok(response) = ready!(this.inner.as_mut().poll(cx));
-        let pending = this
-            .pending
+        let observed = this
+            .observed
             .take()
             .expect("an observe future is not polled after it completed");
-        Poll::Ready(Ok(finish(pending, this.inner.span(), response)))
+        Poll::Ready(Ok(finish(observed, this.inner.span(), response)))
     }
 }
 
-/// What the access layer keeps of a request until its response.
-struct Pending {
-    state: Arc<Shared>,
+/// What the access layer observed of a request, kept until its response.
+struct Observed {
+    state: Arc<Instance>,
     started: Instant,
     method: &'static str,
     entered: Entered,
@@ -161,7 +161,7 @@ struct Pending {
     exempt: bool,
 }
 
-fn begin(state: &Arc<Shared>, cache: &RouteCache, req: &mut Request) -> (Span, Pending) {
+fn begin(state: &Arc<Instance>, cache: &RouteCache, req: &mut Request) -> (Span, Observed) {
     let started = Instant::now();
     let method = method_index(req.method());
     let matched = req
@@ -215,7 +215,7 @@ fn begin(state: &Arc<Shared>, cache: &RouteCache, req: &mut Request) -> (Span, P
             .filter(SpanContext::is_valid)
             .map(|span| span.trace_id())
     });
-    let pending = Pending {
+    let observed = Observed {
         state: state.clone(),
         started,
         method,
@@ -226,11 +226,11 @@ fn begin(state: &Arc<Shared>, cache: &RouteCache, req: &mut Request) -> (Span, P
         trace_id,
         exempt,
     };
-    (span, pending)
+    (span, observed)
 }
 
-fn finish(pending: Pending, span: &Span, mut response: Response) -> Response {
-    let Pending {
+fn finish(observed: Observed, span: &Span, mut response: Response) -> Response {
+    let Observed {
         state,
         started,
         method,
@@ -240,7 +240,7 @@ fn finish(pending: Pending, span: &Span, mut response: Response) -> Response {
         server,
         trace_id,
         exempt,
-    } = pending;
+    } = observed;
     let Entered {
         route,
         in_flight,

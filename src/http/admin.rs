@@ -10,11 +10,11 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
+use super::instance::Instance;
 use super::problem::Problem;
-use super::shared::Shared;
 
 pub(crate) async fn readiness(
-    State(state): State<Arc<Shared>>,
+    State(state): State<Arc<Instance>>,
     Path(action): Path<String>,
     method: Method,
     headers: HeaderMap,

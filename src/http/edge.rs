@@ -16,9 +16,9 @@ use http_body::Body as _;
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
+use super::instance::Instance;
 use super::problem::{self, Problem};
 use super::routes::is_exempt;
-use super::shared::Shared;
 use crate::lifecycle::State as LifecycleState;
 use crate::observe::metrics::UNMATCHED;
 
@@ -29,7 +29,7 @@ const MAX_PLAIN_ERROR: u64 = 8 * 1024;
 /// rodent's lifecycle, and tower-http's layers answer their errors with plain or empty bodies,
 /// which this turns into problem+json.
 #[derive(Clone)]
-pub(crate) struct EdgeLayer(pub Arc<Shared>);
+pub(crate) struct EdgeLayer(pub Arc<Instance>);
 
 impl<S> Layer<S> for EdgeLayer {
     type Service = Edge<S>;
@@ -45,7 +45,7 @@ impl<S> Layer<S> for EdgeLayer {
 #[derive(Clone)]
 pub(crate) struct Edge<S> {
     inner: S,
-    state: Arc<Shared>,
+    state: Arc<Instance>,
 }
 
 impl<S, B> Service<Request> for Edge<S>
@@ -107,13 +107,13 @@ pin_project! {
         Inner {
             #[pin]
             inner: F,
-            state: Arc<Shared>,
+            state: Arc<Instance>,
             http1: bool,
         },
         // Only an error response with a small plain body gets here, to be read and rewritten.
         Rewriting {
             rewriting: Pin<Box<dyn Future<Output = Response> + Send>>,
-            state: Arc<Shared>,
+            state: Arc<Instance>,
             http1: bool,
         },
     }

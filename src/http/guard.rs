@@ -4,7 +4,7 @@
 //! by the limit or the stall timeout is an error the handler sees and answers as it likes; here
 //! each becomes rodent's problem+json, with the variable that sets the bound.
 //!
-//! Two layers, as the stack puts them: [`GuardLayer`] outside tower-http's, [`VerdictLayer`]
+//! Two layers, as the stack puts them: [`GuardLayer`] outside tower-http's, [`BodyAnswerLayer`]
 //! inside, just around the route. Both take their bounds from the configuration the stack was
 //! built from: a reload builds a new stack.
 
@@ -25,8 +25,8 @@ use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 use super::body::{BodyVerdict, Watched};
+use super::instance::{AdmissionPermit, Instance};
 use super::problem::Problem;
-use super::shared::{AdmissionPermit, Shared};
 use crate::config::{Config, format_duration};
 
 /// The bounds of one stack, from the configuration it was built from.
@@ -68,12 +68,12 @@ pub(crate) struct TimedOut;
 /// counts application requests across all routes, up to the response head.
 #[derive(Clone)]
 pub(crate) struct GuardLayer {
-    state: Arc<Shared>,
+    state: Arc<Instance>,
     bounds: Bounds,
 }
 
 impl GuardLayer {
-    pub(crate) fn new(state: Arc<Shared>, config: &Config) -> Self {
+    pub(crate) fn new(state: Arc<Instance>, config: &Config) -> Self {
         Self {
             state,
             bounds: Bounds::of(config),
@@ -96,7 +96,7 @@ impl<S> Layer<S> for GuardLayer {
 #[derive(Clone)]
 pub(crate) struct Guard<S> {
     inner: S,
-    state: Arc<Shared>,
+    state: Arc<Instance>,
     bounds: Bounds,
 }
 
@@ -217,11 +217,11 @@ fn too_large(limit: usize) -> Response {
 /// Innermost, around the route: watches the request body that tower-http limited and timed,
 /// and answers 413 or 408 when it was cut short, whatever the handler made of the error.
 #[derive(Clone)]
-pub(crate) struct VerdictLayer {
+pub(crate) struct BodyAnswerLayer {
     bounds: Bounds,
 }
 
-impl VerdictLayer {
+impl BodyAnswerLayer {
     pub(crate) fn new(config: &Config) -> Self {
         Self {
             bounds: Bounds::of(config),
@@ -229,11 +229,11 @@ impl VerdictLayer {
     }
 }
 
-impl<S> Layer<S> for VerdictLayer {
-    type Service = Verdict<S>;
+impl<S> Layer<S> for BodyAnswerLayer {
+    type Service = BodyAnswer<S>;
 
-    fn layer(&self, inner: S) -> Verdict<S> {
-        Verdict {
+    fn layer(&self, inner: S) -> BodyAnswer<S> {
+        BodyAnswer {
             inner,
             bounds: self.bounds,
         }
@@ -241,12 +241,12 @@ impl<S> Layer<S> for VerdictLayer {
 }
 
 #[derive(Clone)]
-pub(crate) struct Verdict<S> {
+pub(crate) struct BodyAnswer<S> {
     inner: S,
     bounds: Bounds,
 }
 
-impl<S, B> Service<axum::http::Request<B>> for Verdict<S>
+impl<S, B> Service<axum::http::Request<B>> for BodyAnswer<S>
 where
     S: Service<Request, Response = Response, Error = Infallible>,
     B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -254,7 +254,7 @@ where
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = VerdictFuture<S::Future>;
+    type Future = BodyAnswerFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -263,7 +263,7 @@ where
     fn call(&mut self, req: axum::http::Request<B>) -> Self::Future {
         // Most requests have no body at all: nothing to watch, and nothing to box.
         if req.body().is_end_stream() {
-            return VerdictFuture {
+            return BodyAnswerFuture {
                 inner: self.inner.call(req.map(|_| Body::empty())),
                 verdict: None,
                 bounds: self.bounds,
@@ -271,7 +271,7 @@ where
         }
         let verdict = Arc::new(BodyVerdict::default());
         let req = req.map(|body| Watched::wrap(body, verdict.clone()));
-        VerdictFuture {
+        BodyAnswerFuture {
             inner: self.inner.call(req),
             verdict: Some(verdict),
             bounds: self.bounds,
@@ -280,7 +280,7 @@ where
 }
 
 pin_project! {
-    pub(crate) struct VerdictFuture<F> {
+    pub(crate) struct BodyAnswerFuture<F> {
         #[pin]
         inner: F,
         verdict: Option<Arc<BodyVerdict>>,
@@ -288,7 +288,7 @@ pin_project! {
     }
 }
 
-impl<F> Future for VerdictFuture<F>
+impl<F> Future for BodyAnswerFuture<F>
 where
     F: Future<Output = Result<Response, Infallible>>,
 {

@@ -6,10 +6,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
-use super::shared::Shared;
+use super::instance::Instance;
 
 /// `GET /metrics`: Prometheus text, or OpenMetrics when the scraper asks for it.
-pub(super) async fn metrics(State(state): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+pub(super) async fn metrics(State(state): State<Arc<Instance>>, headers: HeaderMap) -> Response {
     let openmetrics = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())

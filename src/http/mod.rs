@@ -14,13 +14,13 @@ mod admin;
 mod body;
 mod edge;
 mod guard;
+mod instance;
 mod metrics;
 mod probes;
 mod problem;
 mod routes;
-mod shared;
 mod stack;
 
+pub(crate) use instance::Instance;
 pub use problem::Problem;
-pub(crate) use shared::Shared;
 pub(crate) use stack::Routes;

@@ -8,8 +8,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
+use super::instance::Instance;
 use super::problem::Problem;
-use super::shared::Shared;
 use crate::lifecycle::readiness::{Outcome, Selection};
 
 const CONTENT_TYPE: &str = "application/health+json";
@@ -50,7 +50,7 @@ fn checks_map(outcomes: &[Outcome]) -> Value {
 }
 
 /// `GET /healthz`: 200 while the runtime is responsive, draining included.
-pub(super) async fn healthz(State(state): State<Arc<Shared>>) -> Response {
+pub(super) async fn healthz(State(state): State<Arc<Instance>>) -> Response {
     let lifecycle = &state.lifecycle;
     let live = lifecycle.is_live();
     let mut body = json!({
@@ -67,7 +67,10 @@ pub(super) async fn healthz(State(state): State<Arc<Shared>>) -> Response {
 }
 
 /// `GET /readyz[?verbose][&exclude=<check>]`.
-pub(super) async fn readyz(State(state): State<Arc<Shared>>, RawQuery(raw): RawQuery) -> Response {
+pub(super) async fn readyz(
+    State(state): State<Arc<Instance>>,
+    RawQuery(raw): RawQuery,
+) -> Response {
     let query = selection(raw.as_deref());
     let outcomes = state.readiness.evaluate(&state.lifecycle, &query).await;
     let pass = outcomes.iter().all(Outcome::passed);
@@ -90,7 +93,7 @@ pub(super) async fn readyz(State(state): State<Arc<Shared>>, RawQuery(raw): RawQ
 
 /// `GET /readyz/{check}`: one check alone.
 pub(super) async fn readyz_one(
-    State(state): State<Arc<Shared>>,
+    State(state): State<Arc<Instance>>,
     Path(name): Path<String>,
 ) -> Response {
     match state.readiness.evaluate_one(&state.lifecycle, &name).await {

@@ -25,22 +25,22 @@ use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 
 use super::access::{NewUuid, ObserveLayer};
 use super::edge::EdgeLayer;
-use super::guard::{GuardLayer, VerdictLayer};
+use super::guard::{BodyAnswerLayer, GuardLayer};
+use super::instance::Instance;
 use super::problem::panic_response;
-use super::shared::Shared;
 use super::{admin, metrics, probes, routes};
 use crate::config::Config;
 
 /// The router every connection serves: swapped whole on reload.
 pub(crate) struct Routes {
-    shared: Arc<Shared>,
+    shared: Arc<Instance>,
     /// The application's routes as given, to be layered again on reload.
     app: Router,
     current: Arc<ArcSwap<Router>>,
 }
 
 impl Routes {
-    pub(crate) fn new(shared: Arc<Shared>, app: Router) -> Self {
+    pub(crate) fn new(shared: Arc<Instance>, app: Router) -> Self {
         let router = build(&shared, app.clone(), &shared.config.load());
         Self {
             shared,
@@ -74,8 +74,8 @@ impl Routes {
 /// | `Timeout`: the handler timeout, 503 | tower-http | | yes |
 /// | `RequestBodyLimit`: the body limit, 413 | tower-http | | yes |
 /// | `RequestBodyTimeout`: a body that stalls, 408 | tower-http | | yes |
-/// | `Verdict`: 413 or 408 for a body cut short, whatever the handler answered | rodent | | yes |
-fn build(shared: &Arc<Shared>, app: Router, config: &Config) -> Router {
+/// | `BodyAnswer`: 413 or 408 for a body cut short, whatever the handler answered | rodent | | yes |
+fn build(shared: &Arc<Instance>, app: Router, config: &Config) -> Router {
     let panicked: fn(_) -> Response = panic_response;
     let operational = ServiceBuilder::new()
         .layer(SetRequestIdLayer::x_request_id(NewUuid))
@@ -96,7 +96,7 @@ fn build(shared: &Arc<Shared>, app: Router, config: &Config) -> Router {
         ))
         .layer(RequestBodyLimitLayer::new(config.body_limit))
         .layer(RequestBodyTimeoutLayer::new(config.header_read_timeout))
-        .layer(VerdictLayer::new(config))
+        .layer(BodyAnswerLayer::new(config))
         // RODENT_BODY_LIMIT (above) is the limit: axum's fixed 2 MB default for its extractors
         // would otherwise refuse larger bodies first.
         .layer(DefaultBodyLimit::disable());

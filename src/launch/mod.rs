@@ -56,7 +56,7 @@ use crate::process::notify::Notifier;
 use crate::process::pidfile::PidFileLock;
 use crate::process::successor::{Predecessor, Restarts};
 use crate::process::supervisor::{self, Link, Role};
-use crate::service::{Rodent, Signals};
+use crate::run::{Rodent, Signals};
 use cli::{Cli, Command, ServeArgs};
 use inherited::{Inheritance, Refused, refuse};
 
@@ -140,7 +140,7 @@ pub fn serve(options: Options, build: impl FnOnce(Rodent) -> Rodent) -> ExitCode
         // and reports to it instead of to a launcher.
         (Some(predecessor), _) => Some(predecessor.report),
         // A supervised service was re-executed with the same arguments: its supervisor detached.
-        (None, Role::Service(None) | Role::Supervisor(_)) if options.detach => {
+        (None, Role::Serve(None) | Role::Supervisor(_)) if options.detach => {
             match detach(&mut config) {
                 Detach::Daemon(report) => Some(report),
                 Detach::LauncherDone(exit) => return exit,
@@ -155,13 +155,13 @@ pub fn serve(options: Options, build: impl FnOnce(Rodent) -> Rodent) -> ExitCode
             .listener(inherited.socket.take().map(|socket| socket.listener))
             .run(&config)
             .into(),
-        Role::Service(link) => service(config, link, report, inherited, replaces, build).into(),
+        Role::Serve(link) => serve_here(config, link, report, inherited, replaces, build).into(),
     }
 }
 
 /// Runs the service in this process. Under a supervisor, the supervisor holds the PID file
 /// and the daemon report (if any) comes from it. `replaces`: the instance this one succeeds.
-fn service(
+fn serve_here(
     config: Config,
     mut link: Option<Link>,
     report: Option<Report>,
@@ -229,7 +229,6 @@ fn service(
         }
         _ => None,
     };
-    let exit_margin = exit_margin(config.shutdown_grace);
     let service = Rodent::new(config).restarts(restarts);
     let flush = telemetry.connect(&service.metrics());
     let mut service = build(service.logging(logging.handle()).flush_last(flush));
@@ -258,7 +257,7 @@ fn service(
         service = service.on_event(move |event| report.observe(event));
     }
     let metrics = service.metrics();
-    let exit = runtime.block_on(async move {
+    let ended = runtime.block_on(async move {
         if let Some(link) = link {
             link.publish(move |total| metrics.set_zombies_reaped(total));
         }
@@ -271,25 +270,17 @@ fn service(
             None => service.bind_and_serve(Signals::Os(signals)).await,
         }
     });
-    // Tasks still parked in blocking calls must not hold the exit, nor a stuck stdout (see
-    // `exit_margin`).
-    runtime.shutdown_timeout(exit_margin.min(Duration::from_millis(100)));
+    // What is left of the exit keeps to the schedule the stop began with (see
+    // `lifecycle::budget`): tasks still parked in blocking calls must not hold it, nor a stuck
+    // stdout.
+    let budget = ended.budget;
+    runtime.shutdown_timeout(budget.runtime_shutdown_limit(tokio::time::Instant::now()));
     // Removed last, once nothing of the service is left running; then the launcher of a
     // failed daemon may return.
     drop(pid_file);
     drop(report);
-    logging.close_within(exit_margin / 2);
-    exit
-}
-
-/// The shutdown sequence ends half the safety margin before the grace runs out at the latest
-/// (the hooks' hard stop). What follows gets this quarter of the margin at most: the runtime's
-/// shutdown, then half of it for the log's flush, so that a stuck stdout cannot take the
-/// process past the grace (a supervisor's exit after the service's does not wait on stdout at
-/// all). Computed from the grace at startup: a reload that changes `RODENT_SHUTDOWN_GRACE` does
-/// not move it.
-fn exit_margin(grace: Duration) -> Duration {
-    crate::config::safety_margin(grace) / 4
+    logging.close_within(budget.log_flush_limit(tokio::time::Instant::now()));
+    ended.exit
 }
 
 fn log_starting(config: &Config) {

@@ -3,7 +3,7 @@
 //! outside world hears about, and the [`Drain`] handle long-lived responses watch.
 //!
 //! These are small shared types. Exactly one place advances the state machine: the service's
-//! run loop (`crate::service`); everything else reads it.
+//! run loop and drain sequence (`crate::run`); everything else reads it.
 //!
 //! | part | owns |
 //! | --- | --- |
@@ -12,7 +12,9 @@
 //! | `hooks` | named startup and shutdown work, each bounded by its timeout |
 //! | `event` | [`Event`] and the observers that hear them |
 //! | `drain` | [`Drain`]: when a long-lived response should end itself |
+//! | `budget` | the exit's schedule, computed once when the stop begins |
 
+pub(crate) mod budget;
 mod drain;
 mod event;
 pub(crate) mod hooks;

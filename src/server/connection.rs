@@ -19,8 +19,8 @@ use tokio::net::TcpStream;
 use tower::ServiceExt;
 use tower::util::Oneshot;
 
-use super::Control;
 use super::io::{Activity, Tracked, Verdict};
+use super::{ConnectionControl, Phase};
 use crate::observe::metrics::Metrics;
 
 /// The per-connection timeouts, fixed for the life of the server.
@@ -30,61 +30,70 @@ pub(crate) struct Timeouts {
     pub idle: Duration,
 }
 
-/// What every connection task shares.
-pub(super) struct Shared {
+/// What the accept loop hands every connection task.
+pub(super) struct ConnectionContext {
     pub builder: auto::Builder<TokioExecutor>,
     /// The current router, read once per request: a reload swaps in a new one.
     pub router: Arc<ArcSwap<Router>>,
     pub metrics: Arc<Metrics>,
-    pub control: Control,
+    pub control: ConnectionControl,
     pub timeouts: Timeouts,
 }
 
-pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, context: Arc<ConnectionContext>) {
     // Small responses should leave at once rather than wait for Nagle's algorithm.
     let _ = stream.set_nodelay(true);
-    let metrics = &shared.metrics;
+    let metrics = &context.metrics;
     metrics.connection_opened();
     let activity = Arc::new(Activity::new());
     let service = ConnectionService {
-        router: shared.router.clone(),
+        router: context.router.clone(),
         activity: activity.clone(),
         peer,
     };
     let io = TokioIo::new(Tracked::new(stream, activity.clone()));
-    let connection = shared.builder.serve_connection_with_upgrades(io, service);
+    let connection = context.builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(connection);
 
-    let control = &shared.control;
-    let header_read_ms = shared.timeouts.header_read.as_millis() as u64;
-    let idle_ms = shared.timeouts.idle.as_millis() as u64;
+    let control = &context.control;
+    let mut phase = control.phase.clone();
+    // The phase this task has acted on; a connection accepted later acts on the current one.
+    let mut acted = Phase::Serving;
+    let mut watching = true;
+    let header_read_ms = context.timeouts.header_read.as_millis() as u64;
+    let idle_ms = context.timeouts.idle.as_millis() as u64;
     let timer = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(timer);
-    let mut goaway_sent = false;
     let mut closing = false;
     loop {
         tokio::select! {
             biased;
-            () = control.abort.cancelled() => {
-                control.aborted.fetch_add(1, Ordering::Relaxed);
-                break; // dropping the connection closes the socket
+            changed = phase.changed(), if watching => {
+                if changed.is_err() {
+                    // The server is gone without an abort: nothing more will be asked.
+                    watching = false;
+                    continue;
+                }
+                let now = *phase.borrow_and_update();
+                if now == Phase::Aborting {
+                    control.aborted.fetch_add(1, Ordering::Relaxed);
+                    break; // dropping the connection closes the socket
+                }
+                if acted < Phase::Draining && now >= Phase::Draining && activity.is_http2() {
+                    tracing::debug!(target: "rodent::server", %peer, "draining: GOAWAY sent to an HTTP/2 client");
+                    connection.as_mut().graceful_shutdown();
+                }
+                if now >= Phase::Closing && !closing {
+                    closing = true;
+                    connection.as_mut().graceful_shutdown();
+                }
+                acted = now;
             }
             result = connection.as_mut() => {
                 if let Err(e) = result {
                     tracing::debug!(target: "rodent::server", %peer, error = %e, "connection ended with an error");
                 }
                 break;
-            }
-            () = control.closing.cancelled(), if !closing => {
-                closing = true;
-                connection.as_mut().graceful_shutdown();
-            }
-            () = control.draining.cancelled(), if !goaway_sent => {
-                goaway_sent = true;
-                if activity.is_http2() {
-                    tracing::debug!(target: "rodent::server", %peer, "draining: GOAWAY sent to an HTTP/2 client");
-                    connection.as_mut().graceful_shutdown();
-                }
             }
             () = &mut timer => match activity.verdict(header_read_ms, idle_ms) {
                 Verdict::CheckAt(at) => timer.as_mut().reset(at),
@@ -94,7 +103,7 @@ pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Share
                         connection.as_mut().graceful_shutdown();
                     }
                     // Closing an idle connection completes at once; check again to be sure.
-                    timer.as_mut().reset(tokio::time::Instant::now() + shared.timeouts.idle);
+                    timer.as_mut().reset(tokio::time::Instant::now() + context.timeouts.idle);
                 }
                 Verdict::SlowHead => {
                     tracing::debug!(target: "rodent::server", %peer, "request head not received within the header-read timeout; disconnecting");

@@ -1,10 +1,11 @@
 //! The HTTP server: an accept loop on a bound listener and one task per connection, driven by
 //! hyper-util's connection builder so each connection can be shut down on its own.
 //!
-//! The service's run loop steers it through [`Server`]: [`Server::drain_started`] sends HTTP/2 clients
-//! a GOAWAY, [`Server::close`] stops accepting and lets every connection finish its in-flight
-//! requests, [`Server::abort`] drops whatever is left. A restart hands the listener to a
-//! successor ([`Server::with_listener`]), then [`Server::stop_accepting`] before the drain.
+//! The drain sequence steers it through [`Server`], moving its connections through one
+//! [`Phase`] after another: [`Server::drain_started`] sends HTTP/2 clients a GOAWAY,
+//! [`Server::close`] stops accepting and lets every connection finish its in-flight requests,
+//! [`Server::abort`] drops whatever is left. A restart hands the listener to a successor
+//! ([`Server::with_listener`]), then [`Server::stop_accepting`] before the drain.
 
 mod connection;
 mod io;
@@ -20,6 +21,7 @@ use axum::Router;
 use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -29,26 +31,44 @@ use crate::observe::metrics::Metrics;
 /// Largest request head accepted; beyond it hyper answers 431.
 const MAX_HEADER_BYTES: usize = 64 * 1024;
 
-/// The signals every connection task listens to, and what they report back.
-#[derive(Clone)]
-pub(crate) struct Control {
+/// Where the server is in its stop. Phases only move forward, one after the other: one value
+/// every connection task watches, so no task can see the listener closed before the drain
+/// started, whatever order it looks in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Phase {
+    Serving,
     /// The drain started: HTTP/2 connections get a GOAWAY (HTTP/1 ones get `Connection: close`
     /// on their next response, from the edge middleware).
-    draining: CancellationToken,
+    Draining,
     /// The listener closed: every connection finishes its in-flight requests and closes.
-    closing: CancellationToken,
+    Closing,
     /// The deadline passed: every connection is dropped at once.
-    abort: CancellationToken,
+    Aborting,
+}
+
+/// What the server tells its connections, and what they report back.
+#[derive(Clone)]
+pub(crate) struct ConnectionControl {
+    phase: watch::Receiver<Phase>,
+    /// Connections dropped because the server reached [`Phase::Aborting`].
     aborted: Arc<AtomicU64>,
-    /// Stop accepting, nothing more: a restart hands the socket over before the drain.
-    stop_accepting: CancellationToken,
+}
+
+/// The accept loop's own switch, apart from the phases: a restart stops accepting (the
+/// successor accepts from then on) while this process's connections go on being served.
+#[derive(Clone)]
+struct Accepting {
+    /// Asks the accept loop to stop.
+    stop: CancellationToken,
     /// Cancelled by the accept loop as it returns, after dropping the listener.
-    accept_stopped: CancellationToken,
+    stopped: CancellationToken,
 }
 
 /// A running server.
 pub(crate) struct Server {
-    control: Control,
+    phase: watch::Sender<Phase>,
+    control: ConnectionControl,
+    accepting: Accepting,
     /// The server's reference to the listener, besides the accept loop's: what a restart hands
     /// to the successor. Dropped when accepting stops, so that this process's copy of the
     /// socket really closes then.
@@ -65,29 +85,33 @@ impl Server {
         timeouts: Timeouts,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let control = Control {
-            draining: CancellationToken::new(),
-            closing: CancellationToken::new(),
-            abort: CancellationToken::new(),
+        let (phase, watching) = watch::channel(Phase::Serving);
+        let control = ConnectionControl {
+            phase: watching,
             aborted: Arc::default(),
-            stop_accepting: CancellationToken::new(),
-            accept_stopped: CancellationToken::new(),
+        };
+        let accepting = Accepting {
+            stop: CancellationToken::new(),
+            stopped: CancellationToken::new(),
         };
         let listener = Arc::new(listener);
         let connections = TaskTracker::new();
         let accept_loop = tokio::spawn(accept_loop(
             listener.clone(),
-            Arc::new(connection::Shared {
+            Arc::new(connection::ConnectionContext {
                 builder: builder(),
                 router,
                 metrics,
                 control: control.clone(),
                 timeouts,
             }),
+            accepting.clone(),
             connections.clone(),
         ));
         Self {
+            phase,
             control,
+            accepting,
             listener: Mutex::new(Some(listener)),
             connections,
             accept_loop,
@@ -108,8 +132,8 @@ impl Server {
     /// process that holds it. Open connections carry on.
     pub(crate) async fn stop_accepting(&self) {
         self.drop_listener();
-        self.control.stop_accepting.cancel();
-        self.control.accept_stopped.cancelled().await;
+        self.accepting.stop.cancel();
+        self.accepting.stopped.cancelled().await;
     }
 
     fn drop_listener(&self) {
@@ -119,8 +143,19 @@ impl Server {
             .take();
     }
 
+    /// Moves the connections on to `next`, unless they are there already.
+    fn advance(&self, next: Phase) {
+        self.phase.send_if_modified(|phase| {
+            let later = next > *phase;
+            if later {
+                *phase = next;
+            }
+            later
+        });
+    }
+
     pub(crate) fn drain_started(&self) {
-        self.control.draining.cancel();
+        self.advance(Phase::Draining);
     }
 
     /// Closes the listener (new connections are refused) and asks every connection to finish
@@ -129,7 +164,7 @@ impl Server {
         // Accepting stops first, so that no connection is accepted after its siblings were told
         // to close; and "listener closed" is true when it is logged.
         self.stop_accepting().await;
-        self.control.closing.cancel();
+        self.advance(Phase::Closing);
         self.connections.close();
     }
 
@@ -142,15 +177,14 @@ impl Server {
         self.connections.len()
     }
 
-    /// Drops every remaining connection and returns how many there were.
-    pub(crate) async fn abort(&self) -> u64 {
+    /// Drops every remaining connection and returns how many there were. Each connection task
+    /// returns at its next poll, which is quick; the wait ends at `settled` anyway.
+    pub(crate) async fn abort(&self, settled: Instant) -> u64 {
         self.drop_listener();
-        self.control.closing.cancel();
-        self.control.abort.cancel();
+        self.advance(Phase::Aborting);
         self.connections.close();
         self.accept_loop.abort();
-        // Each task returns at its next poll; this is quick, and bounded anyway.
-        let _ = tokio::time::timeout(Duration::from_millis(500), self.connections.wait()).await;
+        let _ = tokio::time::timeout_at(settled, self.connections.wait()).await;
         self.control.aborted.load(Ordering::Relaxed)
     }
 }
@@ -177,11 +211,12 @@ const ACCEPT_ERROR_LOG_EVERY: Duration = Duration::from_secs(5);
 
 async fn accept_loop(
     listener: Arc<TcpListener>,
-    shared: Arc<connection::Shared>,
+    context: Arc<connection::ConnectionContext>,
+    accepting: Accepting,
     connections: TaskTracker,
 ) {
-    let _stopped = shared.control.accept_stopped.clone().drop_guard();
-    let stop = shared.control.stop_accepting.clone();
+    let _stopped = accepting.stopped.drop_guard();
+    let stop = accepting.stop;
     let mut errors = AcceptErrors::default();
     loop {
         let accepted = tokio::select! {
@@ -192,7 +227,7 @@ async fn accept_loop(
         match accepted {
             Ok((stream, peer)) => {
                 errors.recovered();
-                connections.spawn(connection::serve(stream, peer, shared.clone()));
+                connections.spawn(connection::serve(stream, peer, context.clone()));
             }
             Err(e) if is_per_connection(&e) => {
                 // The peer gave up between connecting and being accepted: nothing to do.
@@ -202,7 +237,7 @@ async fn accept_loop(
                 // pending connection stays in the backlog and accept would fail again at once:
                 // back off, so in-flight requests can finish and free descriptors, instead of
                 // spinning a core. Connections waiting in the backlog are served afterwards.
-                shared.metrics.accept_error();
+                context.metrics.accept_error();
                 errors.failed(&e);
                 tokio::select! {
                     () = stop.cancelled() => break,

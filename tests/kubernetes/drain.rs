@@ -19,8 +19,8 @@ use crate::cluster::{Cluster, Namespace};
 use crate::nodes::{Cordon, Lag, node_of};
 use crate::propagation::Propagation;
 use crate::scenario::{Event, Run, SLOW_PROXY, Server, deploy};
-use crate::support::load::{Counts, Load};
 use crate::watch::{Watch, name, pod_ready, uid};
+use kit::load::{Counts, Load};
 
 /// How long kubectl may take to drain the node: bounds only a failure.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(120);

@@ -14,9 +14,6 @@
 //! the rollouts, the drain and the slowed rollout are also drawn into
 //! `target/<target>/figures/kubernetes-*.svg`.
 
-#[path = "../support/mod.rs"]
-mod support;
-
 mod chart;
 mod cluster;
 mod deletion;

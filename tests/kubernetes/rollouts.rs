@@ -24,8 +24,8 @@ use crate::nodes::{Lag, spread};
 use crate::propagation::Propagation;
 use crate::release::Release;
 use crate::scenario::{Event, Run, Server, deploy, one_per_node, spread_of};
-use crate::support::load::{Counts, Load};
 use crate::watch::{Watch, pod_ready, uid};
+use kit::load::{Counts, Load};
 
 pub const CYCLES: usize = 3;
 pub const REPLICAS: usize = 3;

@@ -14,7 +14,7 @@ use crate::cluster::{Cluster, Namespace};
 use crate::images::images;
 use crate::propagation::Lags;
 use crate::release::{Release, deploy_rendered, install, values};
-use crate::support::load::{Counts, Report};
+use kit::load::{Counts, Report};
 
 /// How late the client node's kube-proxy learns of every change in the scenarios that slow it
 /// down: less than the chart's 5 s drain delay, and more than the up to 2 s a busy kubelet takes
@@ -199,12 +199,12 @@ impl Run {
 
     /// Draws the run into `target/…/figures/<figure>.svg`, beside the other servers' runs.
     pub fn plot(&self, figure: &str, title: &str, keys: &[&str]) {
-        let panel = crate::support::plot::Panel {
+        let panel = kit::plot::Panel {
             title: self.server.title().to_string(),
             timeline: self.report.timeline.clone(),
             marks: self.marks.clone(),
         };
-        let svg = crate::support::plot::save(figure, title, self.server.key(), keys, &panel);
+        let svg = kit::plot::save(figure, title, self.server.key(), keys, &panel);
         eprintln!("figure: {}", svg.display());
     }
 }

@@ -29,7 +29,7 @@ use super::queue::{Refused, SpanCounts, SpanQueue};
 use crate::config::otel::{Batch, Export};
 
 /// What the queue's owner asks of the export thread.
-enum Control {
+enum ExportOrder {
     /// Logging is installed and can be used from now on: build the exporter and start.
     Start(Dispatch),
     /// Export everything queued so far.
@@ -64,11 +64,11 @@ impl Reply {
 #[derive(Debug, Clone)]
 pub(crate) struct ExportQueue {
     queue: Arc<SpanQueue>,
-    control: mpsc::UnboundedSender<Control>,
+    control: mpsc::UnboundedSender<ExportOrder>,
     counts: Arc<SpanCounts>,
 }
 
-impl std::fmt::Debug for Control {
+impl std::fmt::Debug for ExportOrder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Self::Start(_) => "Start",
@@ -110,7 +110,7 @@ impl ExportQueue {
 
     /// Lets the export thread log through `log` (the installed subscriber) and start exporting.
     pub(crate) fn start(&self, log: Dispatch) {
-        let _ = self.control.send(Control::Start(log));
+        let _ = self.control.send(ExportOrder::Start(log));
     }
 
     pub(crate) fn counts(&self) -> &Arc<SpanCounts> {
@@ -121,7 +121,7 @@ impl ExportQueue {
     pub(crate) async fn shut_down(&self, limit: Duration) -> Result<(), String> {
         let (tx, rx) = oneshot::channel();
         self.control
-            .send(Control::Shutdown {
+            .send(ExportOrder::Shutdown {
                 deadline: Instant::now() + limit,
                 done: Reply::Async(tx),
             })
@@ -132,7 +132,7 @@ impl ExportQueue {
 
     fn ask_and_wait(
         &self,
-        message: impl FnOnce(Reply) -> Control,
+        message: impl FnOnce(Reply) -> ExportOrder,
         limit: Duration,
     ) -> OTelSdkResult {
         let (tx, rx) = std::sync::mpsc::channel();
@@ -160,12 +160,12 @@ impl SpanProcessor for ExportQueue {
 
     fn force_flush(&self) -> OTelSdkResult {
         let limit = Duration::from_secs(30);
-        self.ask_and_wait(Control::Flush, limit)
+        self.ask_and_wait(ExportOrder::Flush, limit)
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
         let deadline = Instant::now() + timeout;
-        self.ask_and_wait(|done| Control::Shutdown { deadline, done }, timeout)
+        self.ask_and_wait(|done| ExportOrder::Shutdown { deadline, done }, timeout)
     }
 }
 
@@ -175,9 +175,9 @@ struct Worker {
     batch: Batch,
     resource: Resource,
     queue: Arc<SpanQueue>,
-    control: mpsc::UnboundedReceiver<Control>,
+    control: mpsc::UnboundedReceiver<ExportOrder>,
     counts: Arc<SpanCounts>,
-    /// The service's log, once [`Control::Start`] has brought it.
+    /// The service's log, once [`ExportOrder::Start`] has brought it.
     log: Dispatch,
     /// Whether the last export failed: failures are logged when they start and when they end,
     /// not once per batch.
@@ -192,12 +192,12 @@ impl Worker {
         let _silenced = tracing::dispatcher::set_default(&Dispatch::none());
         loop {
             match self.control.blocking_recv() {
-                Some(Control::Start(log)) => {
+                Some(ExportOrder::Start(log)) => {
                     self.log = log;
                     break;
                 }
-                Some(Control::Flush(done)) => done.send(),
-                Some(Control::Shutdown { done, .. }) => return done.send(),
+                Some(ExportOrder::Flush(done)) => done.send(),
+                Some(ExportOrder::Shutdown { done, .. }) => return done.send(),
                 None => return,
             }
         }
@@ -237,9 +237,9 @@ impl Worker {
         self.counts.dropped(self.queue.clear() as u64);
         while let Some(control) = self.control.blocking_recv() {
             match control {
-                Control::Flush(done) => done.send(),
-                Control::Shutdown { done, .. } => return done.send(),
-                Control::Start(_) => {}
+                ExportOrder::Flush(done) => done.send(),
+                ExportOrder::Shutdown { done, .. } => return done.send(),
+                ExportOrder::Start(_) => {}
             }
         }
     }
@@ -252,18 +252,18 @@ impl Worker {
                 () = self.queue.batch_ready.notified() => self.export_queued(&exporter, None).await,
                 _ = tick.tick() => self.export_queued(&exporter, None).await,
                 control = self.control.recv() => match control {
-                    Some(Control::Flush(done)) => {
+                    Some(ExportOrder::Flush(done)) => {
                         self.export_queued(&exporter, None).await;
                         done.send();
                     }
-                    Some(Control::Shutdown { deadline, done }) => {
+                    Some(ExportOrder::Shutdown { deadline, done }) => {
                         self.queue.close(false);
                         self.export_queued(&exporter, Some(deadline)).await;
                         let _ = exporter.shutdown();
                         done.send();
                         return;
                     }
-                    Some(Control::Start(_)) => {}
+                    Some(ExportOrder::Start(_)) => {}
                     None => return,
                 },
             }

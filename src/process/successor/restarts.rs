@@ -1,6 +1,6 @@
 //! How this process answers SIGUSR2 (`rodent restart`): whether it may be replaced at all, the
 //! successor it starts, and the outcome it records beside the PID file for the command. The
-//! service's run loop decides when ([`service`'s `restart`](crate::service)); this decides what.
+//! service's run loop decides when ([`run`'s `restart`](crate::run)); this decides what.
 
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;

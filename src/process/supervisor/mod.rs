@@ -59,7 +59,7 @@ const TARGET: &str = "rodent::supervisor";
 #[derive(Debug)]
 pub enum Role {
     /// Run the service here. A [`Link`] when a supervisor started this process.
-    Service(Option<Link>),
+    Serve(Option<Link>),
     /// Supervise: [`Supervisor::run`] starts the service as a child and waits for it.
     Supervisor(Supervisor),
 }
@@ -69,11 +69,11 @@ pub enum Role {
 /// must fork from a single-threaded process.
 pub fn role(config: &Config) -> Role {
     if let Some(link) = Link::inherited(&config.vars) {
-        return Role::Service(Some(link));
+        return Role::Serve(Some(link));
     }
     let init = getpid() == Pid::from_raw(1);
     let mode = match (config.init, init) {
-        (InitMode::Never, _) | (InitMode::Auto, false) => return Role::Service(None),
+        (InitMode::Never, _) | (InitMode::Auto, false) => return Role::Serve(None),
         (_, true) => Mode::Init,
         (InitMode::Always, false) => Mode::Subreaper,
     };

@@ -58,7 +58,7 @@ impl DroppedLines {
 }
 
 #[derive(Default)]
-struct Pending {
+struct Backlog {
     lines: Vec<u8>,
     /// How many lines `lines` holds.
     count: u64,
@@ -73,18 +73,18 @@ struct Pending {
     done: bool,
 }
 
-struct Shared {
-    pending: Mutex<Pending>,
+struct LineQueue {
+    backlog: Mutex<Backlog>,
     wake: Condvar,
     /// Signalled once `done` is set.
     finished: Condvar,
     dropped: DroppedLines,
 }
 
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Pending> {
-        // A panic while holding this lock cannot leave `Pending` inconsistent: keep logging.
-        self.pending
+impl LineQueue {
+    fn lock(&self) -> MutexGuard<'_, Backlog> {
+        // A panic while holding this lock cannot leave `Backlog` inconsistent: keep logging.
+        self.backlog
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -93,29 +93,41 @@ impl Shared {
 /// Hands out writers to the log buffer (a `MakeWriter` for tracing-subscriber).
 #[derive(Clone)]
 pub(crate) struct LineWriter {
-    shared: Arc<Shared>,
+    queue: Arc<LineQueue>,
 }
 
 impl LineWriter {
     pub(crate) fn dropped(&self) -> DroppedLines {
-        self.shared.dropped.clone()
+        self.queue.dropped.clone()
     }
 }
 
 /// Stops the flushing thread, waiting a bounded time for what is left to be written.
 pub(crate) struct FlushOnDrop {
-    shared: Arc<Shared>,
+    queue: Arc<LineQueue>,
     thread: Option<JoinHandle<()>>,
+    last_resort: Option<LastResort>,
+}
+
+/// Writes one line without ever blocking; whether it got through is not reported.
+pub(crate) type LastResort = Box<dyn FnOnce(&[u8]) + Send>;
+
+/// Where the lines go. `lines` is written by the flushing thread and may block. `last_resort`
+/// takes the last word when the thread is still stuck in a write to `lines` at close.
+pub(crate) struct Output {
+    pub(crate) lines: Box<dyn Write + Send>,
+    pub(crate) last_resort: LastResort,
 }
 
 /// Starts the flushing thread for `out`. It inherits the calling thread's signal mask: the
 /// supervisor calls this once its signals are blocked, so that a SIGCHLD its loop waits for is
 /// never delivered to (and discarded by) this thread.
-pub(crate) fn spawn(out: Box<dyn Write + Send>) -> io::Result<(LineWriter, FlushOnDrop)> {
-    let shared = Arc::new(Shared {
-        pending: Mutex::new(Pending {
+pub(crate) fn spawn(out: Output) -> io::Result<(LineWriter, FlushOnDrop)> {
+    let Output { lines, last_resort } = out;
+    let queue = Arc::new(LineQueue {
+        backlog: Mutex::new(Backlog {
             lines: Vec::with_capacity(FLUSH_AT),
-            ..Pending::default()
+            ..Backlog::default()
         }),
         wake: Condvar::new(),
         finished: Condvar::new(),
@@ -124,58 +136,66 @@ pub(crate) fn spawn(out: Box<dyn Write + Send>) -> io::Result<(LineWriter, Flush
     let thread = std::thread::Builder::new()
         .name("rodent-log".to_string())
         .spawn({
-            let shared = shared.clone();
-            move || flush_until_closed(&shared, out)
+            let queue = queue.clone();
+            move || flush_until_closed(&queue, lines)
         })?;
     Ok((
         LineWriter {
-            shared: shared.clone(),
+            queue: queue.clone(),
         },
         FlushOnDrop {
-            shared,
+            queue,
             thread: Some(thread),
+            last_resort: Some(last_resort),
         },
     ))
 }
 
-/// stdout as a file of its own (a duplicate of fd 1), so writes are not line-buffered again.
-pub(crate) fn stdout() -> Box<dyn Write + Send> {
-    match io::stdout().as_fd().try_clone_to_owned() {
+/// stdout as a file of its own (a duplicate of fd 1), so writes are not line-buffered again;
+/// the last word through a description of its own that never blocks.
+pub(crate) fn stdout() -> Output {
+    let lines: Box<dyn Write + Send> = match io::stdout().as_fd().try_clone_to_owned() {
         Ok(fd) => Box::new(File::from(fd)),
         Err(_) => Box::new(io::stdout()),
+    };
+    Output {
+        lines,
+        last_resort: Box::new(|line| {
+            super::stdout::NonBlockingStdout::open().write_line(line);
+        }),
     }
 }
 
-fn flush_until_closed(shared: &Shared, mut out: Box<dyn Write + Send>) {
+fn flush_until_closed(queue: &LineQueue, mut out: Box<dyn Write + Send>) {
     let mut writing = Vec::with_capacity(FLUSH_AT);
     loop {
         let (lines, unreported, closing) = {
-            let mut pending = shared.lock();
-            if pending.lines.is_empty() && !pending.closing {
-                pending.idle = true;
-                pending = shared
+            let mut backlog = queue.lock();
+            if backlog.lines.is_empty() && !backlog.closing {
+                backlog.idle = true;
+                backlog = queue
                     .wake
-                    .wait_while(pending, |p| p.lines.is_empty() && !p.closing)
+                    .wait_while(backlog, |p| p.lines.is_empty() && !p.closing)
                     .unwrap_or_else(|poisoned| poisoned.into_inner());
-                pending.idle = false;
+                backlog.idle = false;
             }
-            if !pending.closing && pending.lines.len() < FLUSH_AT {
+            if !backlog.closing && backlog.lines.len() < FLUSH_AT {
                 // Let a few more lines join this write.
-                pending = shared
+                backlog = queue
                     .wake
-                    .wait_timeout_while(pending, FLUSH_EVERY, |p| {
+                    .wait_timeout_while(backlog, FLUSH_EVERY, |p| {
                         p.lines.len() < FLUSH_AT && !p.closing
                     })
                     .unwrap_or_else(|poisoned| poisoned.into_inner())
                     .0;
             }
-            std::mem::swap(&mut pending.lines, &mut writing);
-            let lines = std::mem::take(&mut pending.count);
-            pending.writing = lines;
+            std::mem::swap(&mut backlog.lines, &mut writing);
+            let lines = std::mem::take(&mut backlog.count);
+            backlog.writing = lines;
             (
                 lines,
-                std::mem::take(&mut pending.unreported),
-                pending.closing,
+                std::mem::take(&mut backlog.unreported),
+                backlog.closing,
             )
         };
         // The report goes first: the lines it counts were dropped before these.
@@ -201,20 +221,20 @@ fn flush_until_closed(shared: &Shared, mut out: Box<dyn Write + Send>) {
             }
         };
         writing.clear();
-        let mut pending = shared.lock();
-        pending.writing = 0;
+        let mut backlog = queue.lock();
+        backlog.writing = 0;
         if lost + carried > 0 {
-            shared.dropped.add(lost);
-            pending.unreported += lost + carried;
+            queue.dropped.add(lost);
+            backlog.unreported += lost + carried;
         }
-        if closing && pending.lines.is_empty() {
-            let total = shared.dropped.total();
-            drop(pending);
+        if closing && backlog.lines.is_empty() {
+            let total = queue.dropped.total();
+            drop(backlog);
             if total > 0 {
                 let _ = out.write_all(&last_word(total));
             }
-            shared.lock().done = true;
-            shared.finished.notify_all();
+            queue.lock().done = true;
+            queue.finished.notify_all();
             return;
         }
     }
@@ -263,18 +283,18 @@ pub(crate) fn last_word(total: u64) -> Vec<u8> {
 
 impl io::Write for LineWriter {
     fn write(&mut self, line: &[u8]) -> io::Result<usize> {
-        let mut pending = self.shared.lock();
-        if pending.lines.len() + line.len() > MAX_BUFFERED {
-            pending.unreported += 1;
-            drop(pending);
-            self.shared.dropped.add(1);
+        let mut backlog = self.queue.lock();
+        if backlog.lines.len() + line.len() > MAX_BUFFERED {
+            backlog.unreported += 1;
+            drop(backlog);
+            self.queue.dropped.add(1);
         } else {
-            pending.lines.extend_from_slice(line);
-            pending.count += 1;
-            let full = pending.lines.len() >= FLUSH_AT;
-            if pending.idle || full {
-                drop(pending);
-                self.shared.wake.notify_one();
+            backlog.lines.extend_from_slice(line);
+            backlog.count += 1;
+            let full = backlog.lines.len() >= FLUSH_AT;
+            if backlog.idle || full {
+                drop(backlog);
+                self.queue.wake.notify_one();
             }
         }
         Ok(line.len())
@@ -306,29 +326,30 @@ impl FlushOnDrop {
         let Some(thread) = self.thread.take() else {
             return;
         };
-        let mut pending = self.shared.lock();
-        pending.closing = true;
-        self.shared.wake.notify_one();
-        pending = self
-            .shared
+        let mut backlog = self.queue.lock();
+        backlog.closing = true;
+        self.queue.wake.notify_one();
+        backlog = self
+            .queue
             .finished
-            .wait_timeout_while(pending, bound, |p| !p.done)
+            .wait_timeout_while(backlog, bound, |p| !p.done)
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .0;
-        if pending.done {
-            drop(pending);
+        if backlog.done {
+            drop(backlog);
             let _ = thread.join();
             return;
         }
         // The batch being written counts whole: how much of it got through is not known.
-        let lost = pending.count + pending.writing;
-        pending.lines.clear();
-        pending.count = 0;
-        pending.writing = 0;
-        drop(pending);
-        self.shared.dropped.add(lost);
-        super::stdout::NonBlockingStdout::open()
-            .write_line(&last_word(self.shared.dropped.total()));
+        let lost = backlog.count + backlog.writing;
+        backlog.lines.clear();
+        backlog.count = 0;
+        backlog.writing = 0;
+        drop(backlog);
+        self.queue.dropped.add(lost);
+        if let Some(last_resort) = self.last_resort.take() {
+            last_resort(&last_word(self.queue.dropped.total()));
+        }
     }
 }
 

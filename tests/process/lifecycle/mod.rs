@@ -1,0 +1,7 @@
+//! The lifecycle of the real `rodent` binary: real processes, real signals, real sockets.
+
+mod config;
+mod drain;
+mod http_edges;
+mod operator;
+mod sinks;
