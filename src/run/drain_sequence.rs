@@ -6,7 +6,9 @@
 //!    load balancers and clients move elsewhere;
 //! 2. **stopping**: the listener closes, idle connections close, in-flight requests finish;
 //! 3. shutdown hooks run, last registered first, each bounded by its timeout;
-//! 4. exit 0.
+//! 4. the management port, when there is one, closes: it answered the probes and `/metrics`
+//!    through every step above;
+//! 5. exit 0.
 //!
 //! One [`ExitBudget`], computed when the stop begins from the grace in force then, times it all
 //! (see `lifecycle::budget`): at the deadline whatever is still open is aborted (exit 124), and
@@ -101,6 +103,7 @@ impl DrainSequence {
         reason: StopReason,
         instance: &Arc<Instance>,
         server: &Server,
+        management: Option<&Server>,
         operator: &mut Operator,
     ) -> Ended {
         let config = instance.config.load_full();
@@ -144,7 +147,7 @@ impl DrainSequence {
 
         tokio::select! {
             () = sleep_until(budget.listener_closes) => {}
-            second = operator.next_stop(instance) => return force(second, &budget, instance, server, operator).await,
+            second = operator.next_stop(instance) => return force(second, &budget, instance, server, management, operator).await,
         }
 
         server.close().await;
@@ -175,7 +178,7 @@ impl DrainSequence {
                 );
                 exit = Exit::DeadlineReached;
             }
-            second = operator.next_stop(instance) => return force(second, &budget, instance, server, operator).await,
+            second = operator.next_stop(instance) => return force(second, &budget, instance, server, management, operator).await,
         }
 
         let drain_trace = drain.context();
@@ -197,7 +200,7 @@ impl DrainSequence {
             tracing::info!(target: TARGET, hook = %name, "running shutdown hook");
             let outcome = tokio::select! {
                 outcome = hook.run(Some(budget.hooks_stop)).instrument(span.clone()) => outcome,
-                second = operator.next_stop(instance) => return force(second, &budget, instance, server, operator).await,
+                second = operator.next_stop(instance) => return force(second, &budget, instance, server, management, operator).await,
             };
             if outcome.log(&name, "shutdown").is_err() {
                 span.record("otel.status_code", "error");
@@ -207,6 +210,9 @@ impl DrainSequence {
             }
         }
 
+        if let Some(management) = management {
+            close_last(management, &budget).await;
+        }
         tracing::info!(
             target: TARGET,
             exit_code = exit.code(),
@@ -224,6 +230,7 @@ async fn force(
     budget: &ExitBudget,
     instance: &Instance,
     server: &Server,
+    management: Option<&Server>,
     operator: &mut Operator,
 ) -> Ended {
     tracing::warn!(
@@ -232,6 +239,9 @@ async fn force(
         signal = second.signal(),
         "second shutdown signal; exiting without finishing the drain"
     );
+    if let Some(management) = management {
+        management.abort(budget.abort_settles(Instant::now())).await;
+    }
     let aborted = server.abort(budget.abort_settles(Instant::now())).await;
     instance.metrics.connections_aborted(aborted);
     let exit = Exit::Forced;
@@ -241,4 +251,18 @@ async fn force(
         exit,
         budget: *budget,
     }
+}
+
+/// The management port closes last, once nothing else is left to report on: idle connections
+/// close at once, and a probe or a scrape in flight may finish until the hooks' stop, with the
+/// rest of the margin left for the exit.
+async fn close_last(management: &Server, budget: &ExitBudget) {
+    management.close().await;
+    if tokio::time::timeout_at(budget.hooks_stop, management.closed())
+        .await
+        .is_err()
+    {
+        management.abort(budget.abort_settles(Instant::now())).await;
+    }
+    tracing::info!(target: TARGET, "management listener closed");
 }

@@ -15,11 +15,13 @@
 //! [`Rodent::run`](crate::Rodent::run) in a `main` of its own may not share.
 
 use std::future::Future;
+use std::os::fd::AsFd;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use nix::sys::signal::{Signal as Sig, kill};
 use nix::unistd::Pid;
+use tokio::net::TcpListener;
 
 use super::drain_sequence::StopReason;
 use super::operator::{Operator, Request};
@@ -43,6 +45,7 @@ enum Next {
 pub(super) async fn serve_until_stopped(
     instance: &Arc<Instance>,
     server: &Server,
+    management: Option<&Server>,
     operator: &mut Operator,
 ) -> StopReason {
     let mut succession: Option<(Pid, Succession)> = None;
@@ -66,7 +69,15 @@ pub(super) async fn serve_until_stopped(
                 let Some(restarts) = operator.restarts() else {
                     continue;
                 };
-                let starting = match server.with_listener(|listener| restarts.begin(listener)) {
+                // Both sockets go to the successor: it could bind neither while this process
+                // holds them.
+                let begin = |listener: &TcpListener| match management {
+                    Some(management) => management
+                        .with_listener(|own| restarts.begin(listener, Some(own.as_fd())))
+                        .flatten(),
+                    None => restarts.begin(listener, None),
+                };
+                let starting = match server.with_listener(begin) {
                     Some(starting) => starting,
                     None => {
                         restarts.refuse("this instance no longer accepts connections".into());
@@ -86,6 +97,9 @@ pub(super) async fn serve_until_stopped(
                     instance.mark_listener_outliving();
                     // The successor accepts on the socket from now on: nothing is refused.
                     server.stop_accepting().await;
+                    if let Some(management) = management {
+                        management.stop_accepting().await;
+                    }
                     return StopReason::Handover { successor: new };
                 }
             }

@@ -40,11 +40,15 @@ pub(super) async fn serve(rodent: Rodent, listener: Listener, signals: Signals) 
         logging,
         config_source,
         restarts,
+        management_socket,
     } = rodent;
     let drain_sequence = DrainSequence::new(shutdown, flush);
-    let timeouts = Timeouts {
-        header_read: config.header_read_timeout,
-        idle: config.idle_timeout,
+    let timeouts = {
+        let config = config.load();
+        Timeouts {
+            header_read: config.header_read_timeout,
+            idle: config.idle_timeout,
+        }
     };
     let instance = Arc::new(Instance::new(
         config,
@@ -59,8 +63,30 @@ pub(super) async fn serve(rodent: Rodent, listener: Listener, signals: Signals) 
     if listener.outlives {
         instance.mark_listener_outliving();
     }
+    let management_addr = instance.config.load().management_addr();
+    let routes = Arc::new(Routes::new(
+        instance.clone(),
+        app,
+        management_addr.is_some(),
+    ));
+    // Bound before anything is served, like the main listener: a start that cannot have it
+    // fails before any request is taken.
+    let management_socket = match (management_addr, management_socket) {
+        (Some(address), inherited) => match bind_management(address, inherited).await {
+            Ok(socket) => Some(socket),
+            Err(e) => {
+                let cause = format!("cannot listen on {address} (RODENT_MANAGEMENT_PORT): {e}");
+                tracing::error!(target: "rodent::lifecycle", address = %address, error = %e, "{cause}");
+                observers.emit(&Event::StartFailed(cause));
+                return Ended {
+                    exit: Exit::Failure,
+                    budget: ExitBudget::starting_now(&instance.config.load()),
+                };
+            }
+        },
+        (None, _) => None,
+    };
     let heartbeat = lifecycle.spawn_heartbeat();
-    let routes = Arc::new(Routes::new(instance.clone(), app));
     let mut operator = Operator::new(
         signals,
         logging,
@@ -70,27 +96,52 @@ pub(super) async fn serve(rodent: Rodent, listener: Listener, signals: Signals) 
         routes.clone(),
     );
     let address = listener.socket.local_addr().ok();
-    let server = Server::start(listener.socket, routes.current(), timeouts, metrics);
+    let server = Server::start(listener.socket, routes.main(), timeouts, metrics.clone());
     if let Some(address) = address {
         tracing::info!(target: "rodent::lifecycle", address = %address, port = address.port(), "listening");
         operator.emit(&Event::Listening(address));
     }
+    let management = management_socket.zip(routes.management()).map(|(socket, router)| {
+        let address = socket.local_addr().ok();
+        let server = Server::start(socket, router, timeouts, metrics);
+        if let Some(address) = address {
+            tracing::info!(target: "rodent::lifecycle", address = %address, port = address.port(), "management listening");
+        }
+        server
+    });
 
     let ended = match start(&instance, &mut operator, startup).await {
         Started::Ready => {
             lifecycle.advance(State::Ready);
             tracing::info!(target: "rodent::lifecycle", "ready");
             operator.emit(&Event::Ready);
-            let reason =
-                super::restart::serve_until_stopped(&instance, &server, &mut operator).await;
+            let reason = super::restart::serve_until_stopped(
+                &instance,
+                &server,
+                management.as_ref(),
+                &mut operator,
+            )
+            .await;
             drain_sequence
-                .run(reason, &instance, &server, &mut operator)
+                .run(
+                    reason,
+                    &instance,
+                    &server,
+                    management.as_ref(),
+                    &mut operator,
+                )
                 .await
         }
         Started::Interrupted(reason) => {
             tracing::info!(target: "rodent::lifecycle", reason = reason.as_str(), "stop asked for during startup");
             drain_sequence
-                .run(reason, &instance, &server, &mut operator)
+                .run(
+                    reason,
+                    &instance,
+                    &server,
+                    management.as_ref(),
+                    &mut operator,
+                )
                 .await
         }
         Started::Failed(cause) => {
@@ -99,6 +150,11 @@ pub(super) async fn serve(rodent: Rodent, listener: Listener, signals: Signals) 
             server
                 .abort(budget.abort_settles(tokio::time::Instant::now()))
                 .await;
+            if let Some(management) = &management {
+                management
+                    .abort(budget.abort_settles(tokio::time::Instant::now()))
+                    .await;
+            }
             tracing::info!(target: "rodent::lifecycle", exit_code = Exit::Failure.code(), "stopped");
             Ended {
                 exit: Exit::Failure,
@@ -132,4 +188,15 @@ async fn start(instance: &Instance, operator: &mut Operator, hooks: Vec<Hook>) -
         }
     }
     Started::Ready
+}
+
+/// The management port's listener: the one a predecessor handed down, or one bound here.
+async fn bind_management(
+    address: std::net::SocketAddr,
+    inherited: Option<std::net::TcpListener>,
+) -> std::io::Result<TcpListener> {
+    match inherited {
+        Some(socket) => TcpListener::from_std(socket),
+        None => TcpListener::bind(address).await,
+    }
 }

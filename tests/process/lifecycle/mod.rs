@@ -1,7 +1,10 @@
 //! The lifecycle of the real `rodent` binary: real processes, real signals, real sockets.
 
+mod app_settings;
+mod application;
 mod config;
 mod drain;
 mod http_edges;
+mod management;
 mod operator;
 mod sinks;
