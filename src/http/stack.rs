@@ -145,7 +145,7 @@ fn operational(shared: &Arc<Instance>, app: &Application) -> Router {
         admin_api = admin_api.merge(app.admin.clone());
     }
     let admin_api = admin_api.layer(axum::middleware::from_fn_with_state(
-        shared.clone(),
+        shared.config.clone(),
         admin::authorize,
     ));
     Router::new()

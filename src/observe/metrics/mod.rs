@@ -10,6 +10,7 @@ mod in_flight;
 mod logs;
 mod process;
 mod route;
+mod runtime;
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -84,6 +85,9 @@ pub(crate) struct Metrics {
     spans_dropped: Counter,
     log_lines_dropped: LogLinesDropped,
     in_flight: Arc<InFlight>,
+    /// Whether the application is rodent's reference service (named `rodent`), which shares
+    /// the `rodent_*` namespace.
+    reference: bool,
     /// The application's own metrics, rendered after rodent's.
     application: Mutex<Application>,
 }
@@ -104,6 +108,7 @@ impl fmt::Debug for Metrics {
 
 impl Metrics {
     pub(crate) fn new(lifecycle: Lifecycle, build: BuildInfo) -> Self {
+        let reference = build.name == crate::build::Identity::RODENT.name;
         // The `process_*` family is the same in every service: at the root, unprefixed;
         // rodent's own metrics in the `rodent_` sub-registry.
         let mut root = Registry::default();
@@ -192,6 +197,7 @@ impl Metrics {
         );
         registry.register_collector(Box::new(log_lines_dropped.clone()));
         registry.register_collector(Box::new(Gauges::new(lifecycle, in_flight.clone(), build)));
+        registry.register_collector(Box::new(runtime::RuntimeGauges));
 
         Self {
             registry: root,
@@ -209,6 +215,7 @@ impl Metrics {
             spans_dropped,
             log_lines_dropped,
             in_flight,
+            reference,
             application: Mutex::default(),
         }
     }
@@ -238,8 +245,9 @@ impl Metrics {
     }
 
     /// Registers one of the application's metrics. `name` is refused, naming it, when it is
-    /// not a valid metric name, when it is one of rodent's (`rodent_*`, `process_*`), or when
-    /// it was registered already.
+    /// not a valid metric name, when it is in rodent's namespace (`rodent_*`, `process_*`), or
+    /// when it was registered already. The reference service, the application named `rodent`,
+    /// shares the `rodent_*` namespace, but not the names rodent exports itself.
     pub(crate) fn register(
         &self,
         name: &str,
@@ -255,11 +263,20 @@ impl Metrics {
                 "{name:?} is not a metric name (letters, digits and _, not starting with a digit)"
             ));
         }
-        if ["rodent_", "process_"].iter().any(|p| name.starts_with(p)) {
+        let shared = self.reference && name.starts_with("rodent_");
+        if !shared && ["rodent_", "process_"].iter().any(|p| name.starts_with(p)) {
             return Err(format!(
                 "{name:?} is in rodent's own namespace (rodent_*, process_*): give the \
                  application's metrics a prefix of their own"
             ));
+        }
+        if shared
+            && self
+                .own_families()
+                .iter()
+                .any(|family| family == name || family.strip_suffix("_total") == Some(name))
+        {
+            return Err(format!("{name:?} is one of rodent's own metrics"));
         }
         let mut application = self.application();
         if application.names.iter().any(|n| n == name) {
@@ -268,6 +285,18 @@ impl Metrics {
         application.names.push(name.to_string());
         application.registry.register(name, help, metric);
         Ok(())
+    }
+
+    /// The names of the families rodent renders itself, as `# TYPE` lines give them.
+    fn own_families(&self) -> Vec<String> {
+        let mut out = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out.lines()
+            .filter_map(|line| line.strip_prefix("# TYPE "))
+            .filter_map(|rest| rest.split_whitespace().next())
+            .map(str::to_string)
+            .collect()
     }
 
     /// Gives the application's registry to `register`, for what [`register`](Self::register)
@@ -407,12 +436,42 @@ mod tests {
         assert!(metrics.render(true).ends_with("# EOF\n"));
     }
 
+    fn notes() -> BuildInfo {
+        crate::build::Identity {
+            name: "notes",
+            ..crate::build::Identity::RODENT
+        }
+        .build_info()
+    }
+
     #[test]
-    fn the_applications_metrics_follow_rodents() {
+    fn the_reference_service_shares_the_namespace_but_not_rodents_names() {
         let metrics = Metrics::new(
             Lifecycle::new(),
             crate::build::Identity::RODENT.build_info(),
         );
+        let injected = Counter::<u64>::default();
+        metrics
+            .register("rodent_faults_injected", "Faults", injected)
+            .unwrap();
+        for refused in [
+            "rodent_reloads",
+            "rodent_reloads_total",
+            "rodent_uptime_seconds",
+            "process_threads",
+        ] {
+            assert!(
+                metrics
+                    .register(refused, "x", Counter::<u64>::default())
+                    .is_err(),
+                "{refused:?} must be refused"
+            );
+        }
+    }
+
+    #[test]
+    fn the_applications_metrics_follow_rodents() {
+        let metrics = Metrics::new(Lifecycle::new(), notes());
         let created = Counter::<u64>::default();
         metrics
             .register("notes_created", "Notes created", created.clone())
