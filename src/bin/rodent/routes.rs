@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Extension, Path, Query, State};
+use axum::handler::Handler;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::handler::Handler;
 use axum::{Json, Router};
 use futures_util::stream::{self, Stream, StreamExt};
 use rodent::http::Deadline;
