@@ -51,18 +51,12 @@ fn wrong_types_and_typos_are_rejected_by_the_schema() {
             Values::defaults().set_string("faults.errorRate=half"),
             "faults.errorRate",
         ),
-        (
-            Values::defaults().set("faults.delay=fast"),
-            "faults.delay",
-        ),
+        (Values::defaults().set("faults.delay=fast"), "faults.delay"),
         (
             Values::defaults().set("faults.unready=yes"),
             "faults.unready",
         ),
-        (
-            Values::defaults().set("faults.testFial=true"),
-            "testFial",
-        ),
+        (Values::defaults().set("faults.testFial=true"), "testFial"),
         (
             Values::defaults().set("backends[0]=ftp://backend"),
             "backends.0",

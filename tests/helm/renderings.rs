@@ -96,7 +96,10 @@ fn faults_make_helm_test_fail_or_hang() {
     validate(tools, &failing);
     let test = failing.test_pod().expect("a helm test pod");
     let args = &test["spec"]["containers"][0]["args"];
-    assert_eq!(args, &json!(["probe", "ready", "--url", "http://127.0.0.1:1"]));
+    assert_eq!(
+        args,
+        &json!(["probe", "ready", "--url", "http://127.0.0.1:1"])
+    );
     assert!(test["spec"]["activeDeadlineSeconds"].is_null());
 
     let hanging = render(tools, Values::defaults().set("faults.testTimeout=true"));
@@ -104,7 +107,10 @@ fn faults_make_helm_test_fail_or_hang() {
     let test = hanging.test_pod().expect("a helm test pod");
     let container = &test["spec"]["containers"][0];
     assert_eq!(container["args"], json!(["serve"]));
-    assert_eq!(container["env"], json!([{ "name": "RODENT_PID_FILE", "value": "" }]));
+    assert_eq!(
+        container["env"],
+        json!([{ "name": "RODENT_PID_FILE", "value": "" }])
+    );
     // It never ends by itself, but it does not linger past an hour either.
     assert_eq!(test["spec"]["activeDeadlineSeconds"], 3600);
     // The service itself is unchanged by either.
