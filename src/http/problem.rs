@@ -139,3 +139,31 @@ pub(crate) fn panic_response(_payload: Box<dyn std::any::Any + Send>) -> Respons
     response.extensions_mut().insert(Panicked);
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn extensions_are_members_beside_the_standard_ones() {
+        let response = Problem::new(StatusCode::INTERNAL_SERVER_ERROR)
+            .detail("on purpose")
+            .extension("fault", serde_json::json!({ "injected": true }))
+            .extension("balance", 30)
+            .into_response();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["status"], 500);
+        assert_eq!(body["detail"], "on purpose");
+        assert_eq!(body["fault"]["injected"], true);
+        assert_eq!(body["balance"], 30);
+    }
+
+    #[test]
+    #[should_panic(expected = "standard member")]
+    fn a_standard_member_is_not_an_extension() {
+        let _ = Problem::new(StatusCode::BAD_REQUEST).extension("status", 200);
+    }
+}
