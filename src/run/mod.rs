@@ -299,7 +299,9 @@ impl Rodent {
     /// # Panics
     ///
     /// When `name` is not a valid metric name, is in rodent's own namespace (`rodent_*`,
-    /// `process_*`) or was registered already: the panic names it, at registration.
+    /// `process_*`) or was registered already: the panic names it, at registration. The
+    /// reference service (the application named `rodent`) shares the `rodent_*` namespace, but
+    /// not the names rodent exports itself.
     pub fn metric(self, name: &str, help: &str, metric: impl Metric) -> Self {
         if let Err(refused) = self.metrics.register(name, help, metric) {
             panic!("{refused}");
