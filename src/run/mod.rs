@@ -167,7 +167,9 @@ impl Rodent {
     /// As [`routes`](Rodent::routes) does.
     #[track_caller]
     pub fn protected_routes(mut self, router: Router) -> Self {
-        let guarded = router.layer(axum::middleware::from_fn_with_state(
+        // `route_layer`: the token guards these routes, not the fallback (what no route
+        // matches stays the application's 404).
+        let guarded = router.route_layer(axum::middleware::from_fn_with_state(
             self.config.clone(),
             crate::http::admin::authorize,
         ));

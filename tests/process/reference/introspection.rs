@@ -75,6 +75,9 @@ async fn env_shows_the_environment_to_the_token_with_secrets_masked() {
         .unwrap();
     assert_eq!(wrong.status(), 401);
 
+    // The token guards /env only: what no route matches is still a 404, to anyone.
+    assert_eq!(rodent.get("/no/such/route").await.status(), 404);
+    assert_eq!(rodent.get("/").await.status(), 200);
     let (status, env) = admin(&rodent, Method::GET, "/env", None).await;
     assert_eq!(status, 200, "{env}");
     let text = env.to_string();
