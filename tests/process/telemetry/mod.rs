@@ -3,6 +3,7 @@
 //! with a Prometheus text parser and linted with `promtool`.
 
 mod application;
+mod bounded;
 mod chain;
 mod metrics;
 mod pki;
