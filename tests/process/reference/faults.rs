@@ -180,14 +180,23 @@ async fn the_admin_api_changes_the_faults_until_a_reload_resets_them() {
     assert_eq!(problem["fault"]["set_by"], "PUT /admin/faults");
 
     // Bad values are refused, naming the field, and change nothing.
-    for (body, field) in [
-        (r#"{"error_rate": 1.5}"#, "error_rate"),
-        (r#"{"delay": "2s..1s"}"#, "delay"),
-        (r#"{"error_rate": 0, "dealy": "1s"}"#, "dealy"),
-        ("not json", "expected"),
+    // Not JSON is a 400; JSON that cannot be these faults a 422.
+    for (body, status_wanted, field) in [
+        (r#"{"error_rate": 1.5}"#, 422, "error_rate"),
+        (r#"{"error_rate": -0.1}"#, 422, "error_rate"),
+        (r#"{"error_rate": "half"}"#, 422, "error_rate"),
+        (r#"{"delay": "2s..1s"}"#, 422, "delay"),
+        (r#"{"delay": "25h"}"#, 422, "delay"),
+        (r#"{"delay": 100}"#, 422, "expected"),
+        (r#"{"error_rate": 0, "dealy": "1s"}"#, 422, "dealy"),
+        ("[0.5]", 422, "expected"),
+        ("not json", 400, "expected"),
+        (r#"{"error_rate": 0.5"#, 400, "expected"),
+        ("", 400, "expected"),
     ] {
         let (status, problem) = admin(&rodent, Method::PUT, "/admin/faults", Some(body)).await;
-        assert_eq!(status, 400, "{body}: {problem}");
+        assert_eq!(status, status_wanted, "{body}: {problem}");
+        assert_eq!(problem["status"], status_wanted, "{body}: {problem}");
         assert!(
             problem["detail"].as_str().unwrap().contains(field),
             "{body}: {problem}"
