@@ -16,6 +16,7 @@ mod chart;
 mod cluster;
 mod deletion;
 mod drain;
+mod faults;
 mod hardened;
 mod images;
 mod probes;
@@ -124,4 +125,22 @@ fn the_baseline_loses_requests_in_the_same_rollouts() {
 fn a_node_drain_is_held_by_the_disruption_budget_without_losing_a_request() {
     let (cluster, _one) = cluster!();
     drain::drain_with_the_disruption_budget(cluster);
+}
+
+#[test]
+fn faults_unready_makes_helm_install_wait_fail() {
+    let (cluster, _one) = cluster!();
+    faults::unready_fails_helm_install_wait(cluster);
+}
+
+#[test]
+fn faults_test_fail_and_test_timeout_make_helm_test_fail() {
+    let (cluster, _one) = cluster!();
+    faults::test_faults_fail_helm_test(cluster);
+}
+
+#[test]
+fn with_an_error_rate_the_probes_stay_green_and_the_pods_in_the_endpoints() {
+    let (cluster, _one) = cluster!();
+    faults::error_rate_keeps_probes_green_and_pods_in_the_endpoints(cluster);
 }
