@@ -18,6 +18,7 @@ mod chart;
 mod cluster;
 mod deletion;
 mod drain;
+mod faults;
 mod hardened;
 mod images;
 mod nodes;
@@ -152,4 +153,22 @@ fn drained(cluster: &cluster::Cluster, server: Server) {
         &["rodent", "baseline"],
     );
     run.check();
+}
+
+#[test]
+fn faults_unready_makes_helm_install_wait_fail() {
+    let (cluster, _one) = cluster!();
+    faults::unready_fails_helm_install_wait(cluster);
+}
+
+#[test]
+fn faults_test_fail_and_test_timeout_make_helm_test_fail() {
+    let (cluster, _one) = cluster!();
+    faults::test_faults_fail_helm_test(cluster);
+}
+
+#[test]
+fn with_an_error_rate_the_probes_stay_green_and_the_pods_in_the_endpoints() {
+    let (cluster, _one) = cluster!();
+    faults::error_rate_keeps_probes_green_and_pods_in_the_endpoints(cluster);
 }
