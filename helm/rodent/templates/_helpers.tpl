@@ -175,7 +175,7 @@ margin is a tenth of the grace up to 5s, so grace >= needed / 0.9 below 50s, nee
 Everything the schema cannot say about values, checked once (included by the Deployment).
 */}}
 {{- define "rodent.validate" -}}
-{{- $managed := list "RODENT_PORT" "RODENT_MANAGEMENT_PORT" "RODENT_PID_FILE" "RODENT_SHUTDOWN_GRACE" "RODENT_DRAIN_DELAY" "RODENT_REQUEST_TIMEOUT" "RODENT_ADMIN_TOKEN" "RODENT_ENV_FILE" "RODENT_TLS_CERT" "RODENT_TLS_KEY" }}
+{{- $managed := list "RODENT_PORT" "RODENT_MANAGEMENT_PORT" "RODENT_PID_FILE" "RODENT_SHUTDOWN_GRACE" "RODENT_DRAIN_DELAY" "RODENT_REQUEST_TIMEOUT" "RODENT_ADMIN_TOKEN" "RODENT_FAULT_ERROR_RATE" "RODENT_FAULT_DELAY" "RODENT_FAULT_UNREADY" "RODENT_FAULT_UNHEALTHY" "RODENT_BACKENDS" "RODENT_ENV_FILE" "RODENT_TLS_CERT" "RODENT_TLS_KEY" }}
 {{- $names := list }}
 {{- range .Values.env }}{{ $names = append $names (list "env" .name) }}{{ end }}
 {{- range $name, $value := .Values.config }}{{ $names = append $names (list "config" $name) }}{{ end }}
@@ -185,7 +185,7 @@ Everything the schema cannot say about values, checked once (included by the Dep
 {{- if eq $name "RODENT_PID_FILE" }}
 {{- fail (printf "\n\n%s: RODENT_PID_FILE is set by the chart, to empty: the root filesystem is read-only, and `kubectl exec` finds rodent as the container's PID 1 without a PID file." $where) }}
 {{- else if has $name $managed }}
-{{- fail (printf "\n\n%s: %s is set by the chart (from containerPort, managementPort, shutdown.*, adminToken.*, config or tls.secretName); set those values instead, so the probes, the grace period and the variable cannot disagree." $where $name) }}
+{{- fail (printf "\n\n%s: %s is set by the chart (from containerPort, managementPort, shutdown.*, adminToken.*, faults.*, backends, config or tls.secretName); set those values instead, so the probes, the grace period and the variable cannot disagree." $where $name) }}
 {{- end }}
 {{- end }}
 {{- range $name, $value := .Values.config }}
@@ -244,5 +244,33 @@ written whole (YAML numbers arrive as floats: 1048576, not 1.048576e+06).
 {{- end }}
 {{- $text = $text | replace "\\" "\\\\" | replace "\"" "\\\"" | replace "$" "\\$" | replace "\n" "\\n" }}
 {{ $name }}="{{ $text }}"
+{{- end }}
+{{- end }}
+
+{{/*
+The reference service's faults and backends, from .Values.faults and .Values.backends: only
+what is set, so a chart with none of them renders no variable for them.
+*/}}
+{{- define "rodent.faultEnv" -}}
+{{- $f := .Values.faults }}
+{{- if and $f.errorRate (gt (float64 $f.errorRate) 0.0) }}
+- name: RODENT_FAULT_ERROR_RATE
+  value: {{ $f.errorRate | toString | quote }}
+{{- end }}
+{{- if $f.delay }}
+- name: RODENT_FAULT_DELAY
+  value: {{ $f.delay | quote }}
+{{- end }}
+{{- if $f.unready }}
+- name: RODENT_FAULT_UNREADY
+  value: "true"
+{{- end }}
+{{- if $f.unhealthy }}
+- name: RODENT_FAULT_UNHEALTHY
+  value: "true"
+{{- end }}
+{{- with .Values.backends }}
+- name: RODENT_BACKENDS
+  value: {{ join "," . | quote }}
 {{- end }}
 {{- end }}

@@ -6,6 +6,7 @@
 mod descriptors;
 mod files;
 mod garbage;
+mod http2;
 mod orphans;
 mod properties;
 mod slow;
