@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
 
 /// Where a service is in its life. States only move forward.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -57,6 +58,9 @@ struct Inner {
     started: Instant,
     /// Milliseconds since `started` at the last tick of the runtime heartbeat.
     heartbeat_ms: AtomicU64,
+    /// The drain's holds ([`Drain::hold`](super::Drain::hold)): the shutdown hooks wait until
+    /// none is left, or until the deadline.
+    holds: TaskTracker,
 }
 
 /// How long the runtime may go without running its heartbeat task before liveness fails. Long
@@ -89,6 +93,7 @@ impl Lifecycle {
                 readiness_enabled: AtomicBool::new(true),
                 started: Instant::now(),
                 heartbeat_ms: AtomicU64::new(0),
+                holds: TaskTracker::new(),
             }),
         }
     }
@@ -109,6 +114,11 @@ impl Lifecycle {
             self.inner.watch.send_replace(next);
         }
         moved
+    }
+
+    /// Where the drain's holds are counted.
+    pub(crate) fn holds(&self) -> &TaskTracker {
+        &self.inner.holds
     }
 
     /// Takes the instance out of rotation (readiness fails) without stopping it.

@@ -2,6 +2,8 @@
 //! test's own runtime, on paused time, so the drain is checked step by step and deterministically
 //! (a virtual second takes no real time, and nothing depends on how busy the machine is).
 
+mod inside_the_drain;
+
 use std::time::Duration;
 
 use axum::Router;

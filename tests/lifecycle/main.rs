@@ -3,8 +3,11 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod background;
+mod budget;
 mod config;
 mod drain;
 mod http_edges;
 mod operator;
 mod sinks;
+mod upgrades;
