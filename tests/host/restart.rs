@@ -295,6 +295,20 @@ fn a_successor_that_cannot_start_leaves_the_old_instance_serving_untouched() {
     );
     assert_eq!(answer.json()["state"], "ready");
 
+    // An env file the successor cannot parse: the outcome says where, and shows no value.
+    host.env_file("RODENT_ADMIN_TOKEN='hunter2\n");
+    let (code, out, err) = host.run_with(operator(), &["restart"]);
+    assert_eq!(code, 78, "{out}{err}");
+    assert!(
+        err.contains("line 1 (RODENT_ADMIN_TOKEN) cannot be parsed"),
+        "{err}"
+    );
+    let outcome = std::fs::read_to_string(host.dir.join("rodent.pid.restart")).unwrap();
+    assert!(
+        !format!("{err}{outcome}").contains("hunter2"),
+        "{err}{outcome}"
+    );
+
     // Once the configuration is fixed, the same command works.
     host.env_file("");
     let (code, out, err) = host.run(&["restart"]);

@@ -1,9 +1,13 @@
 //! Configuration as the binary sees it: every invalid variable named, exit 78 before binding,
 //! the env file layered over the environment, secrets never printed.
 
+use std::ffi::OsStr;
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 
-use crate::support::{PATIENCE, TempDir, rodent};
+use nix::sys::signal::Signal::{SIGHUP, SIGTERM};
+
+use crate::support::{PATIENCE, TempDir, code_of, rodent};
 
 /// Starts `rodent serve` with one extra variable and returns its exit code and log.
 fn serve_with(vars: &[(&str, &str)]) -> (i32, Vec<serde_json::Value>) {
@@ -245,4 +249,73 @@ fn a_port_in_use_is_a_one_line_runtime_failure() {
         message,
         format!("cannot listen on 127.0.0.1:{port}: Address already in use (os error 98)")
     );
+}
+
+/// A parse error in the env file names the file, the line and the variable, never the line's
+/// text: the parser's own error carries the value, or the whole rest of the file after an
+/// unclosed quote. Checked everywhere it is shown: `config check`, a refused start, a rejected
+/// reload. A value that is not UTF-8 is masked like any other when its name looks secret.
+#[test]
+fn an_env_file_that_cannot_be_parsed_shows_none_of_its_values() {
+    let dir = TempDir::new("unparsable-env-file");
+    let path = dir.join("rodent.env");
+    let broken =
+        "RODENT_DRAIN_DELAY=50ms\nRODENT_ADMIN_TOKEN=\"hunter2-token\nOTHER=hunter2-rest\n";
+    std::fs::write(&path, broken).unwrap();
+    let spawn = || rodent().env("RODENT_ENV_FILE", path.to_str().unwrap());
+    let explained = format!(
+        "RODENT_ENV_FILE={:?} cannot be used: line 2 (RODENT_ADMIN_TOKEN) cannot be parsed: a \
+         quote is not closed by the end of the file",
+        path.display().to_string()
+    );
+
+    let output = spawn()
+        .arg("config")
+        .arg("check")
+        .command()
+        .output()
+        .unwrap();
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(code_of(&output), 78, "{printed}");
+    assert!(printed.contains(&explained), "{printed}");
+    assert!(!printed.contains("hunter2"), "{printed}");
+
+    let mut refused = spawn().no_wait().spawn();
+    assert_eq!(refused.exit_code(PATIENCE), 78);
+    let error = refused.wait_log(|l| l["variable"] == "RODENT_ENV_FILE");
+    assert_eq!(error["error"], explained.as_str());
+    refused.wait_log(|l| l["message"] == "refusing to start with an invalid configuration");
+    let log = refused.raw_lines().join("\n");
+    assert!(!log.contains("hunter2"), "{log}");
+
+    std::fs::write(&path, "RODENT_DRAIN_DELAY=50ms\n").unwrap();
+    let mut serving = spawn().spawn();
+    std::fs::write(&path, broken).unwrap();
+    serving.signal(SIGHUP);
+    serving.wait_log(|l| l["message"] == "reload rejected; the running configuration is unchanged");
+    let error = serving.wait_log(|l| l["variable"] == "RODENT_ENV_FILE");
+    assert_eq!(error["error"], explained.as_str());
+    serving.signal(SIGTERM);
+    assert_eq!(serving.exit_code(PATIENCE), 0);
+    let log = serving.raw_lines().join("\n");
+    assert!(!log.contains("hunter2"), "{log}");
+
+    let mut check = rodent().arg("config").arg("check").command();
+    check.env("RODENT_ADMIN_TOKEN", OsStr::from_bytes(b"hunter2-\xff"));
+    let output = check.output().unwrap();
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(code_of(&output), 78, "{printed}");
+    assert!(
+        printed.contains("RODENT_ADMIN_TOKEN=\"***\" is invalid: expected valid UTF-8"),
+        "{printed}"
+    );
+    assert!(!printed.contains("hunter2"), "{printed}");
 }
