@@ -16,6 +16,8 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use kit::try_eventually_async;
+
 const RODENT: &str = env!("CARGO_BIN_EXE_rodent");
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 /// Where the zombie test finds a static shell to `docker exec` (Debian's `busybox-static`).
@@ -278,20 +280,23 @@ impl Container {
     /// Waits until `/readyz` answers 200 and returns the base URL.
     async fn ready(&self) -> String {
         let url = self.url().await;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if get_status(&format!("{url}/readyz")).await == Some(200) {
-                return url;
+        let ready = try_eventually_async(Duration::from_secs(20), async || {
+            match get_status(&format!("{url}/readyz")).await == Some(200) {
+                true => Ok(()),
+                false if self.running().await => Err(()),
+                // Exited: it will never be ready.
+                false => Ok(()),
             }
-            if !self.running().await || Instant::now() > deadline {
-                panic!(
-                    "{} never became ready at {url}; logs:\n{}",
-                    self.name,
-                    self.logs().await
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        })
+        .await;
+        if ready.is_err() || get_status(&format!("{url}/readyz")).await != Some(200) {
+            panic!(
+                "{} never became ready at {url}; logs:\n{}",
+                self.name,
+                self.logs().await
+            );
         }
+        url
     }
 
     /// Waits until the container has stopped and returns its exit code.
@@ -345,22 +350,11 @@ async fn get_status(url: &str) -> Option<u16> {
         .map(|r| r.status().as_u16())
 }
 
-/// Polls `condition` every 100 ms until it holds or `within` is over.
-async fn eventually<F, Fut>(within: Duration, mut condition: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if condition().await {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+/// Whether `condition` holds within `within` (checked again and again until then).
+async fn holds_within(within: Duration, mut condition: impl AsyncFnMut() -> bool) -> bool {
+    try_eventually_async(within, async || condition().await.then_some(()).ok_or(()))
+        .await
+        .is_ok()
 }
 
 // --- compose.yaml --------------------------------------------------------------------------------
@@ -577,7 +571,7 @@ async fn a_container_becomes_ready_and_healthy_with_rodents_supervisor_as_pid_1(
         "the service itself must not be PID 1: {info}"
     );
 
-    let healthy = eventually(HEALTHY_WITHIN, || async {
+    let healthy = holds_within(HEALTHY_WITHIN, async || {
         container.inspect("{{.State.Health.Status}}").await == "healthy"
     })
     .await;
@@ -627,7 +621,7 @@ async fn a_request_in_flight_when_docker_stop_starts_completes() {
         async move { client().get(url).send().await }
     });
     let metrics = format!("{url}/metrics");
-    let in_flight = eventually(Duration::from_secs(5), || async {
+    let in_flight = holds_within(Duration::from_secs(5), async || {
         let Ok(response) = client().get(&metrics).send().await else {
             return false;
         };
@@ -792,7 +786,7 @@ async fn orphans_in_the_container_are_reaped() {
 
     // Gone from the process table, not just exited: a zombie keeps its /proc entry.
     // They exit after 2 s; no zombie may outlive them by more than a second (plus slack).
-    let reaped = eventually(Duration::from_secs(5), || async {
+    let reaped = holds_within(Duration::from_secs(5), async || {
         let now = processes(&container).await;
         orphans.iter().all(|o| !now.iter().any(|p| p.pid == o.pid))
     })

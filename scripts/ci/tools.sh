@@ -2,17 +2,17 @@
 # CI: the tools the load and hostile-input tests and scripts/bench.sh run, from Debian's
 # packages. Idempotent, and quick when everything is already there.
 #
-#   haproxy     the load balancer in front of the rolling-restart test (tests/rolling)
+#   haproxy     the load balancer in front of the rolling-restart test (tests/process/rolling)
 #   wrk         the load generator of scripts/bench.sh
 #   util-linux  taskset, which pins the benchmark's server and client to their own cores
 #   curl        readiness polling in scripts/bench.sh
 #   python3     the benchmark's connection holder and start/stop timer
-#   systemd     systemd-socket-activate, the real peer of the socket-activation tests (tests/host).
+#   systemd     systemd-socket-activate, the real peer of the socket-activation tests (tests/process/host).
 #               Installed without its recommends: the package alone does not make systemd the
 #               init (that is systemd-sysv), and its install scripts only reload a running
 #               systemd when /run/systemd/system exists, so it is harmless where something else
 #               is PID 1 (a container, a CI runner). The tests run the binary standalone.
-#   prometheus  for `promtool check metrics`, which lints /metrics in tests/telemetry (only the
+#   prometheus  for `promtool check metrics`, which lints /metrics in tests/process/telemetry (only the
 #               tool is used; where no init system runs, the package's server is not started)
 #
 # scripts/bench.sh also uses valgrind (instruction counts) and, with PROFILE=1, perf, when they

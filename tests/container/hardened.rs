@@ -99,7 +99,7 @@ async fn status_reload_and_stop_inside_the_container_find_rodent_as_pid_1() {
         "rodent reload: {}",
         String::from_utf8_lossy(&reload.stderr)
     );
-    let reloaded = eventually(Duration::from_secs(5), || async {
+    let reloaded = holds_within(Duration::from_secs(5), async || {
         container.logs().await.contains("configuration reloaded")
     })
     .await;

@@ -4,6 +4,7 @@
 
 mod inside_the_drain;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -11,7 +12,7 @@ use axum::routing::get;
 use rodent::{Config, Drain, Exit, Rodent};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
 const DRAIN_DELAY: Duration = Duration::from_secs(5);
@@ -97,17 +98,26 @@ async fn start(routes: Router) -> Running {
 
 #[tokio::test(start_paused = true)]
 async fn the_drain_step_by_step() {
+    // The handler says when it has the request: the signal is sent only after that.
+    let admitted = Arc::new(Notify::new());
     let routes = Router::new().route(
         "/slow",
-        get(|| async {
-            tokio::time::sleep(Duration::from_secs(10)).await;
-            "done"
+        get({
+            let admitted = admitted.clone();
+            move || async move {
+                admitted.notify_one();
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                "done"
+            }
         }),
     );
     let mut rodent = start(routes).await;
     let addr = rodent.addr;
-    let slow = tokio::spawn(async move { fetch(addr, "/slow").await });
-    tokio::task::yield_now().await;
+    let mut slow = tokio::spawn(async move { fetch(addr, "/slow").await });
+    tokio::select! {
+        () = admitted.notified() => {}
+        early = &mut slow => panic!("/slow ended before its handler ran: {early:?}"),
+    }
 
     let signalled = Instant::now();
     rodent.stop.take().unwrap().send(()).unwrap();

@@ -16,8 +16,8 @@ use serde_json::json;
 use crate::cluster::{Cluster, Namespace};
 use crate::images::images;
 use crate::release::{ROLLOUT_TIMEOUT, install, values};
-use crate::support::load::{Counts, Load};
 use crate::watch::{Watch, name, restart_count, uid};
+use kit::load::{Counts, Load};
 
 /// How long the drain keeps retrying the refused eviction: several times the evicted pod's whole
 /// drain (5 s), and several of kubectl's 5 s retries.

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use crate::cluster::{Cluster, REPO, TempFile};
-use crate::support::{BINARY, baseline_binary};
+use kit::baseline_binary;
 
 /// An image in the node's containerd: the chart's `image.repository` and `image.tag`.
 #[derive(Clone, Debug)]
@@ -27,7 +27,7 @@ pub struct Images {
 pub fn images(cluster: &Cluster) -> &'static Images {
     static IMAGES: OnceLock<Images> = OnceLock::new();
     IMAGES.get_or_init(|| Images {
-        rodent: build_and_import(cluster, "rodent", Path::new(BINARY)),
+        rodent: build_and_import(cluster, "rodent", kit::binary()),
         baseline: build_and_import(cluster, "rodent-baseline", &baseline_binary()),
     })
 }

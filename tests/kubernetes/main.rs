@@ -12,9 +12,6 @@
 //! Run with `--nocapture` to see the figures; the rollouts are also drawn into
 //! `target/<target>/figures/kubernetes-rollouts.svg`.
 
-#[path = "../support/mod.rs"]
-mod support;
-
 mod chart;
 mod cluster;
 mod deletion;

@@ -378,7 +378,7 @@ fn random_token() -> String {
 }
 
 async fn admin(url: String, token: String) -> u16 {
-    crate::support::client()
+    kit::client()
         .post(&url)
         .bearer_auth(token)
         .send()
@@ -392,7 +392,7 @@ async fn admin(url: String, token: String) -> u16 {
 /// answered by pods other than `excluded` (kube-proxy applies an endpoint change within about a
 /// second).
 async fn answered_only_by_others(service: String, excluded: String) -> bool {
-    let client = crate::support::client();
+    let client = kit::client();
     let deadline = Instant::now() + DRAIN_DELAY * 2;
     let mut in_a_row = 0;
     while Instant::now() < deadline {

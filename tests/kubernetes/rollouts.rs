@@ -12,9 +12,9 @@ use serde_json::json;
 use crate::cluster::{Cluster, Namespace};
 use crate::images::images;
 use crate::release::{deploy_baseline, install, values};
-use crate::support::load::{Counts, Load, Report};
-use crate::support::plot;
 use crate::watch::{Watch, pod_ready, uid};
+use kit::load::{Counts, Load, Report};
+use kit::plot;
 
 pub const CYCLES: usize = 3;
 

@@ -106,12 +106,24 @@ impl LineWriter {
 pub(crate) struct FlushOnDrop {
     queue: Arc<LineQueue>,
     thread: Option<JoinHandle<()>>,
+    last_resort: Option<LastResort>,
+}
+
+/// Writes one line without ever blocking; whether it got through is not reported.
+pub(crate) type LastResort = Box<dyn FnOnce(&[u8]) + Send>;
+
+/// Where the lines go. `lines` is written by the flushing thread and may block. `last_resort`
+/// takes the last word when the thread is still stuck in a write to `lines` at close.
+pub(crate) struct Output {
+    pub(crate) lines: Box<dyn Write + Send>,
+    pub(crate) last_resort: LastResort,
 }
 
 /// Starts the flushing thread for `out`. It inherits the calling thread's signal mask: the
 /// supervisor calls this once its signals are blocked, so that a SIGCHLD its loop waits for is
 /// never delivered to (and discarded by) this thread.
-pub(crate) fn spawn(out: Box<dyn Write + Send>) -> io::Result<(LineWriter, FlushOnDrop)> {
+pub(crate) fn spawn(out: Output) -> io::Result<(LineWriter, FlushOnDrop)> {
+    let Output { lines, last_resort } = out;
     let queue = Arc::new(LineQueue {
         backlog: Mutex::new(Backlog {
             lines: Vec::with_capacity(FLUSH_AT),
@@ -125,7 +137,7 @@ pub(crate) fn spawn(out: Box<dyn Write + Send>) -> io::Result<(LineWriter, Flush
         .name("rodent-log".to_string())
         .spawn({
             let queue = queue.clone();
-            move || flush_until_closed(&queue, out)
+            move || flush_until_closed(&queue, lines)
         })?;
     Ok((
         LineWriter {
@@ -134,15 +146,23 @@ pub(crate) fn spawn(out: Box<dyn Write + Send>) -> io::Result<(LineWriter, Flush
         FlushOnDrop {
             queue,
             thread: Some(thread),
+            last_resort: Some(last_resort),
         },
     ))
 }
 
-/// stdout as a file of its own (a duplicate of fd 1), so writes are not line-buffered again.
-pub(crate) fn stdout() -> Box<dyn Write + Send> {
-    match io::stdout().as_fd().try_clone_to_owned() {
+/// stdout as a file of its own (a duplicate of fd 1), so writes are not line-buffered again;
+/// the last word through a description of its own that never blocks.
+pub(crate) fn stdout() -> Output {
+    let lines: Box<dyn Write + Send> = match io::stdout().as_fd().try_clone_to_owned() {
         Ok(fd) => Box::new(File::from(fd)),
         Err(_) => Box::new(io::stdout()),
+    };
+    Output {
+        lines,
+        last_resort: Box::new(|line| {
+            super::stdout::NonBlockingStdout::open().write_line(line);
+        }),
     }
 }
 
@@ -327,7 +347,9 @@ impl FlushOnDrop {
         backlog.writing = 0;
         drop(backlog);
         self.queue.dropped.add(lost);
-        super::stdout::NonBlockingStdout::open().write_line(&last_word(self.queue.dropped.total()));
+        if let Some(last_resort) = self.last_resort.take() {
+            last_resort(&last_word(self.queue.dropped.total()));
+        }
     }
 }
 

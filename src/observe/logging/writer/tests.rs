@@ -17,6 +17,21 @@ impl Write for Sink {
     }
 }
 
+/// `lines` as the output, with its last resort writing into `last`.
+fn output(lines: impl Write + Send + 'static, last: &Sink) -> Output {
+    let mut last = last.clone();
+    Output {
+        lines: Box::new(lines),
+        last_resort: Box::new(move |line| last.write_all(line).unwrap()),
+    }
+}
+
+impl Sink {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
 /// A stdout that blocks for ever in its first write, and one that fails every write.
 struct Stuck;
 struct Closed;
@@ -46,7 +61,8 @@ impl Write for Closed {
 #[test]
 fn every_line_is_written_by_the_time_the_writer_is_closed() {
     let sink = Sink::default();
-    let (writer, flush) = spawn(Box::new(sink.clone())).unwrap();
+    let last = Sink::default();
+    let (writer, flush) = spawn(output(sink.clone(), &last)).unwrap();
     for i in 0..10_000 {
         writer
             .make_writer()
@@ -58,12 +74,13 @@ fn every_line_is_written_by_the_time_the_writer_is_closed() {
     assert_eq!(written.lines().count(), 10_000);
     assert_eq!(written.lines().last(), Some("line 9999"));
     assert_eq!(writer.dropped().total(), 0);
+    assert_eq!(last.text(), "", "nothing lost, no last word");
 }
 
 #[test]
 fn a_line_reaches_the_output_soon_without_more_lines() {
     let sink = Sink::default();
-    let (writer, _flush) = spawn(Box::new(sink.clone())).unwrap();
+    let (writer, _flush) = spawn(output(sink.clone(), &Sink::default())).unwrap();
     writer.make_writer().write_all(b"alone\n").unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while sink.0.lock().unwrap().is_empty() {
@@ -78,7 +95,8 @@ fn a_line_reaches_the_output_soon_without_more_lines() {
 
 #[test]
 fn a_stuck_output_holds_the_close_no_longer_than_its_bound_and_every_line_counts() {
-    let (writer, flush) = spawn(Box::new(Stuck)).unwrap();
+    let last = Sink::default();
+    let (writer, flush) = spawn(output(Stuck, &last)).unwrap();
     let dropped = writer.dropped();
     let line = [b'x'; 1023];
     let lines = MAX_BUFFERED / 1024 + 100;
@@ -90,13 +108,24 @@ fn a_stuck_output_holds_the_close_no_longer_than_its_bound_and_every_line_counts
     let started = std::time::Instant::now();
     flush.close_within(Duration::from_millis(50));
     assert!(started.elapsed() < Duration::from_secs(2));
-    // Whatever was refused, buffered, or in the stuck write counts as lost.
+    // Whatever was refused, buffered, or in the stuck write counts as lost, and the last word
+    // says so, through the way that cannot block.
     assert_eq!(dropped.total(), lines as u64);
+    let last: serde_json::Value = serde_json::from_str(&last.text()).expect("one JSON line");
+    assert_eq!(last["dropped"], lines as u64, "{last}");
+    assert_eq!(last["level"], "WARN");
+    assert!(
+        last["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("rodent_log_lines_dropped_total")),
+        "{last}"
+    );
 }
 
 #[test]
 fn lines_a_closed_output_refuses_are_counted() {
-    let (writer, flush) = spawn(Box::new(Closed)).unwrap();
+    let last = Sink::default();
+    let (writer, flush) = spawn(output(Closed, &last)).unwrap();
     let dropped = writer.dropped();
     for i in 0..100 {
         writer
@@ -106,4 +135,9 @@ fn lines_a_closed_output_refuses_are_counted() {
     }
     flush.close_within(Duration::from_secs(5));
     assert_eq!(dropped.total(), 100);
+    assert_eq!(
+        last.text(),
+        "",
+        "the thread was not stuck: its last word went to the output, which refused it"
+    );
 }
