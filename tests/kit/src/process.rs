@@ -12,7 +12,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
 
-use crate::{PATIENCE, binary, client};
+use crate::{PATIENCE, binary, client, try_eventually};
 
 /// A `rodent` process about to be started.
 pub struct Spawn {
@@ -252,18 +252,19 @@ impl Rodent {
         })
     }
 
+    /// The exit status, once the process has exited within `patience` (and its output has
+    /// been read to the end); `None` if it still runs.
     pub fn try_wait_exit(&mut self, patience: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + patience;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("waiting on the child works") {
-                self.log.wait_read_to_end(Duration::from_secs(2));
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        let child = &mut self.child;
+        let status = try_eventually(patience, || {
+            child
+                .try_wait()
+                .expect("waiting on the child works")
+                .ok_or(())
+        })
+        .ok()?;
+        self.log.wait_read_to_end(Duration::from_secs(2));
+        Some(status)
     }
 
     pub fn is_running(&mut self) -> bool {

@@ -6,7 +6,7 @@
 //! each take about 80 s on two cores):
 //!
 //! ```sh
-//! PROPTEST_CASES=5000 scripts/test --test hostile -- properties
+//! PROPTEST_CASES=5000 scripts/test --test process -- hostile::properties
 //! ```
 
 use std::cell::RefCell;

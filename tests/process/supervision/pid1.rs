@@ -266,7 +266,7 @@ fn ps_tells_the_supervisor_from_the_service() {
     assert_eq!(rodent.exit_code(PATIENCE), 0);
 }
 
-/// The same as `tests/lifecycle/sinks.rs`, with rodent as PID 1: the supervisor and the service
+/// The same as `lifecycle::sinks`, with rodent as PID 1: the supervisor and the service
 /// share the stuck stdout, and neither its reaping, its forwarding of SIGTERM nor its exit waits
 /// on it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
