@@ -12,8 +12,8 @@
 //! ```
 //!
 //! With `WORKER_DETACHED=true` the same worker is started the way it had to be before
-//! `Rodent::task`: spawned from a startup hook, watching the drain on its own. Nothing waits for
-//! it then, and the job in hand at a stop is cut when the process exits.
+//! `Rodent::task`: spawned by the setup, watching the drain on its own. Nothing waits for it
+//! then, and the job in hand at a stop is cut when the process exits.
 
 use std::time::Duration;
 
@@ -86,27 +86,26 @@ async fn hold(Path(ms): Path<u64>, drain: Drain) -> StatusCode {
 
 fn main() -> std::process::ExitCode {
     let detached = std::env::var("WORKER_DETACHED").is_ok_and(|v| v == "true");
-    let (jobs, queued) = mpsc::channel(64);
-    rodent::launch::serve(Options::default(), move |service| {
-        let routes = Router::new()
-            .route("/jobs/{job}", post(queue))
-            .route("/hold/{ms}", post(hold))
-            .with_state(jobs);
-        let service =
-            service
+    rodent::App::new("worker", env!("CARGO_PKG_VERSION")).serve(
+        Options::default(),
+        move |service, _settings| async move {
+            let (jobs, queued) = mpsc::channel(64);
+            let routes = Router::new()
+                .route("/jobs/{job}", post(queue))
+                .route("/hold/{ms}", post(hold))
+                .with_state(jobs);
+            let service = service
                 .routes(routes)
                 .on_shutdown("report", Duration::from_secs(1), || async {
                     tracing::info!("the worker and the holds are done");
                     Ok(())
                 });
-        if detached {
-            let drain = Drain::new(&service.lifecycle());
-            service.on_startup("worker", Duration::from_secs(1), move || async move {
-                tokio::spawn(work(queued, drain));
-                Ok(())
+            Ok(if detached {
+                tokio::spawn(work(queued, Drain::new(&service.lifecycle())));
+                service
+            } else {
+                service.task("worker", move |drain| work(queued, drain))
             })
-        } else {
-            service.task("worker", move |drain| work(queued, drain))
-        }
-    })
+        },
+    )
 }

@@ -1,11 +1,13 @@
-//! `/admin/readiness/{enable,disable}`: take an instance out of rotation and put it back,
-//! behind the bearer token `RODENT_ADMIN_TOKEN`. Without a token the routes do not exist (404),
-//! so an unconfigured instance exposes nothing.
+//! The admin API under `/admin`, behind the bearer token `RODENT_ADMIN_TOKEN`: rodent's
+//! `/admin/readiness/{enable,disable}` (take an instance out of rotation and put it back), and
+//! the routes the application adds with [`Rodent::admin_routes`](crate::Rodent::admin_routes).
+//! Without a token the routes do not exist (404), so an unconfigured instance exposes nothing.
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use subtle::ConstantTimeEq;
@@ -13,19 +15,22 @@ use subtle::ConstantTimeEq;
 use super::instance::Instance;
 use super::problem::Problem;
 
-pub(crate) async fn readiness(
+/// In front of every admin route: 404 without a configured token, 401 without the right one.
+pub(super) async fn authorize(
     State(state): State<Arc<Instance>>,
-    Path(action): Path<String>,
-    method: Method,
-    headers: HeaderMap,
+    req: Request,
+    next: Next,
 ) -> Response {
-    let config = state.config.load();
-    let Some(token) = &config.admin_token else {
-        return Problem::new(StatusCode::NOT_FOUND)
-            .detail("the admin API is disabled (RODENT_ADMIN_TOKEN is not set)")
-            .into_response();
+    let authorized = {
+        let config = state.config.load();
+        let Some(token) = &config.admin_token else {
+            return Problem::new(StatusCode::NOT_FOUND)
+                .detail("the admin API is disabled (RODENT_ADMIN_TOKEN is not set)")
+                .into_response();
+        };
+        bearer_matches(req.headers(), token.expose())
     };
-    if !authorized(&headers, token.expose()) {
+    if !authorized {
         let mut response = Problem::new(StatusCode::UNAUTHORIZED)
             .detail("a valid bearer token is required")
             .into_response();
@@ -35,6 +40,16 @@ pub(crate) async fn readiness(
         );
         return response;
     }
+    next.run(req).await
+}
+
+/// `/admin/readiness/{enable,disable}`. Any method reaches it, so that a wrong one is answered
+/// only to a client that holds the token.
+pub(super) async fn readiness(
+    State(state): State<Arc<Instance>>,
+    Path(action): Path<String>,
+    method: Method,
+) -> Response {
     if method != Method::POST {
         let mut response = Problem::new(StatusCode::METHOD_NOT_ALLOWED).into_response();
         response
@@ -62,7 +77,7 @@ pub(crate) async fn readiness(
 
 /// Compares the bearer token in constant time, so response timing does not reveal how much of
 /// a guess was right.
-fn authorized(headers: &HeaderMap, token: &str) -> bool {
+fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {
     let Some(given) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

@@ -18,7 +18,7 @@ use tower::{Layer, Service};
 
 use super::instance::Instance;
 use super::problem::{self, Problem};
-use super::routes::is_exempt;
+use super::routes::{self, is_exempt};
 use crate::lifecycle::State as LifecycleState;
 use crate::observe::metrics::UNMATCHED;
 
@@ -27,9 +27,22 @@ const MAX_PLAIN_ERROR: u64 = 8 * 1024;
 
 /// The drain rules and problem+json, as a layer. tower-http has neither: the drain rules read
 /// rodent's lifecycle, and tower-http's layers answer their errors with plain or empty bodies,
-/// which this turns into problem+json.
+/// which this turns into problem+json (unless the application asked for its own bodies to be
+/// left alone: see [`Rodent::rewrite_error_bodies`](crate::Rodent::rewrite_error_bodies)).
+///
+/// When no route matched and the application's fallback answered an empty 404 (axum's own
+/// fallback does, when the application has none), the answer is rodent's 404, rewriting or not.
 #[derive(Clone)]
-pub(crate) struct EdgeLayer(pub Arc<Instance>);
+pub(crate) struct EdgeLayer {
+    state: Arc<Instance>,
+    rewrite: bool,
+}
+
+impl EdgeLayer {
+    pub(crate) fn new(state: Arc<Instance>, rewrite: bool) -> Self {
+        Self { state, rewrite }
+    }
+}
 
 impl<S> Layer<S> for EdgeLayer {
     type Service = Edge<S>;
@@ -37,7 +50,8 @@ impl<S> Layer<S> for EdgeLayer {
     fn layer(&self, inner: S) -> Edge<S> {
         Edge {
             inner,
-            state: self.0.clone(),
+            state: self.state.clone(),
+            rewrite: self.rewrite,
         }
     }
 }
@@ -46,6 +60,7 @@ impl<S> Layer<S> for EdgeLayer {
 pub(crate) struct Edge<S> {
     inner: S,
     state: Arc<Instance>,
+    rewrite: bool,
 }
 
 impl<S, B> Service<Request> for Edge<S>
@@ -66,8 +81,11 @@ where
         // HTTP/2 forbids `Connection`; its equivalent is the GOAWAY the server sends at drain.
         let http1 = req.version() <= Version::HTTP_11;
         let state = &self.state;
+        let matched = req.extensions().get::<MatchedPath>();
+        // Kept for rodent's 404, in case the fallback has nothing to say.
+        let unmatched = matched.is_none().then(|| Box::from(req.uri().path()));
         if state.lifecycle.state() == LifecycleState::Stopping
-            && !is_exempt(matched(&req))
+            && !is_exempt(matched.map_or(UNMATCHED, MatchedPath::as_str))
             && !state.listener_outlives()
         {
             // The listener is closed; this request raced in on an open connection. (When the
@@ -90,14 +108,10 @@ where
             inner: self.inner.call(req),
             state: self.state.clone(),
             http1,
+            rewrite: self.rewrite,
+            unmatched,
         }
     }
-}
-
-fn matched(req: &Request) -> &str {
-    req.extensions()
-        .get::<MatchedPath>()
-        .map_or(UNMATCHED, MatchedPath::as_str)
 }
 
 pin_project! {
@@ -109,6 +123,9 @@ pin_project! {
             inner: F,
             state: Arc<Instance>,
             http1: bool,
+            rewrite: bool,
+            // The path of a request no route matched.
+            unmatched: Option<Box<str>>,
         },
         // Only an error response with a small plain body gets here, to be read and rewritten.
         Rewriting {
@@ -138,10 +155,16 @@ where
                 inner,
                 state,
                 http1,
+                rewrite,
+                unmatched,
             } => {
                 let Ok(response) = ready!(inner.poll(cx));
-                let response = response.map(Body::new);
-                if needs_rewriting(&response) {
+                let mut response = response.map(Body::new);
+                if let Some(path) = unmatched.as_deref()
+                    && is_empty_not_found(&response)
+                {
+                    response = routes::not_found(path).into_response();
+                } else if *rewrite && needs_rewriting(&response) {
                     let (state, http1) = (state.clone(), *http1);
                     self.set(EdgeFuture::Rewriting {
                         rewriting: Box::pin(as_problem(response)),
@@ -172,6 +195,13 @@ where
         }
         Poll::Ready(Ok(response))
     }
+}
+
+/// What axum's own fallback answers: a bare 404, without a body or a type.
+fn is_empty_not_found(response: &Response) -> bool {
+    response.status() == StatusCode::NOT_FOUND
+        && !response.headers().contains_key(header::CONTENT_TYPE)
+        && response.body().size_hint().exact() == Some(0)
 }
 
 /// An error answered with an empty or plain-text body (axum's rejections, a bare `StatusCode`,

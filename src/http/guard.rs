@@ -36,6 +36,9 @@ struct Bounds {
     request_timeout: Duration,
     body_limit: usize,
     body_stall: Duration,
+    /// The stack has tower-http's timeout and body limit, whose answers this turns into
+    /// rodent's. Without them, every answer is the handler's own.
+    timed: bool,
 }
 
 impl Bounds {
@@ -47,6 +50,7 @@ impl Bounds {
             // A body that stops arriving is a slow client, like one that stops sending headers:
             // the header-read timeout bounds both.
             body_stall: config.header_read_timeout,
+            timed: true,
         }
     }
 }
@@ -73,10 +77,22 @@ pub(crate) struct GuardLayer {
 }
 
 impl GuardLayer {
-    pub(crate) fn new(state: Arc<Instance>, config: &Config) -> Self {
+    /// In front of tower-http's handler timeout and body bounds.
+    pub(crate) fn bounded(state: Arc<Instance>, config: &Config) -> Self {
         Self {
             state,
             bounds: Bounds::of(config),
+        }
+    }
+
+    /// Shedding alone, for routes without the handler timeout and the body bounds.
+    pub(crate) fn unbounded(state: Arc<Instance>, config: &Config) -> Self {
+        Self {
+            state,
+            bounds: Bounds {
+                timed: false,
+                ..Bounds::of(config)
+            },
         }
     }
 }
@@ -188,7 +204,7 @@ where
 {
     let status = response.status();
     let ours = status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::PAYLOAD_TOO_LARGE;
-    if !ours || response.extensions().get::<Answered>().is_some() {
+    if !ours || !bounds.timed || response.extensions().get::<Answered>().is_some() {
         return response.map(Body::new);
     }
     if status == StatusCode::PAYLOAD_TOO_LARGE {

@@ -11,6 +11,7 @@
 
 mod access;
 mod admin;
+mod application;
 mod body;
 mod edge;
 mod guard;
@@ -21,6 +22,7 @@ mod problem;
 mod routes;
 mod stack;
 
+pub(crate) use application::Application;
 pub(crate) use instance::Instance;
 pub use problem::Problem;
 pub(crate) use stack::Routes;

@@ -6,7 +6,6 @@
 
 use std::process::ExitCode;
 
-use crate::build::NAME;
 use crate::config::{LogFormat, Vars};
 use crate::exit::Exit;
 use crate::observe::logging::Logging;
@@ -18,6 +17,8 @@ use crate::process::successor::{self, Predecessor};
 pub(super) struct Inheritance {
     /// The socket to serve on instead of binding.
     pub(super) socket: Option<Inherited>,
+    /// The management port's socket, from a predecessor.
+    pub(super) management: Option<std::net::TcpListener>,
     /// The instance this one replaces (`rodent restart`).
     pub(super) predecessor: Option<Predecessor>,
     /// `LISTEN_FDS` was set for another process: its `LISTEN_PID` (or unset).
@@ -38,8 +39,13 @@ impl Inheritance {
     pub(super) fn take(vars: &Vars) -> Result<Self, Box<Refused>> {
         let predecessor = Predecessor::inherited(vars);
         let activation = Activation::from_vars(vars);
+        let management = activation::management_handed_down(vars);
         let mut names = activation::VARIABLES.to_vec();
-        names.extend([activation::HANDED_DOWN, successor::MARKER]);
+        names.extend([
+            activation::HANDED_DOWN,
+            activation::MANAGEMENT_HANDED_DOWN,
+            successor::MARKER,
+        ]);
         // Before anything can start a process: none of them is the one these were meant for.
         let forgotten = inherit::forget(&names);
         let (socket, not_ours) = match activation {
@@ -48,8 +54,13 @@ impl Inheritance {
             Ok(Activation::None) => (None, None),
             Err(error) => return Err(Box::new(Refused { error, predecessor })),
         };
+        let management = match management {
+            Ok(management) => management,
+            Err(error) => return Err(Box::new(Refused { error, predecessor })),
+        };
         Ok(Self {
             socket,
+            management,
             predecessor,
             not_ours,
             forgotten,
@@ -100,6 +111,7 @@ impl Inheritance {
 /// for this successor, if any, and to the terminal for `--detach` (the launcher prints it
 /// there, before any fork) or to the log. `log` writes a line for each of the `problems`.
 pub(super) fn refuse(
+    name: &str,
     message: &str,
     problems: usize,
     detach: bool,
@@ -112,7 +124,7 @@ pub(super) fn refuse(
         predecessor.report.failed(exit, message);
     }
     if detach && !successor {
-        eprintln!("{NAME}: {message}");
+        eprintln!("{name}: {message}");
         return exit.into();
     }
     let _logging = Logging::init("info", guess_log_format(), Vec::new());

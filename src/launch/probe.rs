@@ -32,7 +32,7 @@ pub(super) struct Target {
 
 impl Target {
     /// The service this configuration describes, reached over loopback when it listens on every
-    /// address.
+    /// address: on its management port when it has one, where the probes are.
     pub(super) fn from_config(config: &Config) -> Self {
         let host = match config.host {
             IpAddr::V4(a) if a.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -41,7 +41,7 @@ impl Target {
         };
         Self {
             host: host.to_string(),
-            port: config.port,
+            port: config.management_port.unwrap_or(config.port),
         }
     }
 

@@ -10,7 +10,7 @@
 //! | --- | --- | --- |
 //! | listener closes | `RODENT_DRAIN_DELAY` (0 if never ready) | the drain delay is over; the drain is signaled |
 //! | deadline | grace − m | connections, background tasks and drain holds still open are aborted (exit 124) |
-//! | hooks stop | grace − m/2 | a shutdown hook or the telemetry flush still running is cut |
+//! | hooks stop | grace − m/2 | a shutdown hook or the telemetry flush still running is cut; the management port, which closes after the hooks, aborts what it still serves |
 //! | runtime stopped | grace − m/4 | tasks parked in blocking calls are left behind |
 //! | log flushed | grace − m/8 | lines the log could not write by then are dropped |
 //!

@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 
 /// Where a service is in its life. States only move forward.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
 pub enum State {
     /// Configuration read; binding and running startup hooks.
     Starting,
@@ -27,8 +28,10 @@ pub enum State {
 }
 
 impl State {
+    /// Every state, in order.
     pub const ALL: [State; 4] = [Self::Starting, Self::Ready, Self::Draining, Self::Stopping];
 
+    /// The state's name, as `/readyz`, the log and `rodent_lifecycle_state` give it.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Starting => "starting",
@@ -84,6 +87,7 @@ impl Default for Lifecycle {
 }
 
 impl Lifecycle {
+    /// A lifecycle in [`State::Starting`], for a service being built.
     pub fn new() -> Self {
         let (watch, _) = watch::channel(State::Starting);
         Self {
@@ -98,12 +102,13 @@ impl Lifecycle {
         }
     }
 
+    /// The state now.
     pub fn state(&self) -> State {
         State::from_u8(self.inner.state.load(Ordering::Acquire))
     }
 
     /// Notified on every state change.
-    pub fn subscribe(&self) -> watch::Receiver<State> {
+    pub(crate) fn subscribe(&self) -> watch::Receiver<State> {
         self.inner.watch.subscribe()
     }
 
@@ -131,10 +136,12 @@ impl Lifecycle {
         self.inner.readiness_enabled.store(true, Ordering::Release);
     }
 
+    /// Whether readiness is switched on (it may still fail for another reason).
     pub fn readiness_enabled(&self) -> bool {
         self.inner.readiness_enabled.load(Ordering::Acquire)
     }
 
+    /// Time since the lifecycle was made, as `GET /` and `rodent_uptime_seconds` report it.
     pub fn uptime(&self) -> Duration {
         self.inner.started.elapsed()
     }

@@ -1,7 +1,8 @@
 //! Listening sockets a process inherits instead of binding: systemd's socket activation
 //! (`LISTEN_FDS`, `LISTEN_PID`, `LISTEN_FDNAMES`, as a `.socket` unit, `systemd-socket-activate`
 //! or Podman set them), and the socket rodent hands down itself, to the service under its PID 1
-//! supervisor and to the successor of `rodent restart` (`RODENT_LISTENER`).
+//! supervisor and to the successor of `rodent restart` (`RODENT_LISTENER`, and
+//! `RODENT_MANAGEMENT_LISTENER` for the management port's).
 //!
 //! The protocol (`sd_listen_fds(3)`): descriptors start at 3; `LISTEN_PID` must be this
 //! process, otherwise the variables were meant for another one (a parent that exported them by
@@ -35,6 +36,9 @@ const NAME: &str = "http";
 /// The internal variable naming the socket a rodent parent hands down:
 /// `<parent pid>:<descriptor>`. Honoured only when that parent is this process's parent.
 pub(crate) const HANDED_DOWN: &str = "RODENT_LISTENER";
+/// The same for the management port's socket, which a predecessor hands to its successor
+/// (`RODENT_MANAGEMENT_PORT`).
+pub(crate) const MANAGEMENT_HANDED_DOWN: &str = "RODENT_MANAGEMENT_LISTENER";
 
 /// Where an inherited socket came from, for the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,7 +169,28 @@ impl Activation {
 
 /// The socket a rodent parent handed down, if the variable names our parent.
 fn handed_down(vars: &Vars) -> Result<Option<Inherited>, ActivationError> {
-    let Some(raw) = vars.get(HANDED_DOWN) else {
+    Ok(
+        claim_handed_down(vars, HANDED_DOWN)?.map(|(listener, fd)| Inherited {
+            listener,
+            fd,
+            name: None,
+            source: Source::Parent,
+        }),
+    )
+}
+
+/// The management port's socket a predecessor handed down, if the variable names our parent.
+/// Claims the descriptor: call it once, at startup.
+pub(crate) fn management_handed_down(vars: &Vars) -> Result<Option<TcpListener>, ActivationError> {
+    Ok(claim_handed_down(vars, MANAGEMENT_HANDED_DOWN)?.map(|(listener, _)| listener))
+}
+
+/// The listener named in `variable` (`<parent pid>:<descriptor>`), if that parent is ours.
+fn claim_handed_down(
+    vars: &Vars,
+    variable: &'static str,
+) -> Result<Option<(TcpListener, RawFd)>, ActivationError> {
+    let Some(raw) = vars.get(variable) else {
         return Ok(None);
     };
     let Some((parent, fd)) = raw.split_once(':') else {
@@ -178,16 +203,11 @@ fn handed_down(vars: &Vars) -> Result<Option<Inherited>, ActivationError> {
         return Ok(None);
     }
     let listener = claim(fd).map_err(|problem| ActivationError {
-        variable: HANDED_DOWN,
+        variable,
         value: raw.clone(),
         problem: format!("descriptor {fd} is not a listening TCP socket: {problem}"),
     })?;
-    Ok(Some(Inherited {
-        listener,
-        fd,
-        name: None,
-        source: Source::Parent,
-    }))
+    Ok(Some((listener, fd)))
 }
 
 /// Takes `fd` as a listener once it is known to be one; `Err` says what it is instead.
@@ -244,8 +264,17 @@ fn kind(fd: BorrowedFd<'_>) -> Result<(), &'static str> {
 /// Hands `listener` down to the rodent `command` starts: open across its exec, and named in
 /// [`HANDED_DOWN`] with this process's PID (the child checks it is its parent's).
 pub(crate) fn hand_down(command: &mut Command, listener: &impl AsRawFd) {
+    hand_down_as(command, HANDED_DOWN, listener);
+}
+
+/// Hands the management port's `listener` down the same way, in [`MANAGEMENT_HANDED_DOWN`].
+pub(crate) fn hand_down_management(command: &mut Command, listener: &impl AsRawFd) {
+    hand_down_as(command, MANAGEMENT_HANDED_DOWN, listener);
+}
+
+fn hand_down_as(command: &mut Command, variable: &str, listener: &impl AsRawFd) {
     let fd = listener.as_raw_fd();
-    command.env(HANDED_DOWN, format!("{}:{fd}", getpid()));
+    command.env(variable, format!("{}:{fd}", getpid()));
     for name in VARIABLES {
         command.env_remove(name);
     }

@@ -7,8 +7,11 @@
 //! 2. **stopping**: the listener closes and the drain is signaled; idle connections close,
 //!    in-flight requests finish, upgraded connections (WebSockets) and background tasks end,
 //!    drain holds are released;
-//! 3. shutdown hooks run, last registered first, each bounded by its timeout;
-//! 4. exit 0 (1 when a background task failed, or a hook did).
+//! 3. shutdown hooks run, last registered first, each bounded by its timeout; then the
+//!    telemetry flush;
+//! 4. the management port, when there is one, closes: it answered the probes and `/metrics`
+//!    through every step above;
+//! 5. exit 0 (1 when a background task failed, or a hook did).
 //!
 //! One [`ExitBudget`], computed when the stop begins from the grace in force then, times it all
 //! (see `lifecycle::budget`): at the deadline whatever is still open (connections, tasks) is
@@ -35,6 +38,7 @@ use crate::lifecycle::tasks::TaskFailure;
 use crate::lifecycle::{Event, State};
 use crate::observe::telemetry::FinalFlush;
 use crate::process::signal::Signal;
+use crate::server::Server;
 
 const TARGET: &str = "rodent::lifecycle";
 
@@ -118,6 +122,7 @@ impl DrainSequence {
         let Running {
             instance,
             server,
+            management,
             operator,
             tasks,
         } = running;
@@ -257,6 +262,9 @@ impl DrainSequence {
                 second = operator.next_stop(instance) => return force(second, &budget, running).await,
             }
         }
+        if let Some(management) = management {
+            close_last(management, &budget).await;
+        }
 
         tracing::info!(
             target: TARGET,
@@ -274,6 +282,7 @@ async fn force(second: StopReason, budget: &ExitBudget, running: &mut Running) -
     let Running {
         instance,
         server,
+        management,
         operator,
         tasks,
     } = running;
@@ -283,6 +292,9 @@ async fn force(second: StopReason, budget: &ExitBudget, running: &mut Running) -
         signal = second.signal(),
         "second shutdown signal; exiting without finishing the drain"
     );
+    if let Some(management) = management {
+        management.abort(budget.abort_settles(Instant::now())).await;
+    }
     let aborted = server.abort(budget.abort_settles(Instant::now())).await;
     instance.metrics.connections_aborted(aborted);
     tasks.abort().await;
@@ -293,4 +305,18 @@ async fn force(second: StopReason, budget: &ExitBudget, running: &mut Running) -
         exit,
         budget: *budget,
     }
+}
+
+/// The management port closes last, once nothing else is left to report on: idle connections
+/// close at once, and a probe or a scrape in flight may finish until the hooks' stop, with the
+/// rest of the margin left for the exit.
+async fn close_last(management: &Server, budget: &ExitBudget) {
+    management.close().await;
+    if tokio::time::timeout_at(budget.hooks_stop, management.closed())
+        .await
+        .is_err()
+    {
+        management.abort(budget.abort_settles(Instant::now())).await;
+    }
+    tracing::info!(target: TARGET, "management listener closed");
 }

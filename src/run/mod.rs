@@ -22,11 +22,18 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use axum::Router;
+use axum::extract::Request;
+use axum::response::IntoResponse;
+use axum::routing::Route;
+use prometheus_client::registry::{Metric, Registry};
 use tokio::net::TcpListener;
+use tower::{Layer, Service};
 
-use crate::config::Config;
+use crate::config::{Config, Current};
 use crate::exit::Exit;
+use crate::http::Application;
 use crate::lifecycle::budget::ExitBudget;
 use crate::lifecycle::hooks::Hook;
 use crate::lifecycle::readiness::ReadinessCheck;
@@ -41,7 +48,7 @@ use operator::ConfigSource;
 pub(crate) use operator::Signals;
 
 /// A service with rodent's lifecycle. Build it, then [`run`](Rodent::run) or
-/// [`serve`](Rodent::serve) it, or hand it to [`launch::serve`](crate::launch::serve), which
+/// [`serve`](Rodent::serve) it, or return it from the setup of an [`App`](crate::App), which
 /// also does everything a process does around it.
 ///
 /// ```no_run
@@ -59,8 +66,10 @@ pub(crate) use operator::Signals;
 /// # }
 /// ```
 pub struct Rodent {
-    config: Config,
-    app: Router,
+    /// The configuration in effect, shared with the request path and with the application's
+    /// [`Current`] handles; a reload swaps it whole.
+    config: Arc<ArcSwap<Config>>,
+    app: Application,
     lifecycle: Lifecycle,
     metrics: Arc<Metrics>,
     checks: Vec<ReadinessCheck>,
@@ -74,15 +83,19 @@ pub struct Rodent {
     logging: Option<LogHandle>,
     config_source: ConfigSource,
     restarts: Option<Restarts>,
+    /// The management port's socket, handed down by a predecessor instead of bound here.
+    management_socket: Option<std::net::TcpListener>,
 }
 
 impl Rodent {
+    /// A service with this configuration, and no routes of its own yet.
     pub fn new(config: Config) -> Self {
         let lifecycle = Lifecycle::new();
+        let metrics = Metrics::new(lifecycle.clone(), config.build_info());
         Self {
-            config,
-            app: Router::new(),
-            metrics: Arc::new(Metrics::new(lifecycle.clone())),
+            config: Arc::new(ArcSwap::from_pointee(config)),
+            app: Application::default(),
+            metrics: Arc::new(metrics),
             lifecycle,
             checks: Vec::new(),
             startup: Vec::new(),
@@ -91,16 +104,88 @@ impl Rodent {
             tasks: Vec::new(),
             observers: Observers::default(),
             logging: None,
-            config_source: Box::new(Config::from_env),
+            config_source: Box::new(Config::reread),
             restarts: None,
+            management_socket: None,
         }
     }
 
-    /// Adds application routes. They sit behind load shedding, the request timeout and the body
-    /// limit; rodent's own routes (`/healthz`, `/readyz`, `/metrics`, `/admin/*`) are added
-    /// around them.
+    /// Adds application routes. They sit behind load shedding, the handler timeout
+    /// (`RODENT_REQUEST_TIMEOUT`) and the body bounds (`RODENT_BODY_LIMIT`, and a body that
+    /// stalls for `RODENT_HEADER_READ_TIMEOUT`); rodent's own routes (`/healthz`, `/readyz`,
+    /// `/metrics`, `/admin/...`) are added beside them. The router's fallback, if it has one
+    /// (a `ServeDir`, tonic's `UNIMPLEMENTED`), answers what no route matches; otherwise rodent
+    /// answers 404.
+    ///
+    /// # Panics
+    ///
+    /// On a route that collides with rodent's own (`/healthz`, `/readyz`, `/readyz/...`,
+    /// `/metrics`, `/admin`, `/admin/...`), naming it; and where axum's `Router::merge` panics:
+    /// a route added twice, or a second fallback.
+    #[track_caller]
     pub fn routes(mut self, router: Router) -> Self {
-        self.app = self.app.merge(router);
+        self.app.add_bounded(router);
+        self
+    }
+
+    /// Adds application routes without the handler timeout and the body bounds: uploads,
+    /// streams (gRPC's among them), long polls. They still get load shedding, the drain rules
+    /// and the access log, and they end by the drain (a handler that extracts [`Drain`] learns
+    /// of it) or, at the latest, at the shutdown deadline.
+    ///
+    /// [`Drain`]: crate::Drain
+    ///
+    /// # Panics
+    ///
+    /// As [`routes`](Rodent::routes) does.
+    #[track_caller]
+    pub fn unbounded_routes(mut self, router: Router) -> Self {
+        self.app.add_unbounded(router);
+        self
+    }
+
+    /// Adds routes to the admin API, relative to `/admin` (`.route("/faults", put(..))` is
+    /// `PUT /admin/faults`), behind the bearer token `RODENT_ADMIN_TOKEN` as rodent's own admin
+    /// routes are: 404 while no token is set, 401 without the right one (compared in constant
+    /// time). They are served where the probes and `/metrics` are (the management port, when
+    /// `RODENT_MANAGEMENT_PORT` is set), without shedding, the handler timeout or the body
+    /// limit.
+    ///
+    /// # Panics
+    ///
+    /// On a route under `/readiness`, rodent's own, naming it.
+    #[track_caller]
+    pub fn admin_routes(mut self, router: Router) -> Self {
+        self.app.add_admin(router);
+        self
+    }
+
+    /// Wraps the application's routes in `layer`, as `Router::layer` does, and rodent's answers
+    /// on them too: a 503 for a handler past its timeout, for overload or after the listener
+    /// closed, a 413, a 408, and the 404 of an unknown route (a CORS layer puts its headers on
+    /// all of them). It sits inside the access log and the request id, which see what it
+    /// answers. The probes, `/metrics` and the admin API are not wrapped. A layer added later
+    /// wraps those added before.
+    pub fn layer<L>(mut self, layer: L) -> Self
+    where
+        L: Layer<Route> + Clone + Send + Sync + 'static,
+        L::Service: Service<Request> + Clone + Send + Sync + 'static,
+        <L::Service as Service<Request>>::Response: IntoResponse + 'static,
+        <L::Service as Service<Request>>::Error: Into<std::convert::Infallible> + 'static,
+        <L::Service as Service<Request>>::Future: Send + 'static,
+    {
+        self.app
+            .add_layer(Arc::new(move |router: Router| router.layer(layer.clone())));
+        self
+    }
+
+    /// Whether error responses of the application's routes with an empty or plain-text body of
+    /// 8 KiB or less (axum's rejections, a bare `StatusCode`) are rewritten as problem+json;
+    /// they are unless this turns it off. rodent's own answers (timeouts, limits, overload, the
+    /// drain, an unknown route) and its own routes, the admin API included, are problem+json
+    /// either way.
+    pub fn rewrite_error_bodies(mut self, rewrite: bool) -> Self {
+        self.app.rewrite_errors(rewrite);
         self
     }
 
@@ -202,6 +287,48 @@ impl Rodent {
         self.lifecycle.clone()
     }
 
+    /// The configuration in effect now (a reload may replace it later: hold a
+    /// [`Current`] handle, from [`settings`](Self::settings), to follow it).
+    pub fn config(&self) -> Arc<Config> {
+        self.config.load_full()
+    }
+
+    /// A handle on the application's settings, as they are now and after every reload; `None`
+    /// when the configuration holds no settings of type `S`. An [`App`](crate::App) hands its
+    /// setup this handle already.
+    pub fn settings<S: Send + Sync + 'static>(&self) -> Option<Current<S>> {
+        Current::new(self.config.clone())
+    }
+
+    /// Registers one of the application's metrics, served at `/metrics` after rodent's own:
+    ///
+    /// ```
+    /// use rodent::prometheus_client::metrics::counter::Counter;
+    /// # fn example(service: rodent::Rodent) -> rodent::Rodent {
+    /// let created = Counter::<u64>::default();
+    /// service.metric("notes_created", "Notes created", created.clone())
+    /// # }
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// When `name` is not a valid metric name, is in rodent's own namespace (`rodent_*`,
+    /// `process_*`) or was registered already: the panic names it, at registration.
+    pub fn metric(self, name: &str, help: &str, metric: impl Metric) -> Self {
+        if let Err(refused) = self.metrics.register(name, help, metric) {
+            panic!("{refused}");
+        }
+        self
+    }
+
+    /// Gives the application's metrics registry to `register`, for what
+    /// [`metric`](Self::metric) does not cover: units, sub-registries, collectors. Names in it
+    /// must stay out of rodent's own namespace (`rodent_*`, `process_*`).
+    pub fn metrics_registry(self, register: impl FnOnce(&mut Registry)) -> Self {
+        self.metrics.with_application_registry(register);
+        self
+    }
+
     /// The metrics served at `/metrics`, for the parts of the process that count from outside
     /// the request path (telemetry's spans, the supervisor's reaped orphans).
     pub(crate) fn metrics(&self) -> Arc<Metrics> {
@@ -218,6 +345,13 @@ impl Rodent {
     /// The telemetry flush: runs after every shutdown hook.
     pub(crate) fn flush_last(mut self, flush: Option<FinalFlush>) -> Self {
         self.flush = flush;
+        self
+    }
+
+    /// Serves the management port on this socket, handed down by a predecessor, rather than
+    /// binding `RODENT_MANAGEMENT_PORT` (which the predecessor still holds).
+    pub(crate) fn management_socket(mut self, socket: std::net::TcpListener) -> Self {
+        self.management_socket = Some(socket);
         self
     }
 
@@ -259,7 +393,7 @@ impl Rodent {
 
     /// Binds the configured address and serves, taking signals from `signals`.
     pub(crate) async fn bind_and_serve(self, signals: Signals) -> Ended {
-        let address = self.config.bind_addr();
+        let address = self.config.load().bind_addr();
         match TcpListener::bind(address).await {
             Ok(socket) => {
                 let listener = serving::Listener {
@@ -306,7 +440,7 @@ impl Rodent {
 
     /// How a run ends that could not even listen, for `cause`.
     async fn start_failed(self, cause: String) -> Ended {
-        let budget = ExitBudget::starting_now(&self.config);
+        let budget = ExitBudget::starting_now(&self.config.load());
         self.observers.emit(&Event::StartFailed(cause));
         self.observers
             .delivered(budget.observers_heard(tokio::time::Instant::now()))

@@ -15,10 +15,12 @@
 //! [`Rodent::run`](crate::Rodent::run) in a `main` of its own may not share.
 
 use std::future::Future;
+use std::os::fd::AsFd;
 use std::pin::Pin;
 
 use nix::sys::signal::{Signal as Sig, kill};
 use nix::unistd::Pid;
+use tokio::net::TcpListener;
 
 use super::serving::Running;
 use crate::process::daemon::Outcome;
@@ -41,10 +43,14 @@ pub(super) fn begin(running: &Running, succession: &mut Option<Succession>) {
     let Some(restarts) = running.operator.restarts() else {
         return;
     };
-    let starting = match running
-        .server
-        .with_listener(|listener| restarts.begin(listener))
-    {
+    // Both sockets go to the successor: it could bind neither while this process holds them.
+    let begin = |listener: &TcpListener| match &running.management {
+        Some(management) => management
+            .with_listener(|own| restarts.begin(listener, Some(own.as_fd())))
+            .flatten(),
+        None => restarts.begin(listener, None),
+    };
+    let starting = match running.server.with_listener(begin) {
         Some(starting) => starting,
         None => {
             restarts.refuse("this instance no longer accepts connections".into());
@@ -66,8 +72,8 @@ pub(super) async fn outcome(succession: &mut Option<Succession>) -> Outcome {
 }
 
 /// The successor's start ended. When it took over, its PID: this process must then stop
-/// accepting (the successor accepts everything from now on, nothing is refused), and its service
-/// ends, the handover being the reason.
+/// accepting on both its sockets (the successor accepts everything from now on, nothing is
+/// refused), and its service ends, the handover being the reason.
 pub(super) fn finish(running: &Running, outcome: Outcome) -> Option<Pid> {
     let successor = running
         .operator

@@ -33,6 +33,8 @@ pub(super) struct Listener {
 pub(super) struct Running {
     pub(super) instance: Arc<Instance>,
     pub(super) server: Server,
+    /// The management port's server, when `RODENT_MANAGEMENT_PORT` is set.
+    pub(super) management: Option<Server>,
     pub(super) operator: Operator,
     pub(super) tasks: Tasks,
 }
@@ -52,11 +54,15 @@ pub(super) async fn serve(rodent: Rodent, listener: Listener, signals: Signals) 
         logging,
         config_source,
         restarts,
+        management_socket,
     } = rodent;
     let drain_sequence = DrainSequence::new(shutdown, flush);
-    let timeouts = Timeouts {
-        header_read: config.header_read_timeout,
-        idle: config.idle_timeout,
+    let timeouts = {
+        let config = config.load();
+        Timeouts {
+            header_read: config.header_read_timeout,
+            idle: config.idle_timeout,
+        }
     };
     let instance = Arc::new(Instance::new(
         config,
@@ -71,8 +77,34 @@ pub(super) async fn serve(rodent: Rodent, listener: Listener, signals: Signals) 
     if listener.outlives {
         instance.mark_listener_outliving();
     }
+    let management_addr = instance.config.load().management_addr();
+    let routes = Arc::new(Routes::new(
+        instance.clone(),
+        app,
+        management_addr.is_some(),
+    ));
+    // Bound before anything is served, like the main listener: a start that cannot have it
+    // fails before any request is taken.
+    let management_socket = match (management_addr, management_socket) {
+        (Some(address), inherited) => match bind_management(address, inherited).await {
+            Ok(socket) => Some(socket),
+            Err(e) => {
+                let cause = format!("cannot listen on {address} (RODENT_MANAGEMENT_PORT): {e}");
+                tracing::error!(target: "rodent::lifecycle", address = %address, error = %e, "{cause}");
+                let budget = ExitBudget::starting_now(&instance.config.load());
+                observers.emit(&Event::StartFailed(cause));
+                observers
+                    .delivered(budget.observers_heard(tokio::time::Instant::now()))
+                    .await;
+                return Ended {
+                    exit: Exit::Failure,
+                    budget,
+                };
+            }
+        },
+        (None, _) => None,
+    };
     let heartbeat = lifecycle.spawn_heartbeat();
-    let routes = Arc::new(Routes::new(instance.clone(), app));
     let operator = Operator::new(
         signals,
         logging,
@@ -82,17 +114,26 @@ pub(super) async fn serve(rodent: Rodent, listener: Listener, signals: Signals) 
         routes.clone(),
     );
     let address = listener.socket.local_addr().ok();
-    let server = Server::start(listener.socket, routes.current(), timeouts, metrics);
+    let server = Server::start(listener.socket, routes.main(), timeouts, metrics.clone());
+    if let Some(address) = address {
+        tracing::info!(target: "rodent::lifecycle", address = %address, port = address.port(), "listening");
+        operator.emit(&Event::Listening(address));
+    }
+    let management = management_socket.zip(routes.management()).map(|(socket, router)| {
+        let address = socket.local_addr().ok();
+        let server = Server::start(socket, router, timeouts, metrics);
+        if let Some(address) = address {
+            tracing::info!(target: "rodent::lifecycle", address = %address, port = address.port(), "management listening");
+        }
+        server
+    });
     let mut running = Running {
         instance,
         server,
+        management,
         operator,
         tasks: Tasks::default(),
     };
-    if let Some(address) = address {
-        tracing::info!(target: "rodent::lifecycle", address = %address, port = address.port(), "listening");
-        running.operator.emit(&Event::Listening(address));
-    }
 
     let ended = match start(&mut running, startup).await {
         Started::Ready => {
@@ -112,6 +153,9 @@ pub(super) async fn serve(rodent: Rodent, listener: Listener, signals: Signals) 
             running.operator.emit(&Event::StartFailed(cause));
             let settled = budget.abort_settles(tokio::time::Instant::now());
             running.server.abort(settled).await;
+            if let Some(management) = &running.management {
+                management.abort(settled).await;
+            }
             tracing::info!(target: "rodent::lifecycle", exit_code = Exit::Failure.code(), "stopped");
             Ended {
                 exit: Exit::Failure,
@@ -145,6 +189,9 @@ async fn serve_until_stopped(running: &mut Running) -> StopReason {
                     continue;
                 };
                 running.server.stop_accepting().await;
+                if let Some(management) = &running.management {
+                    management.stop_accepting().await;
+                }
                 return StopReason::Handover { successor };
             }
         };
@@ -175,4 +222,15 @@ async fn start(running: &mut Running, hooks: Vec<Hook>) -> Started {
         }
     }
     Started::Ready
+}
+
+/// The management port's listener: the one a predecessor handed down, or one bound here.
+async fn bind_management(
+    address: std::net::SocketAddr,
+    inherited: Option<std::net::TcpListener>,
+) -> std::io::Result<TcpListener> {
+    match inherited {
+        Some(socket) => TcpListener::from_std(socket),
+        None => TcpListener::bind(address).await,
+    }
 }

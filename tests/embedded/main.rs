@@ -1,6 +1,13 @@
 //! The library as an embedding application uses it: `Rodent::serve(listener, shutdown)` in the
 //! test's own runtime, on paused time, so the drain is checked step by step and deterministically
 //! (a virtual second takes no real time, and nothing depends on how busy the machine is).
+//! `routes` covers what an application hands over: its fallback, its layers, its admin routes
+//! and the paths it may not take; `unbounded`, routes without the handler timeout and body
+//! bounds. Both in real time, with short bounds: tower-http's timers and real sockets, as a
+//! client meets them.
+
+mod routes;
+mod unbounded;
 
 mod inside_the_drain;
 
@@ -19,13 +26,20 @@ const DRAIN_DELAY: Duration = Duration::from_secs(5);
 const GRACE: Duration = Duration::from_secs(30);
 
 fn config() -> Config {
-    Config::from_vars([
+    config_with(&[])
+}
+
+/// The configuration of these tests, with `vars` set over it.
+fn config_with(vars: &[(&str, &str)]) -> Config {
+    let mut all = vec![
         ("RODENT_DRAIN_DELAY", "5s"),
         ("RODENT_SHUTDOWN_GRACE", "30s"),
         ("RODENT_REQUEST_TIMEOUT", "20s"),
         ("RODENT_PID_FILE", ""),
-    ])
-    .expect("a valid configuration")
+    ];
+    all.retain(|(name, _)| !vars.iter().any(|(set, _)| set == name));
+    all.extend_from_slice(vars);
+    Config::from_vars(all).expect("a valid configuration")
 }
 
 /// One request on a fresh connection, read to the end (HTTP/1.1, `Connection: close`): the
@@ -76,10 +90,16 @@ struct Running {
 }
 
 async fn start(routes: Router) -> Running {
+    start_with(Rodent::new(config()).routes(routes)).await
+}
+
+/// Serves `rodent` on a port of its own until [`Running::stop`] is sent; returns once it is
+/// ready.
+async fn start_with(rodent: Rodent) -> Running {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
-    let served = tokio::spawn(Rodent::new(config()).routes(routes).serve(listener, async {
+    let served = tokio::spawn(rodent.serve(listener, async {
         let _ = stopped.await;
     }));
     // Startup hooks (none) run after binding: ready is a moment away.
@@ -94,6 +114,26 @@ async fn start(routes: Router) -> Running {
         stop: Some(stop),
         served,
     }
+}
+
+/// A client for the real-time tests: no proxy, a fresh connection per request.
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+fn url(running: &Running, path: &str) -> String {
+    format!("http://{}{path}", running.addr)
+}
+
+/// Stops `running` and returns how it ended.
+async fn stop(mut running: Running) -> Exit {
+    running.stop.take().unwrap().send(()).unwrap();
+    running.served.await.unwrap()
 }
 
 #[tokio::test(start_paused = true)]

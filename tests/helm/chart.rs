@@ -130,6 +130,12 @@ fn notes_tell_how_to_reach_it() {
             "NOTES should say {line:?}:\n{default}"
         );
     }
+    let management = notes(&["--set", "managementPort=9090"]);
+    let line = "on the management port 9090 (service rodent-management, inside the cluster only)";
+    assert!(
+        management.contains(line),
+        "NOTES should say {line:?}:\n{management}"
+    );
     let all = notes(&["-f", ALL_FEATURES]);
     for line in ["https://rodent.example.com/", "(5s preStop sleep + 45s)"] {
         assert!(all.contains(line), "NOTES should say {line:?}:\n{all}");

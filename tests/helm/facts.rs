@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use rodent::config::{Config, parse_duration};
+use rodent::config::parse_duration;
 use serde_json::{Value, json};
 
 use crate::support::{Manifests, array};
@@ -40,24 +40,34 @@ pub fn assert_lifecycle_facts(m: &Manifests) {
     assert_test_pod(m);
 }
 
-/// httpGet probes on the named port, which is the port rodent listens on, at rodent's paths.
+/// httpGet probes on the named port, which is the port rodent serves its probes on (the
+/// management port when there is one), at rodent's paths.
 pub fn assert_probes(m: &Manifests) {
     let container = m.container();
-    let http = array(&container["ports"])
-        .iter()
-        .find(|p| p["name"] == "http")
-        .expect("a container port named http");
+    let port = |name: &str| {
+        array(&container["ports"])
+            .iter()
+            .find(|p| p["name"] == name)
+            .map(|p| whole(&p["containerPort"]).to_string())
+    };
+    let env = m.env();
+    assert_eq!(port("http").as_ref(), env.get("RODENT_PORT"));
     assert_eq!(
-        whole(&http["containerPort"]).to_string(),
-        m.env()["RODENT_PORT"]
+        port("management").as_ref(),
+        env.get("RODENT_MANAGEMENT_PORT")
     );
+    let probed = if port("management").is_some() {
+        "management"
+    } else {
+        "http"
+    };
     for (probe, path) in [
         ("startupProbe", "/healthz"),
         ("livenessProbe", "/healthz"),
         ("readinessProbe", "/readyz"),
     ] {
         assert_eq!(container[probe]["httpGet"]["path"], path, "{probe} path");
-        assert_eq!(container[probe]["httpGet"]["port"], "http", "{probe} port");
+        assert_eq!(container[probe]["httpGet"]["port"], probed, "{probe} port");
     }
 }
 
@@ -94,10 +104,19 @@ pub fn assert_timing(m: &Manifests) {
         noticed < drain + sleep,
         "a failing /readyz ({noticed:?}) must be seen inside the drain window"
     );
-    // And rodent itself accepts the rendered environment: it would exit 78 otherwise.
-    if let Err(errors) = Config::from_vars(env) {
-        panic!("rodent refuses the rendered environment: {errors}");
-    }
+    // And rodent itself accepts the rendered environment, `OTEL_*` included: it would exit 78
+    // otherwise.
+    let checked = std::process::Command::new(env!("CARGO_BIN_EXE_rodent"))
+        .args(["config", "check"])
+        .env_clear()
+        .envs(&env)
+        .output()
+        .expect("rodent runs");
+    assert!(
+        checked.status.success(),
+        "rodent refuses the rendered environment: {}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
 }
 
 pub fn assert_security(m: &Manifests) {
@@ -168,7 +187,7 @@ pub fn assert_rollout_and_selection(m: &Manifests) {
         selector,
         &deployment["spec"]["template"]["metadata"]["labels"]
     ));
-    let service = m.one("Service");
+    let service = m.service();
     assert_eq!(&service["spec"]["selector"], selector);
     assert_eq!(service["spec"]["ports"][0]["targetPort"], "http");
 
@@ -200,7 +219,7 @@ pub fn assert_test_pod(m: &Manifests) {
         !selects(selector, &test["metadata"]["labels"]),
         "the Service must not route traffic to the test pod"
     );
-    let service = m.one("Service");
+    let service = m.management_service().unwrap_or_else(|| m.service());
     let url = format!(
         "http://{}:{}",
         service["metadata"]["name"].as_str().expect("a name"),

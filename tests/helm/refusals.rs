@@ -35,6 +35,14 @@ fn wrong_types_and_typos_are_rejected_by_the_schema() {
             Values::defaults().set("env[0].name=RODENT_LOG env[0].value=1"),
             "env.0.value",
         ),
+        (
+            Values::defaults().set("managementPort=70000"),
+            "managementPort",
+        ),
+        (
+            Values::defaults().set_string("managementPort=9090"),
+            "managementPort",
+        ),
     ] {
         let args = values.0.clone();
         let error = refused(tools, values);
@@ -183,6 +191,7 @@ fn variables_the_chart_owns_cannot_be_set_through_env() {
         "RODENT_DRAIN_DELAY",
         "RODENT_REQUEST_TIMEOUT",
         "RODENT_PORT",
+        "RODENT_MANAGEMENT_PORT",
         "RODENT_PID_FILE",
         "RODENT_ADMIN_TOKEN",
     ] {
@@ -193,4 +202,14 @@ fn variables_the_chart_owns_cannot_be_set_through_env() {
             "{name} should be refused:\n{error}"
         );
     }
+}
+
+#[test]
+fn a_management_port_on_the_application_s_port_is_refused() {
+    let Some(tools) = tools() else { return };
+    let error = refused(tools, Values::defaults().set("managementPort=8080"));
+    assert!(
+        error.contains("managementPort (8080) must differ from containerPort"),
+        "{error}"
+    );
 }

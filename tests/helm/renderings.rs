@@ -36,7 +36,7 @@ fn default_values_give_a_valid_secure_deployment() {
         "no admin token: the admin routes are off"
     );
     assert_eq!(m.one("PodDisruptionBudget")["spec"]["maxUnavailable"], 1);
-    assert_eq!(m.one("Service")["spec"]["type"], "ClusterIP");
+    assert_eq!(m.service()["spec"]["type"], "ClusterIP");
     assert!(m.test_pod().is_some(), "a helm test pod");
 }
 
@@ -78,7 +78,7 @@ fn every_optional_feature_renders_valid_manifests() {
     );
     let deployment = m.deployment();
     let selector = &deployment["spec"]["selector"]["matchLabels"];
-    let service = m.one("Service");
+    let service = m.service();
     let service_name = &service["metadata"]["name"];
 
     // A preStop sleep: 45s for rodent plus 5s before SIGTERM.
@@ -265,4 +265,59 @@ fn admin_token_from_an_existing_secret() {
         m.env_entry("RODENT_ADMIN_TOKEN").expect("a token")["valueFrom"]["secretKeyRef"],
         json!({"name": "ops", "key": "rodent"})
     );
+}
+
+#[test]
+fn a_management_port_takes_the_probes_the_scrapes_and_the_test() {
+    let Some(tools) = tools() else { return };
+    let m = check(tools, Values::all_features().set("managementPort=9090"));
+    assert_eq!(m.env()["RODENT_MANAGEMENT_PORT"], "9090");
+    // The facts hold with the probes and the test pod on the management port.
+    assert_lifecycle_facts(&m);
+
+    // The main Service, and what routes to it, carry the application's port alone.
+    let service = m.service();
+    assert_eq!(service["spec"]["type"], "LoadBalancer");
+    assert_eq!(array(&service["spec"]["ports"]).len(), 1);
+    assert_eq!(service["spec"]["ports"][0]["targetPort"], "http");
+
+    // The management Service: in-cluster only, on the management port of the same pods.
+    let management = m.management_service().expect("a management Service");
+    assert_eq!(management["spec"]["type"], "ClusterIP");
+    assert_eq!(
+        management["spec"]["selector"],
+        m.deployment()["spec"]["selector"]["matchLabels"]
+    );
+    assert_eq!(
+        management["spec"]["ports"],
+        json!([{"name": "management", "port": 9090, "targetPort": "management", "protocol": "TCP"}])
+    );
+
+    // The ServiceMonitor scrapes that Service, and not the main one.
+    let monitor = m.one("ServiceMonitor");
+    let selector = &monitor["spec"]["selector"]["matchLabels"];
+    assert!(selects(selector, &management["metadata"]["labels"]));
+    assert!(!selects(selector, &service["metadata"]["labels"]));
+    assert_eq!(monitor["spec"]["endpoints"][0]["port"], "management");
+
+    // The NetworkPolicy lets the probes and the scrapes in.
+    let rule = &m.one("NetworkPolicy")["spec"]["ingress"][0];
+    assert_eq!(
+        rule["ports"],
+        json!([
+            {"port": "http", "protocol": "TCP"},
+            {"port": "management", "protocol": "TCP"}
+        ])
+    );
+    let test = m.test_pod().expect("a helm test pod");
+    assert_eq!(
+        test["spec"]["containers"][0]["args"][3],
+        "http://rodent-management:9090"
+    );
+
+    // Unset, everything stays on the application's port.
+    let m = check(tools, Values::all_features());
+    assert!(m.management_service().is_none());
+    assert!(m.env_entry("RODENT_MANAGEMENT_PORT").is_none());
+    assert_eq!(m.container()["readinessProbe"]["httpGet"]["port"], "http");
 }

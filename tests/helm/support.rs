@@ -158,6 +158,31 @@ impl Manifests {
         kinds
     }
 
+    /// The Service in front of the application's port.
+    pub fn service(&self) -> &Value {
+        let mut services = self
+            .all("Service")
+            .into_iter()
+            .filter(|s| s["metadata"]["labels"]["app.kubernetes.io/component"].is_null());
+        let service = services.next().expect("a Service");
+        assert!(services.next().is_none(), "more than one main Service");
+        service
+    }
+
+    /// The Service of the management port, when `managementPort` is set.
+    pub fn management_service(&self) -> Option<&Value> {
+        let mut services = self
+            .all("Service")
+            .into_iter()
+            .filter(|s| s["metadata"]["labels"]["app.kubernetes.io/component"] == "management");
+        let service = services.next();
+        assert!(
+            services.next().is_none(),
+            "more than one management Service"
+        );
+        service
+    }
+
     pub fn deployment(&self) -> &Value {
         self.one("Deployment")
     }

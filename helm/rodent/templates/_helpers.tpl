@@ -175,13 +175,16 @@ margin is a tenth of the grace up to 5s, so grace >= needed / 0.9 below 50s, nee
 Everything the schema cannot say about values, checked once (included by the Deployment).
 */}}
 {{- define "rodent.validate" -}}
-{{- $managed := list "RODENT_PORT" "RODENT_PID_FILE" "RODENT_SHUTDOWN_GRACE" "RODENT_DRAIN_DELAY" "RODENT_REQUEST_TIMEOUT" "RODENT_ADMIN_TOKEN" }}
+{{- $managed := list "RODENT_PORT" "RODENT_MANAGEMENT_PORT" "RODENT_PID_FILE" "RODENT_SHUTDOWN_GRACE" "RODENT_DRAIN_DELAY" "RODENT_REQUEST_TIMEOUT" "RODENT_ADMIN_TOKEN" }}
 {{- range .Values.env }}
 {{- if eq .name "RODENT_PID_FILE" }}
 {{- fail "\n\nenv: RODENT_PID_FILE is set by the chart, to empty: the root filesystem is read-only with no volume, and `kubectl exec` finds rodent as the container's PID 1 without a PID file." }}
 {{- else if has .name $managed }}
-{{- fail (printf "\n\nenv: %s is set by the chart (from containerPort, shutdown.* or adminToken.*); set those values instead, so the probes, the grace period and the variable cannot disagree." .name) }}
+{{- fail (printf "\n\nenv: %s is set by the chart (from containerPort, managementPort, shutdown.* or adminToken.*); set those values instead, so the probes, the grace period and the variable cannot disagree." .name) }}
 {{- end }}
+{{- end }}
+{{- if and (include "rodent.management" .) (eq (.Values.managementPort | int64) (.Values.containerPort | int64)) }}
+{{- fail (printf "\n\nmanagementPort (%d) must differ from containerPort: it takes the probes, /metrics and the admin API away from the application's port." (.Values.managementPort | int64)) }}
 {{- end }}
 {{- if and .Values.adminToken.existingSecret .Values.adminToken.value }}
 {{- fail "\n\nadminToken: set either existingSecret or value, not both." }}
@@ -193,4 +196,17 @@ Everything the schema cannot say about values, checked once (included by the Dep
 {{- if and .Values.autoscaling.enabled (gt (.Values.autoscaling.minReplicas | int64) (.Values.autoscaling.maxReplicas | int64)) }}
 {{- fail (printf "\n\nautoscaling: minReplicas (%d) is greater than maxReplicas (%d)." (.Values.autoscaling.minReplicas | int64) (.Values.autoscaling.maxReplicas | int64)) }}
 {{- end }}
+{{- end }}
+
+{{/*
+"true" when rodent serves its probes, /metrics and the admin API on a port of their own
+(managementPort), empty otherwise.
+*/}}
+{{- define "rodent.management" -}}
+{{- if not (kindIs "invalid" .Values.managementPort) }}true{{ end }}
+{{- end }}
+
+{{/* The container port the probes, /metrics and the admin API answer on. */}}
+{{- define "rodent.managementPortName" -}}
+{{- if include "rodent.management" . }}management{{ else }}http{{ end }}
 {{- end }}

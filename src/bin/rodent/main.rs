@@ -1,5 +1,19 @@
-//! The `rodent` binary: the library's command line and lifecycle around the reference routes.
+//! The `rodent` binary: the reference service platform teams deploy to test rollouts, probes,
+//! timeouts and telemetry. It is an application like any other on the library, built only on
+//! its public API: what it needs and the API lacks is added to the API.
+//!
+//! | part | owns |
+//! | --- | --- |
+//! | this file | the application: its name, version and setup |
+//! | `routes` | the reference routes |
+
+mod routes;
 
 fn main() -> std::process::ExitCode {
-    rodent::launch::main(|service| service.routes(rodent::reference::routes()))
+    rodent::app!()
+        .commit(env!("BUILD_INFO_COMMIT"))
+        .main(|service, _settings| async move {
+            let build = service.config().build_info();
+            Ok(service.routes(routes::routes(build)))
+        })
 }

@@ -23,7 +23,7 @@ pub(crate) use restarts::Restarts;
 
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -86,8 +86,12 @@ pub(crate) struct Starting {
 }
 
 impl Starting {
-    /// Starts the successor on `listener`. Call it inside the runtime.
-    pub(crate) fn spawn(listener: &impl AsRawFd) -> io::Result<Self> {
+    /// Starts the successor on `listener`, and on `management` for the management port when
+    /// there is one. Call it inside the runtime.
+    pub(crate) fn spawn(
+        listener: &impl AsRawFd,
+        management: Option<BorrowedFd<'_>>,
+    ) -> io::Result<Self> {
         let (read, write) = pipe2(OFlag::O_CLOEXEC)?;
         let program = EXECUTABLE
             .get()
@@ -105,6 +109,9 @@ impl Starting {
             .env_remove(daemon::FD_VARIABLE)
             .env(MARKER, format!("{}:{}", getpid(), write.as_raw_fd()));
         activation::hand_down(&mut command, listener);
+        if let Some(management) = management {
+            activation::hand_down_management(&mut command, &management);
+        }
         let report_fd: RawFd = write.as_raw_fd();
         let early_mask = super::signal::handled_set();
         // SAFETY: fcntl and sigprocmask are async-signal-safe, on values prepared before the

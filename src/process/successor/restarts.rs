@@ -45,14 +45,19 @@ impl Restarts {
         self.failed(Exit::Failure.code(), reason);
     }
 
-    /// Starts a successor on `listener`, unless restarts are refused or it cannot start.
-    pub(crate) fn begin(&self, listener: &impl AsRawFd) -> Option<Starting> {
+    /// Starts a successor on `listener` (and `management`, the management port's), unless
+    /// restarts are refused or it cannot start.
+    pub(crate) fn begin(
+        &self,
+        listener: &impl AsRawFd,
+        management: Option<std::os::fd::BorrowedFd<'_>>,
+    ) -> Option<Starting> {
         if let Some(reason) = &self.refused {
             self.refuse(reason.clone());
             return None;
         }
         tracing::info!(target: TARGET, signal = "SIGUSR2", "restarting: starting a new instance on the listening socket");
-        match Starting::spawn(listener) {
+        match Starting::spawn(listener, management) {
             Ok(starting) => {
                 tracing::info!(target: TARGET, successor_pid = starting.pid().as_raw(), "new instance started; waiting for it to be ready");
                 Some(starting)

@@ -377,3 +377,55 @@ async fn the_successor_of_a_socket_activated_instance_keeps_the_socket_not_the_v
     kill(new, SIGTERM).unwrap();
     wait_gone(new);
 }
+
+/// The management port's socket goes to the successor with the main one: the successor could
+/// not bind it while this instance holds it, and the probes never find it closed.
+#[test]
+fn a_restart_hands_the_management_port_to_the_successor() {
+    let host = Host::new("restart-management");
+    let port = kit::free_port();
+    let managed = || host.spawn().env("RODENT_MANAGEMENT_PORT", port.to_string());
+    let (old, _) = host.detach_with(managed());
+    let management = SocketAddr::from(([127, 0, 0, 1], port));
+    let probing = Arc::new(AtomicBool::new(true));
+    let probes = {
+        let probing = probing.clone();
+        std::thread::spawn(move || {
+            let (mut answered, mut refused) = (0, Vec::new());
+            while probing.load(Ordering::Relaxed) {
+                match std::net::TcpStream::connect(management) {
+                    Ok(mut stream) => {
+                        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+                        match get_on(&mut stream, "/healthz") {
+                            Ok(answer) if answer.status == 200 => answered += 1,
+                            other => refused.push(format!("{other:?}")),
+                        }
+                    }
+                    Err(e) => refused.push(e.to_string()),
+                }
+            }
+            (answered, refused)
+        })
+    };
+    let (code, out, err) = managed().run(&["restart"]);
+    assert_eq!(code, 0, "{out}{err}\nlog:\n{}", host.log());
+    let (was, new, _) = restarted(&out);
+    assert_eq!(was, old);
+    assert!(
+        is_gone(old),
+        "the old instance had exited when restart returned"
+    );
+    probing.store(false, Ordering::Relaxed);
+    let (answered, refused) = probes.join().unwrap();
+    assert!(answered > 0);
+    assert!(
+        refused.is_empty(),
+        "probes failed during the restart: {refused:?}"
+    );
+    // The successor answers on it now.
+    let mut stream = connect(management);
+    assert_eq!(get_on(&mut stream, "/readyz").unwrap().status, 200);
+    assert_eq!(host.status(), (0, format!("rodent is running (PID {new})")));
+    let (code, _, _) = managed().run(&["stop"]);
+    assert_eq!(code, 0);
+}

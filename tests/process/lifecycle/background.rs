@@ -82,7 +82,7 @@ async fn a_background_task_finishes_its_item_before_the_hooks() {
     assert!(done < hook);
 }
 
-/// The baseline: the same worker spawned from a startup hook, as before `Rodent::task`. Nothing
+/// The baseline: the same worker spawned by the setup, as before `Rodent::task`. Nothing
 /// waits for it, and the item in hand is cut by the exit: the test above can fail.
 #[tokio::test]
 async fn without_the_task_api_the_item_in_hand_is_lost() {

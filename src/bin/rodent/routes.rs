@@ -1,24 +1,21 @@
 //! The routes of the `rodent` reference service: what platform teams call to test rollouts,
-//! probes, timeouts and telemetry. An embedding application brings its own routes instead.
+//! probes, timeouts and telemetry.
 
 use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
-use axum::extract::{Extension, Path, Query};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::stream::{self, Stream, StreamExt};
+use rodent::{BuildInfo, Drain, Lifecycle, Problem};
 use serde::Deserialize;
 use serde_json::json;
-
-use crate::build;
-use crate::http::Problem;
-use crate::lifecycle::{Drain, Lifecycle};
 
 /// How often `/stream/{ms}` sends a line.
 const STREAM_EVERY: Duration = Duration::from_millis(100);
@@ -31,7 +28,8 @@ const GOING_AWAY: &str = "the service is stopping";
 /// How long `/ws/echo` waits for the client to answer its close frame.
 const CLOSE_ANSWER_WITHIN: Duration = Duration::from_secs(1);
 
-pub fn routes() -> Router {
+/// The reference routes; `build` is what `GET /` and `GET /version` report.
+pub(crate) fn routes(build: BuildInfo) -> Router {
     Router::new()
         .route("/", get(info))
         .route("/version", get(version))
@@ -42,13 +40,17 @@ pub fn routes() -> Router {
         .route("/stream/{ms}", get(stream))
         .route("/events", get(events))
         .route("/ws/echo", get(ws_echo))
+        .with_state(build)
 }
 
 /// `GET /`: who is answering.
-async fn info(Extension(lifecycle): Extension<Lifecycle>) -> Json<serde_json::Value> {
+async fn info(
+    State(build): State<BuildInfo>,
+    Extension(lifecycle): Extension<Lifecycle>,
+) -> Json<serde_json::Value> {
     Json(json!({
-        "name": build::NAME,
-        "version": build::VERSION,
+        "name": build.name,
+        "version": build.version,
         "instance": instance(),
         "pid": std::process::id(),
         "state": lifecycle.state().as_str(),
@@ -65,8 +67,8 @@ fn instance() -> String {
 }
 
 /// `GET /version`.
-async fn version() -> Json<build::BuildInfo> {
-    Json(build::INFO)
+async fn version(State(build): State<BuildInfo>) -> Json<BuildInfo> {
+    Json(build)
 }
 
 /// `GET /delay/{ms}`: answers after `ms` milliseconds; the request timeout still applies.
