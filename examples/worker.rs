@@ -94,12 +94,13 @@ fn main() -> std::process::ExitCode {
                 .route("/jobs/{job}", post(queue))
                 .route("/hold/{ms}", post(hold))
                 .with_state(jobs);
-            let service = service
-                .routes(routes)
-                .on_shutdown("report", Duration::from_secs(1), || async {
-                    tracing::info!("the worker and the holds are done");
-                    Ok(())
-                });
+            let service =
+                service
+                    .routes(routes)
+                    .on_shutdown("report", Duration::from_secs(1), || async {
+                        tracing::info!("the worker and the holds are done");
+                        Ok(())
+                    });
             Ok(if detached {
                 tokio::spawn(work(queued, Drain::new(&service.lifecycle())));
                 service
