@@ -3,6 +3,7 @@
 //! connection (a WebSocket) is counted, waited for and aborted like any other.
 
 use std::convert::Infallible;
+use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -64,6 +65,9 @@ pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, context: Arc<Conn
     let timer = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(timer);
     let mut closing = false;
+    // Asked to close because it was idle; one that is still open an idle timeout later is stuck
+    // on its client (an HTTP/2 stream whose last bytes wait on a window that never opens).
+    let mut closing_idle = false;
     // Whether hyper ended the connection (rather than a timeout or an abort). Its future owns
     // the socket until it is dropped, at the end of this block.
     let hyper_ended = {
@@ -102,14 +106,28 @@ pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, context: Arc<Conn
                     }
                     acted = now;
                 }
-                () = &mut timer => match activity.verdict(header_read_ms, idle_ms) {
+                () = poll_fn(|cx| {
+                    // A request head that started during the poll of hyper above is due before
+                    // whatever the timer waits for now.
+                    if let Some(due) = activity.new_head_due(header_read_ms)
+                        && due < timer.deadline()
+                    {
+                        timer.as_mut().reset(due);
+                    }
+                    timer.as_mut().poll(cx)
+                }) => match activity.verdict(header_read_ms, idle_ms) {
                     Verdict::CheckAt(at) => timer.as_mut().reset(at),
+                    Verdict::Idle if closing_idle => {
+                        tracing::debug!(target: "rodent::server", %peer, "idle connection still open an idle timeout after it was asked to close; disconnecting");
+                        break false;
+                    }
                     Verdict::Idle => {
                         if !closing {
                             closing = true;
                             connection.as_mut().graceful_shutdown();
                         }
-                        // Closing an idle connection completes at once; check again to be sure.
+                        // Closing an idle connection completes at once, unless its client is stuck.
+                        closing_idle = true;
                         timer.as_mut().reset(tokio::time::Instant::now() + context.timeouts.idle);
                     }
                     Verdict::SlowHead => {
