@@ -1,13 +1,18 @@
-//! A socket wrapper that records what the connection task needs to enforce its timeouts: when
-//! the first byte of a request head arrived, and since when a write has been blocked.
+//! A socket wrapper that records what the connection task needs to enforce its timeouts (when
+//! the first byte of a request head arrived, since when a write has been blocked) and to follow
+//! the socket past an upgrade: hyper hands an upgraded socket (a WebSocket) to the handler and
+//! its connection future ends, but the socket is still this wrapper, which says when it closes
+//! and lets the connection task shut it down at the deadline.
 
+use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 const NEVER: u64 = u64::MAX;
@@ -33,6 +38,12 @@ pub(super) struct Activity {
     head_untimed: AtomicBool,
     /// When a write started to block (the client stopped reading), or `NEVER`.
     write_blocked_since: AtomicU64,
+    /// The socket's descriptor while the socket is open, `None` once it is closed. The lock
+    /// keeps a shutdown from outside (an upgraded connection aborted at the deadline) from
+    /// racing the close, which could let it shut down a new socket given the same number.
+    socket: Mutex<Option<RawFd>>,
+    /// Notified when the socket closes.
+    closed: Notify,
 }
 
 /// What the connection task should do now.
@@ -58,6 +69,43 @@ impl Activity {
             head_started: AtomicU64::new(0),
             head_untimed: AtomicBool::new(false),
             write_blocked_since: AtomicU64::new(NEVER),
+            socket: Mutex::new(None),
+            closed: Notify::new(),
+        }
+    }
+
+    fn socket(&self) -> MutexGuard<'_, Option<RawFd>> {
+        // Only a descriptor is kept under the lock: a panic cannot leave it inconsistent.
+        self.socket
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether the socket is still open: after hyper's connection future has ended, it is
+    /// open only if hyper handed it to an upgrade.
+    pub(super) fn socket_open(&self) -> bool {
+        self.socket().is_some()
+    }
+
+    /// Resolves once the socket has closed.
+    pub(super) async fn socket_closed(&self) {
+        let closed = self.closed.notified();
+        if self.socket_open() {
+            closed.await;
+        }
+    }
+
+    /// Shuts the socket down in both directions, if it is still open, whoever holds it: the
+    /// peer sees the connection end, and a handler reading or writing it gets an end of file or
+    /// an error at once.
+    pub(super) fn shut_down_socket(&self) {
+        let socket = self.socket();
+        if let Some(fd) = *socket {
+            // SAFETY: `fd` is open while the lock is held: `Tracked` clears it under the same
+            // lock before its stream closes it.
+            unsafe {
+                libc::shutdown(fd, libc::SHUT_RDWR);
+            }
         }
     }
 
@@ -169,7 +217,16 @@ pub(super) struct Tracked {
 
 impl Tracked {
     pub(super) fn new(stream: TcpStream, activity: Arc<Activity>) -> Self {
+        *activity.socket() = Some(stream.as_raw_fd());
         Self { stream, activity }
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        // Before `stream` closes the descriptor (fields drop after this), under the lock.
+        self.activity.socket().take();
+        self.activity.closed.notify_waiters();
     }
 }
 

@@ -2,10 +2,13 @@
 
 mod app_settings;
 mod application;
+mod background;
+mod budget;
 mod config;
 mod drain;
 mod http_edges;
 mod management;
 mod operator;
 mod sinks;
+mod upgrades;
 mod watched;
