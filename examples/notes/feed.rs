@@ -59,6 +59,13 @@ async fn follow(mut socket: WebSocket, mut changes: broadcast::Receiver<Change>,
             return;
         }
     }
+    // The changes made before the drain are told before the goodbye.
+    while let Ok(change) = changes.try_recv() {
+        let text = serde_json::json!(change).to_string();
+        if socket.send(Message::Text(text.into())).await.is_err() {
+            return;
+        }
+    }
     let farewell = Message::Close(Some(CloseFrame {
         code: close_code::AWAY,
         reason: "the service is stopping; reconnect to reach another instance".into(),

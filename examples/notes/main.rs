@@ -59,11 +59,15 @@ struct Notes {
     changes: broadcast::Sender<Change>,
 }
 
-/// Opens the pool, and hands rodent the routes, the migrations, the readiness check, the
-/// worker and the metrics. A failure here ends the start (exit 1, the cause on one line).
+/// Opens the pool and brings the schema up to date, then hands rodent the routes, the
+/// readiness check, the worker and the metrics. It runs in rodent's runtime, after the log and
+/// the PID file are in place and before the port is bound: a database that cannot be opened or
+/// migrated ends the start (exit 1, the cause on one log line), and a SIGTERM meanwhile stops
+/// it at once.
 async fn setup(service: Rodent, settings: Current<Settings>) -> Result<Rodent, BoxError> {
     let now = settings.get();
-    let store = Store::open(&now.database, now.pool_size);
+    let store = Store::open(&now.database, now.pool_size).await?;
+    store.migrate().await?;
     let notes = Notes {
         store: store.clone(),
         settings: settings.clone(),
@@ -75,7 +79,7 @@ async fn setup(service: Rodent, settings: Current<Settings>) -> Result<Rodent, B
         settings,
         purged: Counter::default(),
     };
-    let (migrate, ready, close) = (store.clone(), store.clone(), store);
+    let (ready, close) = (store.clone(), store);
     Ok(service
         .metric("notes_created", "Notes created", notes.created.clone())
         .metric(
@@ -83,14 +87,12 @@ async fn setup(service: Rodent, settings: Current<Settings>) -> Result<Rodent, B
             "Deleted notes archived and removed",
             purge.purged.clone(),
         )
-        // While `/healthz` answers already: a long migration does not fail the liveness probe.
-        .on_startup("migrations", Duration::from_secs(60), move || async move {
-            migrate.migrate().await.map_err(Into::into)
-        })
         .readiness_check("database", move || {
             let store = ready.clone();
             async move { store.ping().await.map_err(Into::into) }
         })
+        // Started just before ready, given the drain, and awaited before the shutdown hooks:
+        // the pool is closed only once the worker is done with it.
         .task("purge", move |drain| purge.run(drain))
         .on_shutdown("database", Duration::from_secs(2), move || async move {
             close.close().await;

@@ -26,7 +26,8 @@ pub(crate) struct Purge {
 }
 
 impl Purge {
-    /// Runs until the drain: a round every `NOTES_PURGE_EVERY`.
+    /// Runs until the drain: a round every `NOTES_PURGE_EVERY`, at most `NOTES_PURGE_RATE`
+    /// notes a second. The drain is looked at between notes, never inside one.
     pub(crate) async fn run(self, drain: Drain) -> Result<(), BoxError> {
         let archive = self.settings.get().archive.clone();
         let mut last_round = Instant::now();
@@ -46,9 +47,13 @@ impl Purge {
                 self.store.remove(note.id).await?;
                 self.purged.inc();
                 purged += 1;
-                if drain.is_signaled() {
-                    tracing::info!(purged, "purge stopped by the drain, after a whole note");
-                    return Ok(());
+                let pause = Duration::from_secs(1) / self.settings.get().purge_rate;
+                tokio::select! {
+                    () = drain.signaled() => {
+                        tracing::info!(purged, "purge stopped by the drain, after a whole note");
+                        return Ok(());
+                    }
+                    () = tokio::time::sleep(pause) => {}
                 }
             }
             if purged > 0 {

@@ -6,5 +6,6 @@ mod config;
 mod drain;
 mod http_edges;
 mod management;
+mod notes;
 mod operator;
 mod sinks;
