@@ -34,11 +34,14 @@ use tower::{Layer, Service};
 use crate::config::{Config, Current};
 use crate::exit::Exit;
 use crate::http::Application;
+use crate::lifecycle::budget::ExitBudget;
 use crate::lifecycle::hooks::Hook;
 use crate::lifecycle::readiness::ReadinessCheck;
-use crate::lifecycle::{BoxError, Event, Lifecycle, Observers};
+use crate::lifecycle::tasks::Task;
+use crate::lifecycle::{BoxError, Drain, Event, Lifecycle, Observers};
 use crate::observe::logging::LogHandle;
 use crate::observe::metrics::Metrics;
+use crate::observe::telemetry::FinalFlush;
 use crate::process::successor::Restarts;
 pub(crate) use drain_sequence::Ended;
 use operator::ConfigSource;
@@ -74,7 +77,8 @@ pub struct Rodent {
     shutdown: Vec<Hook>,
     /// Runs after every shutdown hook, whatever order they were registered in: the telemetry
     /// flush, which must export the spans of the other hooks' work.
-    flush: Option<Hook>,
+    flush: Option<FinalFlush>,
+    tasks: Vec<Task>,
     observers: Observers,
     logging: Option<LogHandle>,
     config_source: ConfigSource,
@@ -97,6 +101,7 @@ impl Rodent {
             startup: Vec::new(),
             shutdown: Vec::new(),
             flush: None,
+            tasks: Vec::new(),
             observers: Observers::default(),
             logging: None,
             config_source: Box::new(Config::reread),
@@ -152,6 +157,28 @@ impl Rodent {
     #[track_caller]
     pub fn admin_routes(mut self, router: Router) -> Self {
         self.app.add_admin(router);
+        self
+    }
+
+    /// Adds application routes behind the admin API's bearer token (`RODENT_ADMIN_TOKEN`), at
+    /// their own paths: 404 while no token is set, 401 without the right one (compared in
+    /// constant time), as on `/admin/...`. For what may only be shown to operators but belongs
+    /// beside the application's routes (the reference service's `GET /env`). Otherwise they
+    /// are routes like those of [`routes`](Rodent::routes): on the main port, behind shedding,
+    /// the handler timeout and the body bounds.
+    ///
+    /// # Panics
+    ///
+    /// As [`routes`](Rodent::routes) does.
+    #[track_caller]
+    pub fn protected_routes(mut self, router: Router) -> Self {
+        // `route_layer`: the token guards these routes, not the fallback (what no route
+        // matches stays the application's 404).
+        let guarded = router.route_layer(axum::middleware::from_fn_with_state(
+            self.config.clone(),
+            crate::http::admin::authorize,
+        ));
+        self.app.add_bounded(guarded);
         self
     }
 
@@ -222,12 +249,57 @@ impl Rodent {
         self
     }
 
-    /// Calls `observer` at every lifecycle step.
+    /// Adds a background task: work that runs beside the requests for the life of the service,
+    /// such as a queue consumer or a cache refresher. It starts once the startup hooks have
+    /// succeeded, just before the service turns ready, and is given the [`Drain`]: once that is
+    /// signaled (the listener has closed), it should finish its current item and return. The
+    /// shutdown hooks wait for it; at the deadline it is aborted (exit 124).
+    ///
+    /// A task that returns an error or panics stops the service (exit 1), with its name and the
+    /// cause on one log line. One that returns `Ok` before the drain just ends.
+    ///
+    /// ```no_run
+    /// # fn example(service: rodent::Rodent) -> rodent::Rodent {
+    /// use std::time::Duration;
+    ///
+    /// service.task("refresher", |drain| async move {
+    ///     loop {
+    ///         tokio::select! {
+    ///             () = drain.signaled() => return Ok(()),
+    ///             () = tokio::time::sleep(Duration::from_secs(10)) => {}
+    ///         }
+    ///         // Refresh the cache: an item the drain lets finish.
+    ///     }
+    /// })
+    /// # }
+    /// ```
+    pub fn task<F, Fut>(mut self, name: impl Into<String>, task: F) -> Self
+    where
+        F: FnOnce(Drain) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
+    {
+        self.tasks.push(Task::new(name, task));
+        self
+    }
+
+    /// Calls `observer` at every lifecycle step, in order, on a thread of its own: an observer
+    /// that blocks or panics does not hold up the service (a panic is logged). At the exit, the
+    /// last events wait for it a moment at most.
     pub fn on_event<F>(mut self, observer: F) -> Self
     where
         F: Fn(&Event) + Send + Sync + 'static,
     {
         self.observers.push(observer);
+        self
+    }
+
+    /// Calls `observer` at every lifecycle step, on the loop, as the step happens: for rodent's
+    /// own quick observers (systemd's notification, a daemon's report to its launcher).
+    pub(crate) fn on_event_in_loop<F>(mut self, observer: F) -> Self
+    where
+        F: Fn(&Event) + Send + Sync + 'static,
+    {
+        self.observers.push_own(observer);
         self
     }
 
@@ -241,6 +313,22 @@ impl Rodent {
     /// [`Current`] handle, from [`settings`](Self::settings), to follow it).
     pub fn config(&self) -> Arc<Config> {
         self.config.load_full()
+    }
+
+    /// A handle that ends the process at once with exit 1, skipping the drain (see [`Crash`]).
+    ///
+    /// [`Crash`]: crate::Crash
+    pub fn crash_handle(&self) -> crate::Crash {
+        crate::Crash {
+            log: self.logging.clone(),
+        }
+    }
+
+    /// How trace context crosses HTTP hops (`OTEL_PROPAGATORS`), for handlers that call other
+    /// services: [`Propagation::inject`](crate::http::Propagation::inject) writes the request's
+    /// trace context on the requests they make, so the services called join its trace.
+    pub fn propagation(&self) -> crate::http::Propagation {
+        crate::http::Propagation::of(&self.config.load())
     }
 
     /// A handle on the application's settings, as they are now and after every reload; `None`
@@ -263,7 +351,9 @@ impl Rodent {
     /// # Panics
     ///
     /// When `name` is not a valid metric name, is in rodent's own namespace (`rodent_*`,
-    /// `process_*`) or was registered already: the panic names it, at registration.
+    /// `process_*`) or was registered already: the panic names it, at registration. The
+    /// reference service (the application named `rodent`) shares the `rodent_*` namespace, but
+    /// not the names rodent exports itself.
     pub fn metric(self, name: &str, help: &str, metric: impl Metric) -> Self {
         if let Err(refused) = self.metrics.register(name, help, metric) {
             panic!("{refused}");
@@ -293,7 +383,7 @@ impl Rodent {
     }
 
     /// The telemetry flush: runs after every shutdown hook.
-    pub(crate) fn flush_last(mut self, flush: Option<Hook>) -> Self {
+    pub(crate) fn flush_last(mut self, flush: Option<FinalFlush>) -> Self {
         self.flush = flush;
         self
     }
@@ -319,8 +409,7 @@ impl Rodent {
             Err(e) => {
                 let cause = format!("cannot install signal handlers: {e}");
                 tracing::error!(target: "rodent::lifecycle", "{cause}");
-                self.observers.emit(&Event::StartFailed(cause));
-                return Exit::Failure;
+                return self.start_failed(cause).await.exit;
             }
         };
         self.bind_and_serve(Signals::Os(signals)).await.exit
@@ -356,8 +445,7 @@ impl Rodent {
             Err(e) => {
                 let cause = format!("cannot listen on {address}: {e}");
                 tracing::error!(target: "rodent::lifecycle", address = %address, error = %e, "{cause}");
-                self.observers.emit(&Event::StartFailed(cause));
-                self.start_failed()
+                self.start_failed(cause).await
             }
         }
     }
@@ -380,8 +468,7 @@ impl Rodent {
             Err(e) => {
                 let cause = format!("cannot serve on the inherited socket: {e}");
                 tracing::error!(target: "rodent::lifecycle", "{cause}");
-                self.observers.emit(&Event::StartFailed(cause));
-                self.start_failed()
+                self.start_failed(cause).await
             }
         }
     }
@@ -391,11 +478,16 @@ impl Rodent {
         serving::serve(self, listener, signals).await
     }
 
-    /// How a run ends that could not even listen.
-    fn start_failed(&self) -> Ended {
+    /// How a run ends that could not even listen, for `cause`.
+    async fn start_failed(self, cause: String) -> Ended {
+        let budget = ExitBudget::starting_now(&self.config.load());
+        self.observers.emit(&Event::StartFailed(cause));
+        self.observers
+            .delivered(budget.observers_heard(tokio::time::Instant::now()))
+            .await;
         Ended {
             exit: Exit::Failure,
-            budget: crate::lifecycle::budget::ExitBudget::starting_now(&self.config.load()),
+            budget,
         }
     }
 }

@@ -11,6 +11,7 @@
 mod host;
 mod hostile;
 mod lifecycle;
+mod reference;
 mod rolling;
 mod supervision;
 mod telemetry;

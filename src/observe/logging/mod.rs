@@ -154,6 +154,12 @@ impl Logging {
 }
 
 impl LogHandle {
+    /// Writes what is buffered, waiting for stdout at most `bound`, and stops writing: for a
+    /// process that ends at once.
+    pub(crate) fn close_within(&self, bound: std::time::Duration) {
+        self.writer.close_within(bound);
+    }
+
     /// The count of lines dropped so far, for `/metrics`.
     pub(crate) fn dropped(&self) -> DroppedLines {
         self.writer.dropped()

@@ -2,6 +2,8 @@
 
 mod app_settings;
 mod application;
+mod background;
+mod budget;
 mod config;
 mod drain;
 mod http_edges;
@@ -9,3 +11,4 @@ mod management;
 mod notes;
 mod operator;
 mod sinks;
+mod upgrades;
