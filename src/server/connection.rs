@@ -28,6 +28,15 @@ use super::io::{Activity, Tracked, Verdict};
 use super::{ConnectionControl, Phase};
 use crate::observe::metrics::Metrics;
 
+/// How long after it was accepted a connection that has not made its first request is given to
+/// make it once the listener has closed. It is not idle: its client connected while the listener
+/// was open and may have its request on the wire. Closing it at once would drop that request,
+/// since hyper-util cancels a connection still reading its first bytes (to tell HTTP/1 from
+/// HTTP/2) when asked to shut down gracefully; Go's `net/http` spares new connections the same
+/// way (for 5 s there). Its answer carries `Connection: close`. The header-read timeout, when
+/// shorter, still cuts it first.
+const FIRST_REQUEST_AT_CLOSE: Duration = Duration::from_secs(1);
+
 /// The per-connection timeouts, fixed for the life of the server.
 #[derive(Clone, Copy)]
 pub(crate) struct Timeouts {
@@ -79,6 +88,9 @@ pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, context: Arc<Conn
     // Asked to close because it was idle; one that is still open an idle timeout later is stuck
     // on its client (an HTTP/2 stream whose last bytes wait on a window that never opens).
     let mut closing_idle = false;
+    // When a connection yet to make its first request closes, if the listener closed before
+    // (see `FIRST_REQUEST_AT_CLOSE`).
+    let mut close_at: Option<tokio::time::Instant> = None;
     // Whether hyper ended the connection (rather than a timeout or an abort). Its future owns
     // the socket until it is dropped, at the end of this block.
     let hyper_ended = {
@@ -111,9 +123,19 @@ pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, context: Arc<Conn
                         tracing::debug!(target: "rodent::server", %peer, "draining: GOAWAY sent to an HTTP/2 client");
                         connection.as_mut().graceful_shutdown();
                     }
-                    if now >= Phase::Closing && !closing {
-                        closing = true;
-                        connection.as_mut().graceful_shutdown();
+                    if now >= Phase::Closing && !closing && close_at.is_none() {
+                        match activity.first_request_due(FIRST_REQUEST_AT_CLOSE) {
+                            Some(due) if due > tokio::time::Instant::now() => {
+                                close_at = Some(due);
+                                if due < timer.deadline() {
+                                    timer.as_mut().reset(due);
+                                }
+                            }
+                            _ => {
+                                closing = true;
+                                connection.as_mut().graceful_shutdown();
+                            }
+                        }
                     }
                     acted = now;
                 }
@@ -126,30 +148,45 @@ pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, context: Arc<Conn
                         timer.as_mut().reset(due);
                     }
                     timer.as_mut().poll(cx)
-                }) => match activity.verdict(header_read_ms, idle_ms) {
-                    Verdict::CheckAt(at) => timer.as_mut().reset(at),
-                    Verdict::Idle if closing_idle => {
-                        tracing::debug!(target: "rodent::server", %peer, "idle connection still open an idle timeout after it was asked to close; disconnecting");
-                        break false;
-                    }
-                    Verdict::Idle => {
+                }) => {
+                    if let Some(due) = close_at
+                        && due <= tokio::time::Instant::now()
+                    {
+                        // Its first request has started by now (its answer says
+                        // `Connection: close`), or will not come.
+                        close_at = None;
                         if !closing {
                             closing = true;
                             connection.as_mut().graceful_shutdown();
                         }
-                        // Closing an idle connection completes at once, unless its client is stuck.
-                        closing_idle = true;
-                        timer.as_mut().reset(tokio::time::Instant::now() + context.timeouts.idle);
                     }
-                    Verdict::SlowHead => {
-                        tracing::debug!(target: "rodent::server", %peer, "request head not received within the header-read timeout; disconnecting");
-                        break false;
+                    match activity.verdict(header_read_ms, idle_ms) {
+                        Verdict::CheckAt(at) => {
+                            timer.as_mut().reset(close_at.map_or(at, |due| due.min(at)));
+                        }
+                        Verdict::Idle if closing_idle => {
+                            tracing::debug!(target: "rodent::server", %peer, "idle connection still open an idle timeout after it was asked to close; disconnecting");
+                            break false;
+                        }
+                        Verdict::Idle => {
+                            if !closing {
+                                closing = true;
+                                connection.as_mut().graceful_shutdown();
+                            }
+                            // Closing an idle connection completes at once, unless its client is stuck.
+                            closing_idle = true;
+                            timer.as_mut().reset(tokio::time::Instant::now() + context.timeouts.idle);
+                        }
+                        Verdict::SlowHead => {
+                            tracing::debug!(target: "rodent::server", %peer, "request head not received within the header-read timeout; disconnecting");
+                            break false;
+                        }
+                        Verdict::WriteStalled => {
+                            tracing::debug!(target: "rodent::server", %peer, "client stopped reading its response for the idle timeout; disconnecting");
+                            break false;
+                        }
                     }
-                    Verdict::WriteStalled => {
-                        tracing::debug!(target: "rodent::server", %peer, "client stopped reading its response for the idle timeout; disconnecting");
-                        break false;
-                    }
-                },
+                }
             }
         }
     };
