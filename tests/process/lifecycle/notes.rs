@@ -12,7 +12,10 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use kit::{PATIENCE, Rodent, Spawn, TempDir, client, code_of, eventually, example, rodent};
+use kit::{
+    PATIENCE, Rodent, Spawn, TempDir, client, code_of, eventually, eventually_async, example,
+    rodent,
+};
 
 const KEY: &str = "n0tes-k3y";
 
@@ -233,14 +236,14 @@ async fn a_sighup_applies_a_new_page_size_and_refuses_a_bad_one() {
 /// ends up in the archive exactly once.
 #[tokio::test]
 async fn a_stop_in_the_middle_of_the_work_loses_nothing() {
-    const NOTES: i64 = 30;
+    const NOTES: i64 = 20;
     let dir = TempDir::new("notes-drain");
     let archive = dir.join("archive.jsonl");
-    // Ten notes a second: the round takes three seconds, and the stop comes during it.
+    // Two notes a second: the round takes ten seconds, and the stop comes early in it.
     let spawn = || {
         notes(&dir)
             .env("NOTES_PURGE_EVERY", "100ms")
-            .env("NOTES_PURGE_RATE", "10")
+            .env("NOTES_PURGE_RATE", "2")
             .env("RODENT_DRAIN_DELAY", "200ms")
     };
     let mut service = start(spawn());
@@ -262,6 +265,18 @@ async fn a_stop_in_the_middle_of_the_work_loses_nothing() {
         0 => Err("nothing purged yet"),
         _ => Ok(()),
     });
+    // The requests' connections are gone: what is left open is the feed (and the scrape).
+    eventually_async(PATIENCE, async || {
+        match service
+            .metrics()
+            .await
+            .value::<u64>("rodent_connections_open")
+        {
+            Some(2) => Ok(()),
+            open => Err(format!("rodent_connections_open is {open:?}, not 2")),
+        }
+    })
+    .await;
     service.signal(SIGTERM);
 
     let mut told = Vec::new();
