@@ -4,8 +4,8 @@
 //! them without a restart and without dropping a request.
 //!
 //! How soon the kubelet swaps the files is its sync period (`syncFrequency`), which
-//! `scripts/kube` shortens to 10 s in the test cluster (the default is a minute): the waits
-//! below allow for either.
+//! `scripts/cluster/config.sh` shortens to 10 s in the test cluster (the default is a minute):
+//! the waits below allow for either.
 
 use std::pin::Pin;
 use std::sync::Arc;
