@@ -18,7 +18,11 @@
 #   5. user-space instructions per request (valgrind's callgrind): exact and repeatable, so the
 #      one figure that a busy machine does not disturb, with the functions they go to (rodent,
 #      both references, rodent with RODENT_LOG=warn);
-#   6. with PROFILE=1, where rodent's CPU goes under load (perf).
+#   6. with PROFILE=1, where rodent's CPU goes under load (perf);
+#   7. (only when asked: SECTIONS=7) the Kubernetes scenarios on the three-node cluster
+#      `scripts/kube up` runs: `scripts/test --test kubernetes`, each scenario's `figure:` lines
+#      (requests, failed, p99 during the event, its duration; rodent beside the servers that must
+#      lose) and the suite's wall time. Needs the cluster up and `scripts/test --no-run` built.
 #
 # The server and wrk are pinned to different cores (taskset) so they do not take turns on one.
 # CPU time per request (from /proc/PID/stat) is the figure least disturbed by other work on the
@@ -571,6 +575,25 @@ if want 6 && [ "$PROFILE" = 1 ]; then
   else
     say "(perf cannot record here)"
   fi
+  say ""
+fi
+
+if want 7; then
+  say "## 7. Kubernetes: drains, rollouts and scale-downs under load, three nodes"
+  say ""
+  scripts/kube status >/dev/null || die "section 7 needs the cluster: scripts/kube up"
+  started=$SECONDS
+  # shellcheck disable=SC2065 # a command named test, not the test builtin
+  scripts/test --test kubernetes -- --nocapture >"$OUT/kubernetes.log" 2>&1 ||
+    say "(some tests failed: see $OUT/kubernetes.log)"
+  say "- the suite: $((SECONDS - started)) s wall, $(grep -o '[0-9]* passed; [0-9]* failed' "$OUT/kubernetes.log" | tail -1)"
+  say "- \`scripts/kube up\` took $(cat /run/rodent-kube/start-seconds 2>/dev/null || echo '?') s"
+  say ""
+  say '```'
+  # Each scenario's figure line and the indented notes under it.
+  awk '/^figure: [a-z]/ { on = 1; print; next } on && /^  / { print; next } { on = 0 }' \
+    "$OUT/kubernetes.log" | tee -a "$results"
+  say '```'
   say ""
 fi
 
