@@ -114,14 +114,20 @@ pub(super) async fn serve(rodent: Rodent, listener: Listener, signals: Signals) 
         routes.clone(),
     );
     let address = listener.socket.local_addr().ok();
-    let server = Server::start(listener.socket, routes.main(), timeouts, metrics.clone());
+    let server = Server::start(
+        listener.socket,
+        routes.main(),
+        instance.config.clone(),
+        timeouts,
+        metrics.clone(),
+    );
     if let Some(address) = address {
         tracing::info!(target: "rodent::lifecycle", address = %address, port = address.port(), "listening");
         operator.emit(&Event::Listening(address));
     }
     let management = management_socket.zip(routes.management()).map(|(socket, router)| {
         let address = socket.local_addr().ok();
-        let server = Server::start(socket, router, timeouts, metrics);
+        let server = Server::start(socket, router, instance.config.clone(), timeouts, metrics);
         if let Some(address) = address {
             tracing::info!(target: "rodent::lifecycle", address = %address, port = address.port(), "management listening");
         }
