@@ -30,7 +30,7 @@
 //! | `app` | [`App`]: the application's identity and the way in |
 //! | [`launch`] | the order of a process's life, from blocked signals to the exit code; the command line |
 //! | [`config`] | reading and validating `RODENT_*`, `OTEL_*` and the application's variables, and the env file |
-//! | [`lifecycle`] | the lifecycle [`State`], readiness, hooks, [`Event`]s, the [`Drain`] handle |
+//! | [`lifecycle`] | the lifecycle [`State`], readiness, hooks, background tasks, [`Event`]s, the [`Drain`] handle and its [`DrainHold`], the exit's budget |
 //! | `run` | the [`Rodent`] builder, the loop that advances the lifecycle, and the drain sequence |
 //! | `server` | the accept loop and per-connection timeouts, on hyper-util |
 //! | [`http`] | rodent's routes and middleware around the application's, and [`Problem`] errors |
@@ -43,8 +43,9 @@
 //!
 //! The API speaks in the types of a few crates, re-exported here so that an application uses
 //! the same versions: [`axum`] (routes), [`tokio`] (the runtime, and the listener
-//! [`Rodent::serve`] takes), [`prometheus_client`] (the application's metrics) and
-//! [`tracing_subscriber`] (the application's tracing layers).
+//! [`Rodent::serve`] takes), [`tower`] (the `Layer` and `Service` of [`Rodent::layer`]),
+//! [`prometheus_client`] (the application's metrics), [`tracing_subscriber`] (the application's
+//! tracing layers) and [`serde`] (the values of [`Problem::extension`]).
 
 #![warn(missing_docs, unreachable_pub)]
 
@@ -65,11 +66,13 @@ pub use build::BuildInfo;
 pub use config::Config;
 pub use exit::{Crash, Exit};
 pub use http::Problem;
-pub use lifecycle::{BoxError, Drain, Event, Lifecycle, State};
+pub use lifecycle::{BoxError, Drain, DrainHold, Event, Lifecycle, State};
 pub use process::Signal;
 pub use run::Rodent;
 
 pub use axum;
 pub use prometheus_client;
+pub use serde;
 pub use tokio;
+pub use tower;
 pub use tracing_subscriber;

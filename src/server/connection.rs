@@ -1,11 +1,14 @@
 //! One task per connection: serves it with hyper, enforces the header-read and idle timeouts,
-//! and follows the server's drain, close and abort signals.
+//! and follows the server's phases (drain, close, abort), past an upgrade too: an upgraded
+//! connection (a WebSocket) is counted, waited for and aborted like any other.
 
 use std::convert::Infallible;
 use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -14,15 +17,27 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, Response, Version};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::conn::auto;
+use pin_project_lite::pin_project;
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 use tower::ServiceExt;
 use tower::util::Oneshot;
 
 use super::io::{Activity, Tracked, Verdict};
+use super::stall::{self, StreamExecutor};
 use super::{ConnectionControl, Phase};
 use crate::observe::metrics::Metrics;
+
+/// How long after it was accepted a connection that has not made its first request is given to
+/// make it once the listener has closed. It is not idle: its client connected while the listener
+/// was open and may have its request on the wire. Closing it at once would drop that request,
+/// since hyper-util cancels a connection still reading its first bytes (to tell HTTP/1 from
+/// HTTP/2) when asked to shut down gracefully; Go's `net/http` spares new connections the same
+/// way (for 5 s there). Its answer carries `Connection: close`. The header-read timeout, when
+/// shorter, still cuts it first.
+const FIRST_REQUEST_AT_CLOSE: Duration = Duration::from_secs(1);
 
 /// The per-connection timeouts, fixed for the life of the server.
 #[derive(Clone, Copy)]
@@ -33,7 +48,7 @@ pub(crate) struct Timeouts {
 
 /// What the accept loop hands every connection task.
 pub(super) struct ConnectionContext {
-    pub builder: auto::Builder<TokioExecutor>,
+    pub builder: auto::Builder<StreamExecutor>,
     /// The current router, read once per request: a reload swaps in a new one.
     pub router: Arc<ArcSwap<Router>>,
     pub metrics: Arc<Metrics>,
@@ -53,9 +68,6 @@ pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, context: Arc<Conn
         peer,
     };
     let io = TokioIo::new(Tracked::new(stream, activity.clone()));
-    let connection = context.builder.serve_connection_with_upgrades(io, service);
-    tokio::pin!(connection);
-
     let control = &context.control;
     let mut phase = control.phase.clone();
     // The phase this task has acted on; a connection accepted later acts on the current one.
@@ -69,72 +81,143 @@ pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, context: Arc<Conn
     // Asked to close because it was idle; one that is still open an idle timeout later is stuck
     // on its client (an HTTP/2 stream whose last bytes wait on a window that never opens).
     let mut closing_idle = false;
+    // When a connection yet to make its first request closes, if the listener closed before
+    // (see `FIRST_REQUEST_AT_CLOSE`).
+    let mut close_at: Option<tokio::time::Instant> = None;
+    // Whether hyper ended the connection (rather than a timeout or an abort). Its future owns
+    // the socket until it is dropped, at the end of this block.
+    let hyper_ended = {
+        let connection = context.builder.serve_connection_with_upgrades(io, service);
+        tokio::pin!(connection);
+        loop {
+            // The connection first: a request that arrived as the listener closed is read and
+            // counted in flight before the graceful shutdown, which would otherwise close the
+            // connection under it as idle.
+            tokio::select! {
+                biased;
+                result = connection.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(target: "rodent::server", %peer, error = %e, "connection ended with an error");
+                    }
+                    break true;
+                }
+                changed = phase.changed(), if watching => {
+                    if changed.is_err() {
+                        // The server is gone without an abort: nothing more will be asked.
+                        watching = false;
+                        continue;
+                    }
+                    let now = *phase.borrow_and_update();
+                    if now == Phase::Aborting {
+                        control.aborted.fetch_add(1, Ordering::Relaxed);
+                        break false; // dropping the connection closes the socket
+                    }
+                    if acted < Phase::Draining && now >= Phase::Draining && activity.is_http2() {
+                        tracing::debug!(target: "rodent::server", %peer, "draining: GOAWAY sent to an HTTP/2 client");
+                        connection.as_mut().graceful_shutdown();
+                    }
+                    if now >= Phase::Closing && !closing && close_at.is_none() {
+                        match activity.first_request_due(FIRST_REQUEST_AT_CLOSE) {
+                            Some(due) if due > tokio::time::Instant::now() => {
+                                close_at = Some(due);
+                                if due < timer.deadline() {
+                                    timer.as_mut().reset(due);
+                                }
+                            }
+                            _ => {
+                                closing = true;
+                                connection.as_mut().graceful_shutdown();
+                            }
+                        }
+                    }
+                    acted = now;
+                }
+                () = poll_fn(|cx| {
+                    // A request head that started during the poll of hyper above is due before
+                    // whatever the timer waits for now.
+                    if let Some(due) = activity.new_head_due(header_read_ms)
+                        && due < timer.deadline()
+                    {
+                        timer.as_mut().reset(due);
+                    }
+                    timer.as_mut().poll(cx)
+                }) => {
+                    if let Some(due) = close_at
+                        && due <= tokio::time::Instant::now()
+                    {
+                        // Its first request has started by now (its answer says
+                        // `Connection: close`), or will not come.
+                        close_at = None;
+                        if !closing {
+                            closing = true;
+                            connection.as_mut().graceful_shutdown();
+                        }
+                    }
+                    match activity.verdict(header_read_ms, idle_ms) {
+                        Verdict::CheckAt(at) => {
+                            timer.as_mut().reset(close_at.map_or(at, |due| due.min(at)));
+                        }
+                        Verdict::Idle if closing_idle => {
+                            tracing::debug!(target: "rodent::server", %peer, "idle connection still open an idle timeout after it was asked to close; disconnecting");
+                            break false;
+                        }
+                        Verdict::Idle => {
+                            if !closing {
+                                closing = true;
+                                connection.as_mut().graceful_shutdown();
+                            }
+                            // Closing an idle connection completes at once, unless its client is stuck.
+                            closing_idle = true;
+                            timer.as_mut().reset(tokio::time::Instant::now() + context.timeouts.idle);
+                        }
+                        Verdict::SlowHead => {
+                            tracing::debug!(target: "rodent::server", %peer, "request head not received within the header-read timeout; disconnecting");
+                            break false;
+                        }
+                        Verdict::WriteStalled => {
+                            tracing::debug!(target: "rodent::server", %peer, "client stopped reading its response for the idle timeout; disconnecting");
+                            break false;
+                        }
+                    }
+                }
+            }
+        }
+    };
+    // hyper is done with the socket. If it is still open, hyper handed it to an upgrade (a
+    // WebSocket): the connection goes on, outside hyper.
+    if hyper_ended && activity.socket_open() {
+        follow_upgrade(&activity, &mut phase, watching, control).await;
+    }
+    metrics.connection_closed();
+}
+
+/// Follows a connection that hyper handed to an upgrade until its socket closes: it is still a
+/// connection, open in the metrics and the drain's count until then. Its handler learns of the
+/// drain from [`Drain`](crate::lifecycle::Drain), as any long-lived response does; at the
+/// deadline the socket is shut down under it.
+async fn follow_upgrade(
+    activity: &Activity,
+    phase: &mut watch::Receiver<Phase>,
+    mut watching: bool,
+    control: &ConnectionControl,
+) {
+    let closed = activity.socket_closed();
+    tokio::pin!(closed);
     loop {
         tokio::select! {
             biased;
             changed = phase.changed(), if watching => {
                 if changed.is_err() {
-                    // The server is gone without an abort: nothing more will be asked.
                     watching = false;
-                    continue;
-                }
-                let now = *phase.borrow_and_update();
-                if now == Phase::Aborting {
+                } else if *phase.borrow_and_update() == Phase::Aborting {
+                    activity.shut_down_socket();
                     control.aborted.fetch_add(1, Ordering::Relaxed);
-                    break; // dropping the connection closes the socket
+                    return;
                 }
-                if acted < Phase::Draining && now >= Phase::Draining && activity.is_http2() {
-                    tracing::debug!(target: "rodent::server", %peer, "draining: GOAWAY sent to an HTTP/2 client");
-                    connection.as_mut().graceful_shutdown();
-                }
-                if now >= Phase::Closing && !closing {
-                    closing = true;
-                    connection.as_mut().graceful_shutdown();
-                }
-                acted = now;
             }
-            result = connection.as_mut() => {
-                if let Err(e) = result {
-                    tracing::debug!(target: "rodent::server", %peer, error = %e, "connection ended with an error");
-                }
-                break;
-            }
-            () = poll_fn(|cx| {
-                // A request head that started during the poll of hyper above is due before
-                // whatever the timer waits for now.
-                if let Some(due) = activity.new_head_due(header_read_ms)
-                    && due < timer.deadline()
-                {
-                    timer.as_mut().reset(due);
-                }
-                timer.as_mut().poll(cx)
-            }) => match activity.verdict(header_read_ms, idle_ms) {
-                Verdict::CheckAt(at) => timer.as_mut().reset(at),
-                Verdict::Idle if closing_idle => {
-                    tracing::debug!(target: "rodent::server", %peer, "idle connection still open an idle timeout after it was asked to close; disconnecting");
-                    break;
-                }
-                Verdict::Idle => {
-                    if !closing {
-                        closing = true;
-                        connection.as_mut().graceful_shutdown();
-                    }
-                    // Closing an idle connection completes at once, unless its client is stuck.
-                    closing_idle = true;
-                    timer.as_mut().reset(tokio::time::Instant::now() + context.timeouts.idle);
-                }
-                Verdict::SlowHead => {
-                    tracing::debug!(target: "rodent::server", %peer, "request head not received within the header-read timeout; disconnecting");
-                    break;
-                }
-                Verdict::WriteStalled => {
-                    tracing::debug!(target: "rodent::server", %peer, "client stopped reading its response for the idle timeout; disconnecting");
-                    break;
-                }
-            },
+            () = &mut closed => return,
         }
     }
-    metrics.connection_closed();
 }
 
 /// Hands each request to the router, counting it on the connection until its response has been
@@ -169,15 +252,42 @@ impl Drop for RequestOnConnection {
 impl hyper::service::Service<Request<Incoming>> for ConnectionService {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = Oneshot<Router, Request<Incoming>>;
+    type Future = Answer;
 
     fn call(&self, mut req: Request<Incoming>) -> Self::Future {
-        self.activity
-            .request_started(req.version() == Version::HTTP_2);
+        let http2 = req.version() == Version::HTTP_2;
+        self.activity.request_started(http2);
         let extensions = req.extensions_mut();
         extensions.insert(ConnectInfo(self.peer));
         extensions.insert(RequestOnConnection(Some(self.activity.clone())));
         // The request keeps this router until it is answered, even if a reload swaps another in.
-        Router::clone(&self.router.load()).oneshot(req)
+        Answer {
+            routed: Router::clone(&self.router.load()).oneshot(req),
+            http2,
+        }
+    }
+}
+
+pin_project! {
+    /// The router's answer; an HTTP/2 one with its body reporting to its stream's task, which
+    /// resets the stream if its client makes no room for it (see `stall`).
+    pub(super) struct Answer {
+        #[pin]
+        routed: Oneshot<Router, Request<Incoming>>,
+        http2: bool,
+    }
+}
+
+impl Future for Answer {
+    type Output = Result<Response<Body>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Ok(response) = ready!(this.routed.poll(cx));
+        Poll::Ready(Ok(if *this.http2 {
+            response.map(stall::reported)
+        } else {
+            response
+        }))
     }
 }

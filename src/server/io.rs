@@ -1,13 +1,18 @@
-//! A socket wrapper that records what the connection task needs to enforce its timeouts: when
-//! the first byte of a request head arrived, and since when a write has been blocked.
+//! A socket wrapper that records what the connection task needs to enforce its timeouts (when
+//! the first byte of a request head arrived, since when a write has been blocked) and to follow
+//! the socket past an upgrade: hyper hands an upgraded socket (a WebSocket) to the handler and
+//! its connection future ends, but the socket is still this wrapper, which says when it closes
+//! and lets the connection task shut it down at the deadline.
 
+use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 const NEVER: u64 = u64::MAX;
@@ -20,6 +25,8 @@ pub(super) struct Activity {
     requests: AtomicUsize,
     /// Known to speak HTTP/2, from its first request.
     http2: AtomicBool,
+    /// Whether a request has started on it: until then, its first request may be on the wire.
+    requested: AtomicBool,
     /// When the connection last became idle: accepted, or its last response finished.
     idle_since: AtomicU64,
     /// When the request head being read started, or `NEVER` while no head is being read. The
@@ -33,6 +40,12 @@ pub(super) struct Activity {
     head_untimed: AtomicBool,
     /// When a write started to block (the client stopped reading), or `NEVER`.
     write_blocked_since: AtomicU64,
+    /// The socket's descriptor while the socket is open, `None` once it is closed. The lock
+    /// keeps a shutdown from outside (an upgraded connection aborted at the deadline) from
+    /// racing the close, which could let it shut down a new socket given the same number.
+    socket: Mutex<Option<RawFd>>,
+    /// Notified when the socket closes.
+    closed: Notify,
 }
 
 /// What the connection task should do now.
@@ -54,10 +67,48 @@ impl Activity {
             accepted: Instant::now(),
             requests: AtomicUsize::new(0),
             http2: AtomicBool::new(false),
+            requested: AtomicBool::new(false),
             idle_since: AtomicU64::new(0),
             head_started: AtomicU64::new(0),
             head_untimed: AtomicBool::new(false),
             write_blocked_since: AtomicU64::new(NEVER),
+            socket: Mutex::new(None),
+            closed: Notify::new(),
+        }
+    }
+
+    fn socket(&self) -> MutexGuard<'_, Option<RawFd>> {
+        // Only a descriptor is kept under the lock: a panic cannot leave it inconsistent.
+        self.socket
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether the socket is still open: after hyper's connection future has ended, it is
+    /// open only if hyper handed it to an upgrade.
+    pub(super) fn socket_open(&self) -> bool {
+        self.socket().is_some()
+    }
+
+    /// Resolves once the socket has closed.
+    pub(super) async fn socket_closed(&self) {
+        let closed = self.closed.notified();
+        if self.socket_open() {
+            closed.await;
+        }
+    }
+
+    /// Shuts the socket down in both directions, if it is still open, whoever holds it: the
+    /// peer sees the connection end, and a handler reading or writing it gets an end of file or
+    /// an error at once.
+    pub(super) fn shut_down_socket(&self) {
+        let socket = self.socket();
+        if let Some(fd) = *socket {
+            // SAFETY: `fd` is open while the lock is held: `Tracked` clears it under the same
+            // lock before its stream closes it.
+            unsafe {
+                libc::shutdown(fd, libc::SHUT_RDWR);
+            }
         }
     }
 
@@ -74,7 +125,14 @@ impl Activity {
             self.http2.store(true, Ordering::Relaxed);
         }
         self.requests.fetch_add(1, Ordering::AcqRel);
+        self.requested.store(true, Ordering::Relaxed);
         self.head_started.store(NEVER, Ordering::Relaxed);
+    }
+
+    /// `wait` after the connection was accepted, while it has made no request yet; `None` once
+    /// it has.
+    pub(super) fn first_request_due(&self, wait: std::time::Duration) -> Option<Instant> {
+        (!self.requested.load(Ordering::Relaxed)).then(|| self.accepted + wait)
     }
 
     pub(super) fn request_finished(&self) {
@@ -169,7 +227,16 @@ pub(super) struct Tracked {
 
 impl Tracked {
     pub(super) fn new(stream: TcpStream, activity: Arc<Activity>) -> Self {
+        *activity.socket() = Some(stream.as_raw_fd());
         Self { stream, activity }
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        // Before `stream` closes the descriptor (fields drop after this), under the lock.
+        self.activity.socket().take();
+        self.activity.closed.notify_waiters();
     }
 }
 
@@ -235,6 +302,23 @@ mod tests {
         assert!(matches!(activity.verdict(HEAD, IDLE), Verdict::CheckAt(_)));
         tokio::time::advance(std::time::Duration::from_millis(HEAD)).await;
         assert_eq!(activity.verdict(HEAD, IDLE), Verdict::SlowHead);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_close_waits_for_the_first_request_only() {
+        let activity = Activity::new();
+        let wait = std::time::Duration::from_millis(HEAD);
+        let accepted = Instant::now();
+        tokio::time::advance(std::time::Duration::from_millis(300)).await;
+        assert_eq!(activity.first_request_due(wait), Some(accepted + wait));
+        activity.request_started(false);
+        assert_eq!(activity.first_request_due(wait), None, "it has made one");
+        activity.request_finished();
+        assert_eq!(
+            activity.first_request_due(wait),
+            None,
+            "kept alive: idle now"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -2,9 +2,13 @@
 
 mod app_settings;
 mod application;
+mod background;
+mod budget;
 mod config;
 mod drain;
 mod http_edges;
 mod management;
+mod notes;
 mod operator;
 mod sinks;
+mod upgrades;
