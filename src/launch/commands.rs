@@ -7,9 +7,13 @@ use crate::build;
 use crate::config::Config;
 use crate::exit::Exit;
 
-/// `rodent probe [live|ready]`: exit 0 when the probe answers 200, the Docker `HEALTHCHECK` of
-/// an image with no shell.
+/// `rodent probe [live|ready|grpc]`: exit 0 when the probe answers 200 (or `SERVING`), the
+/// Docker `HEALTHCHECK` of an image with no shell.
 pub(super) fn probe(args: ProbeArgs) -> Exit {
+    if args.service.is_some() && !matches!(args.kind, ProbeKind::Grpc) {
+        eprintln!("rodent probe: --service names a gRPC service: use it with `rodent probe grpc`");
+        return Exit::Usage;
+    }
     let target = match &args.url {
         Some(url) => match Target::parse(url) {
             Ok(target) => target,
@@ -29,11 +33,28 @@ pub(super) fn probe(args: ProbeArgs) -> Exit {
     let which = match args.kind {
         ProbeKind::Live => Probe::Live,
         ProbeKind::Ready => Probe::Ready,
+        ProbeKind::Grpc => return probe_grpc(&target, &args),
     };
     match probe::check(&target, which, args.timeout) {
         Ok(200) => Exit::Clean,
         Ok(status) => {
             eprintln!("rodent probe: {} answered {status}", which.path());
+            Exit::Failure
+        }
+        Err(e) => {
+            eprintln!("rodent probe: {e}");
+            Exit::Failure
+        }
+    }
+}
+
+/// `rodent probe grpc [--service NAME]`: exit 0 when the health service answers `SERVING`.
+fn probe_grpc(target: &Target, args: &ProbeArgs) -> Exit {
+    let service = args.service.as_deref().unwrap_or_default();
+    match probe::check_grpc(target, service, args.timeout) {
+        Ok(status) if status == "SERVING" => Exit::Clean,
+        Ok(status) => {
+            eprintln!("rodent probe: grpc.health.v1.Health/Check of {service:?} answered {status}");
             Exit::Failure
         }
         Err(e) => {
