@@ -1,5 +1,6 @@
-//! An application that embeds rodent's lifecycle: its own route, a readiness check and a
-//! shutdown hook, with rodent's probes, metrics, drain and exit codes around them.
+//! An application that embeds rodent's lifecycle: its own name, setting, metric and routes, a
+//! readiness check and a shutdown hook, with rodent's probes, metrics, drain and exit codes
+//! around them.
 //!
 //! ```sh
 //! cargo run --example embed
@@ -21,12 +22,37 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use axum::extract::Query;
+use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
+use rodent::config::{Current, Reader, Var, parse};
 use rodent::launch::Options;
+use rodent::prometheus_client::metrics::counter::Counter;
 use serde::Deserialize;
 use serde_json::{Value, json};
+
+/// The application's own settings, validated with rodent's (exit 78 naming the variable),
+/// shown by `config` and re-read on SIGHUP.
+struct Settings {
+    /// `EMBED_DISK_PATH`: what `/disk` reports on by default; a reload applies a new one.
+    disk_path: String,
+}
+
+impl Settings {
+    fn read(vars: &mut Reader) -> Self {
+        vars.prefix("EMBED_");
+        Self {
+            disk_path: vars.get(Var::new("EMBED_DISK_PATH", "/", parse::text).reloadable()),
+        }
+    }
+}
+
+/// What the handlers share: the settings as they are now, and a counter of the application's.
+#[derive(Clone)]
+struct App {
+    settings: Current<Settings>,
+    disk_requests: Counter,
+}
 
 #[derive(Deserialize)]
 struct DiskQuery {
@@ -44,8 +70,11 @@ async fn propagate() -> Json<HashMap<String, String>> {
 }
 
 /// `GET /disk?path=/`: free space on a filesystem, from `df`.
-async fn disk(Query(query): Query<DiskQuery>) -> Json<Value> {
-    let path = query.path.unwrap_or_else(|| "/".to_string());
+async fn disk(State(app): State<App>, Query(query): Query<DiskQuery>) -> Json<Value> {
+    app.disk_requests.inc();
+    let path = query
+        .path
+        .unwrap_or_else(|| app.settings.get().disk_path.clone());
     let output = tokio::process::Command::new("df")
         .args(["-P", "-k", &path])
         .output()
@@ -61,38 +90,46 @@ async fn disk(Query(query): Query<DiskQuery>) -> Json<Value> {
 }
 
 fn main() -> std::process::ExitCode {
-    // Stands in for a connection pool: ready once "connected", closed at shutdown.
-    let connected = Arc::new(AtomicBool::new(false));
-    let check = connected.clone();
-    let close = connected.clone();
-
     // Everything a rodent process does around the service — configuration (exit 78), the PID 1
-    // supervisor, the PID file, signals, logging, the exit code — comes with `launch::serve`.
-    rodent::launch::serve(Options::default(), move |service| {
-        service
-            .routes(
-                Router::new()
-                    .route("/disk", get(disk))
-                    .route("/propagate", get(propagate)),
-            )
-            .on_startup("connect", Duration::from_secs(5), move || async move {
-                connected.store(true, Ordering::Release);
-                Ok(())
-            })
-            .readiness_check("database", move || {
-                let connected = check.load(Ordering::Acquire);
-                async move {
-                    if connected {
-                        Ok(())
-                    } else {
-                        Err("not connected".into())
+    // supervisor, the PID file, signals, logging, the exit code — comes with `serve`; the setup
+    // runs in rodent's runtime once all of it is in place.
+    rodent::App::new("embed", env!("CARGO_PKG_VERSION"))
+        .settings(Settings::read)
+        .serve(Options::default(), |service, settings| async move {
+            // Stands in for a connection pool, opened in the setup: ready once "connected",
+            // closed at shutdown.
+            let connected = Arc::new(AtomicBool::new(true));
+            let check = connected.clone();
+            let app = App {
+                settings,
+                disk_requests: Counter::default(),
+            };
+            Ok(service
+                .metric(
+                    "embed_disk_requests",
+                    "Requests to /disk",
+                    app.disk_requests.clone(),
+                )
+                .routes(
+                    Router::new()
+                        .route("/disk", get(disk))
+                        .route("/propagate", get(propagate))
+                        .with_state(app),
+                )
+                .readiness_check("database", move || {
+                    let connected = check.load(Ordering::Acquire);
+                    async move {
+                        if connected {
+                            Ok(())
+                        } else {
+                            Err("not connected".into())
+                        }
                     }
-                }
-            })
-            .on_shutdown("disconnect", Duration::from_secs(2), move || async move {
-                close.store(false, Ordering::Release);
-                tracing::info!("database connection closed");
-                Ok(())
-            })
-    })
+                })
+                .on_shutdown("disconnect", Duration::from_secs(2), move || async move {
+                    connected.store(false, Ordering::Release);
+                    tracing::info!("database connection closed");
+                    Ok(())
+                }))
+        })
 }

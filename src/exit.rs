@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 /// How a rodent process ended. Each variant has one documented code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Exit {
     /// Drained and stopped cleanly: 0.
     Clean,
@@ -26,6 +27,7 @@ pub enum Exit {
 }
 
 impl Exit {
+    /// The process's exit code.
     pub fn code(self) -> u8 {
         match self {
             Self::Clean => 0,

@@ -5,23 +5,36 @@ use std::path::PathBuf;
 
 /// One reason the configuration was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// A variable whose value could not be used.
     Invalid {
+        /// The variable's name.
         variable: String,
         /// The value as given, or `***` for secrets.
         value: String,
+        /// What a valid value looks like.
         expected: String,
     },
     /// Values that are each valid but cannot work together.
-    Inconsistent { explanation: String },
+    Inconsistent {
+        /// Which values, and why they do not fit.
+        explanation: String,
+    },
     /// `RODENT_ENV_FILE` names a file that cannot be read or parsed.
-    EnvFile { path: PathBuf, reason: String },
+    EnvFile {
+        /// The file.
+        path: PathBuf,
+        /// Why it cannot be used.
+        reason: String,
+    },
 }
 
 impl ConfigError {
-    /// `variable` had the value `raw`, which is not what was `expected`; the value is kept
-    /// only when the variable's name does not look secret.
+    /// `variable` had the value `raw`, which is not what was `expected`. An application's setup
+    /// that finds a value it cannot use returns `Err(ConfigError::invalid(…).into())`, which
+    /// ends the start with exit 78. The value is kept only when the variable's name does not
+    /// look secret ([`looks_secret`]).
     pub fn invalid(variable: &str, raw: &str, expected: impl Into<String>) -> Self {
         let value = if looks_secret(variable) {
             "***".to_string()
@@ -65,9 +78,14 @@ impl fmt::Display for ConfigError {
     }
 }
 
+impl std::error::Error for ConfigError {}
+
 /// Every problem found in one reading of the configuration.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct ConfigErrors(pub Vec<ConfigError>);
+pub struct ConfigErrors(
+    /// The problems, in the order the variables were read.
+    pub Vec<ConfigError>,
+);
 
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

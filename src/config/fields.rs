@@ -9,9 +9,16 @@ use serde::Deserialize;
 
 use super::error::ConfigError;
 use super::parse::{self, format_duration};
+use super::settings::{self, Reader};
 use super::source::{self, Vars};
 use super::variables::unknown_variables;
-use super::{Config, ConfigErrors, InitMode, LogFormat, Secret};
+use super::{Config, ConfigErrors, InitMode, LogFormat, Secret, Spec};
+
+/// The largest `RODENT_BODY_LIMIT`: 1 GiB. A body larger than that is an upload, which belongs
+/// on a route without the body limit, streamed rather than buffered.
+pub(crate) const MAX_BODY_LIMIT: usize = 1 << 30;
+/// The largest `RODENT_MAX_INFLIGHT`: far more requests than one process can run at once.
+pub(crate) const MAX_INFLIGHT: usize = 1_000_000;
 
 /// The raw strings, mapped by envy from `RODENT_*` names to fields. Every field is optional and a
 /// string so that mapping cannot fail: the typed parsing happens field by field afterwards, which
@@ -73,7 +80,15 @@ impl Fields {
             .push(ConfigError::invalid(variable, raw, expected));
     }
 
-    pub(super) fn build(mut self, raw: Raw, vars: Vars) -> Result<Config, ConfigErrors> {
+    /// Builds the configuration `spec` describes from `raw` and `vars`. `running`: the
+    /// configuration in effect, on a reload.
+    pub(super) fn build(
+        mut self,
+        raw: Raw,
+        vars: Vars,
+        spec: Spec,
+        running: Option<&Config>,
+    ) -> Result<Config, ConfigErrors> {
         let secs = Duration::from_secs;
         let positive = |raw: &str| match parse::duration(raw)? {
             d if d.is_zero() => Err("a duration greater than zero, such as 500ms or 5s".into()),
@@ -132,14 +147,14 @@ impl Fields {
         );
         let idle_timeout = self.parse("RODENT_IDLE_TIMEOUT", raw.idle_timeout, secs(60), positive);
         let body_limit = self.parse("RODENT_BODY_LIMIT", raw.body_limit, 1_048_576, |r| {
-            parse::count(r, 0)
+            parse::count(r, 0, MAX_BODY_LIMIT)
         });
         let max_inflight = self.parse("RODENT_MAX_INFLIGHT", raw.max_inflight, 1024, |r| {
-            parse::count(r, 1)
+            parse::count(r, 1, MAX_INFLIGHT)
         });
         // Empty disables the PID file, so only a missing variable means the default.
         let pid_file = match raw.pid_file {
-            None => source::default_pid_file(&vars),
+            None => source::default_pid_file(&vars, spec.identity.name),
             Some(p) => path(Some(p)),
         };
         let init = self.parse("RODENT_INIT", raw.init, InitMode::Auto, |r| {
@@ -157,6 +172,16 @@ impl Fields {
                 parse::token(r).map(Some)
             })
             .map(Secret);
+
+        let mut reader = Reader::new(&vars, running.map(|c| c.settings.declared.as_slice()));
+        let values = (spec.settings)(&mut reader);
+        let (declared, prefixes, problems) = reader.finish();
+        self.errors.extend(problems);
+        let settings = settings::Values {
+            values,
+            declared,
+            prefixes,
+        };
 
         let config = Config {
             host,
@@ -176,11 +201,20 @@ impl Fields {
             env_file: path(raw.env_file),
             log_file: path(raw.log_file),
             admin_token,
-            unknown: unknown_variables(&vars),
+            unknown: unknown_variables(&vars, &settings),
             vars,
+            settings,
+            spec,
         };
         self.check_consistency(&config);
-        self.errors.extend(super::otel::check(&config.vars));
+        // Trace export's variables count only where traces are exported; the propagators
+        // everywhere, since incoming trace context is read whether or not spans are exported.
+        if config.spec.telemetry {
+            self.errors.extend(super::otel::check(&config.vars));
+        } else {
+            self.errors
+                .extend(super::otel::check_propagators(&config.vars));
+        }
         if self.errors.is_empty() {
             Ok(config)
         } else {

@@ -8,19 +8,20 @@ use super::variables::VARIABLES;
 
 /// The outcome of combining a running configuration with a freshly read one.
 #[derive(Debug)]
-pub struct Reload {
-    pub config: Config,
+pub(crate) struct Reload {
+    pub(crate) config: Config,
     /// Reloadable variables whose value changed and now applies.
-    pub changed: Vec<&'static str>,
+    pub(crate) changed: Vec<&'static str>,
     /// Variables that changed but only apply after a restart.
-    pub needs_restart: Vec<&'static str>,
+    pub(crate) needs_restart: Vec<&'static str>,
 }
 
 impl Reload {
     /// Combines the running configuration with a freshly read one: reloadable settings come
     /// from `next`, the others stay as they are and are reported so the operator knows a restart
-    /// is needed for them.
-    pub fn of(running: &Config, next: Config) -> Reload {
+    /// is needed for them. The application's settings were read with the running ones at hand
+    /// (see [`Reader`](super::Reader)), so `next` already keeps what they may not change.
+    pub(crate) fn of(running: &Config, next: Config) -> Reload {
         let before: BTreeMap<_, _> = running.render().into_iter().collect();
         let after: BTreeMap<_, _> = next.render().into_iter().collect();
         let mut changed = Vec::new();
@@ -43,6 +44,18 @@ impl Reload {
         if running.admin_token != next.admin_token && !changed.contains(&"RODENT_ADMIN_TOKEN") {
             changed.push("RODENT_ADMIN_TOKEN");
         }
+        for declared in &next.settings.declared {
+            let was = running
+                .settings
+                .declared
+                .iter()
+                .find(|d| d.name == declared.name);
+            if declared.not_applied {
+                needs_restart.push(declared.name);
+            } else if was.map(|d| &d.raw) != Some(&declared.raw) {
+                changed.push(declared.name);
+            }
+        }
         let config = Config {
             log: next.log,
             log_format: next.log_format,
@@ -54,6 +67,7 @@ impl Reload {
             admin_token: next.admin_token,
             unknown: next.unknown,
             vars: next.vars,
+            settings: next.settings,
             ..running.clone()
         };
         Reload {

@@ -211,18 +211,19 @@ fn variable_of(entry: &str) -> Option<String> {
     named.then(|| name.to_string())
 }
 
-/// Where the PID file goes when `RODENT_PID_FILE` is not set: `/run/rodent.pid` for root (the
-/// FHS place for system daemons), `$XDG_RUNTIME_DIR/rodent.pid` for a user session, and
-/// `/tmp/rodent-<uid>.pid` otherwise. The container image sets its own.
-pub(super) fn default_pid_file(vars: &Vars) -> Option<PathBuf> {
+/// Where the PID file goes when `RODENT_PID_FILE` is not set, named after the application
+/// (`name`), so that two different services on one host do not claim the same file:
+/// `/run/<name>.pid` for root (the FHS place for system daemons), `$XDG_RUNTIME_DIR/<name>.pid`
+/// for a user session, and `/tmp/<name>-<uid>.pid` otherwise. The container image sets its own.
+pub(super) fn default_pid_file(vars: &Vars, name: &str) -> Option<PathBuf> {
     let uid = nix::unistd::getuid();
     if uid.is_root() {
-        return Some(PathBuf::from("/run/rodent.pid"));
+        return Some(PathBuf::from(format!("/run/{name}.pid")));
     }
     if let Some(dir) = vars.get("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
-        return Some(Path::new(dir).join("rodent.pid"));
+        return Some(Path::new(dir).join(format!("{name}.pid")));
     }
-    Some(PathBuf::from(format!("/tmp/rodent-{uid}.pid")))
+    Some(PathBuf::from(format!("/tmp/{name}-{uid}.pid")))
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use super::*;
+use crate::build::Identity;
 
 fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigErrors> {
     Config::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
@@ -120,7 +121,7 @@ fn names_in_another_case_are_not_read_and_are_noticed() {
     assert_eq!(c.port, 8080);
     assert_eq!(c.unknown, ["RODENT_Drain_Delay", "rodent_port"]);
     assert_eq!(
-        super::variables::in_another_case("rodent_port"),
+        super::variables::in_another_case("rodent_port", &[]),
         Some("RODENT_PORT")
     );
 }
@@ -181,6 +182,170 @@ fn rendering_masks_the_token() {
     let rendered: BTreeMap<_, _> = c.render().into_iter().collect();
     assert_eq!(rendered["RODENT_ADMIN_TOKEN"], "***");
     assert_eq!(format!("{:?}", c.admin_token), "Some(***)");
+}
+
+#[test]
+fn every_number_has_an_upper_bound() {
+    let errors = config(&[
+        ("RODENT_IDLE_TIMEOUT", "18446744073709551615ms"),
+        ("RODENT_HEADER_READ_TIMEOUT", "25h"),
+        ("RODENT_BODY_LIMIT", "1073741825"),
+        ("RODENT_MAX_INFLIGHT", "1000001"),
+        ("RODENT_PORT", "65536"),
+    ])
+    .unwrap_err();
+    assert_eq!(
+        invalid_variables(&errors),
+        [
+            "RODENT_PORT",
+            "RODENT_HEADER_READ_TIMEOUT",
+            "RODENT_IDLE_TIMEOUT",
+            "RODENT_BODY_LIMIT",
+            "RODENT_MAX_INFLIGHT"
+        ]
+    );
+    let c = config(&[
+        ("RODENT_IDLE_TIMEOUT", "24h"),
+        ("RODENT_BODY_LIMIT", "1073741824"),
+        ("RODENT_MAX_INFLIGHT", "1000000"),
+    ])
+    .unwrap();
+    assert_eq!(c.idle_timeout, Duration::from_secs(86_400));
+}
+
+#[test]
+fn trace_export_variables_count_only_where_traces_are_exported() {
+    let vars = [("OTEL_BSP_MAX_QUEUE_SIZE", "18446744073709551615")];
+    config(&vars).expect("a lifecycle run alone exports nothing");
+    let exporting = Spec::of(Identity::RODENT, settings::none(), true).reading(vars);
+    let errors = exporting.read(None).unwrap_err();
+    assert_eq!(invalid_variables(&errors), ["OTEL_BSP_MAX_QUEUE_SIZE"]);
+    // Incoming trace context is read everywhere, so its variable is checked everywhere.
+    let errors = config(&[("OTEL_PROPAGATORS", "jaeger")]).unwrap_err();
+    assert_eq!(invalid_variables(&errors), ["OTEL_PROPAGATORS"]);
+}
+
+#[test]
+fn values_set_in_code_survive_a_reload() {
+    // Read from a map, a configuration is read again from the same map, not from the process
+    // environment, which says nothing of RODENT_PORT here.
+    let running = config(&[("RODENT_PORT", "9999"), ("RODENT_DRAIN_DELAY", "1s")]).unwrap();
+    let again = running.reread().unwrap();
+    assert_eq!(again.port, 9999);
+    assert_eq!(again.drain_delay, Duration::from_secs(1));
+}
+
+#[test]
+fn the_default_pid_file_is_named_after_the_application() {
+    let identity = Identity {
+        name: "notes",
+        ..Identity::RODENT
+    };
+    let spec = Spec::of(identity, settings::none(), false)
+        .reading([("XDG_RUNTIME_DIR", "/run/user/1000")]);
+    let pid_file = spec.read(None).unwrap().pid_file.unwrap();
+    let name = pid_file.file_name().unwrap().to_str().unwrap();
+    assert!(
+        name == "notes.pid" || name.starts_with("notes-"),
+        "{pid_file:?}"
+    );
+}
+
+/// Settings of an application, read with rodent's.
+#[derive(Debug, PartialEq)]
+struct Notes {
+    page: u32,
+    purge: Duration,
+    key: Option<Secret>,
+    database: String,
+}
+
+fn notes(vars: &mut Reader) -> Notes {
+    vars.prefix("NOTES_");
+    Notes {
+        page: vars.get(Var::new("NOTES_PAGE", "20", parse::number(1..=100))),
+        purge: vars.get(Var::new("NOTES_PURGE", "1m", parse::duration).reloadable()),
+        key: vars.get(Var::optional("NOTES_KEY", parse::secret).secret()),
+        database: vars.get(Var::required("NOTES_DATABASE", parse::text)),
+    }
+}
+
+fn notes_config(vars: &[(&str, &str)]) -> Result<Config, ConfigErrors> {
+    let vars: Vec<(String, String)> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Spec::of(Identity::RODENT, settings::declaration(notes), false)
+        .reading(vars)
+        .read(None)
+}
+
+#[test]
+fn application_settings_are_validated_with_rodents() {
+    let errors = notes_config(&[
+        ("NOTES_PAGE", "0"),
+        ("RODENT_PORT", "x"),
+        ("NOTES_KEY", "x"),
+        ("NOTES_PURGE", "soon"),
+    ])
+    .unwrap_err();
+    assert_eq!(
+        invalid_variables(&errors),
+        ["RODENT_PORT", "NOTES_PAGE", "NOTES_PURGE", "NOTES_DATABASE"]
+    );
+    let c = notes_config(&[
+        ("NOTES_DATABASE", "sqlite://notes.db"),
+        ("NOTES_KEY", "hunter2"),
+        ("NOTES_PAGES", "typo"),
+        ("NOTES_Page", "3"),
+    ])
+    .unwrap();
+    let notes = c.settings::<Notes>().unwrap();
+    assert_eq!(notes.page, 20);
+    assert_eq!(notes.key.as_ref().map(Secret::expose), Some("hunter2"));
+    assert_eq!(c.unknown, ["NOTES_PAGES", "NOTES_Page"]);
+    let rendered: BTreeMap<_, _> = c.render().into_iter().collect();
+    assert_eq!(rendered["NOTES_KEY"], "***");
+    assert_eq!(rendered["NOTES_PAGE"], "20");
+    assert_eq!(rendered["NOTES_DATABASE"], "sqlite://notes.db");
+    assert!(c.settings::<u8>().is_none());
+}
+
+#[test]
+fn a_secret_of_the_application_is_masked_in_errors() {
+    fn read(vars: &mut Reader) -> u16 {
+        vars.get(Var::new("APP_PIN", "1", parse::number(1..=9999)).secret())
+    }
+    let errors = Spec::of(Identity::RODENT, settings::declaration(read), false)
+        .reading([("APP_PIN", "123456")])
+        .read(None)
+        .unwrap_err();
+    assert!(errors.to_string().contains("APP_PIN=\"***\""), "{errors}");
+    assert!(!errors.to_string().contains("123456"), "{errors}");
+}
+
+#[test]
+fn a_reload_keeps_what_the_application_may_not_change() {
+    let dir = std::env::temp_dir().join(format!("rodent-app-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("notes.env");
+    std::fs::write(&file, "NOTES_PAGE=5\nNOTES_PURGE=1m\n").unwrap();
+    let file_name = file.to_str().unwrap();
+    let running = notes_config(&[("RODENT_ENV_FILE", file_name), ("NOTES_DATABASE", "a")]).unwrap();
+    std::fs::write(&file, "NOTES_PAGE=50\nNOTES_PURGE=2m\n").unwrap();
+    let reload = Reload::of(&running, running.reread().unwrap());
+    let notes = reload.config.settings::<Notes>().unwrap();
+    assert_eq!((notes.page, notes.purge), (5, Duration::from_secs(120)));
+    assert_eq!(reload.changed, ["NOTES_PURGE"]);
+    assert_eq!(reload.needs_restart, ["NOTES_PAGE"]);
+    // Still the running value on the next reload, whatever the file says.
+    let next = Reload::of(&reload.config, reload.config.reread().unwrap());
+    assert_eq!(next.config.settings::<Notes>().unwrap().page, 5);
+    assert_eq!(next.changed, Vec::<&str>::new());
+    std::fs::write(&file, "NOTES_PAGE=500\n").unwrap();
+    let errors = reload.config.reread().unwrap_err();
+    assert_eq!(invalid_variables(&errors), ["NOTES_PAGE"]);
+    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]

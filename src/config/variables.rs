@@ -1,10 +1,15 @@
 //! Every variable rodent reads, with its default and whether a reload applies it.
 
+use super::settings::{Declared, Values};
 use super::source::Vars;
 
 /// One documented variable.
+#[derive(Debug)]
+#[non_exhaustive]
 pub struct Variable {
+    /// Its name, `RODENT_…`.
     pub name: &'static str,
+    /// Its default, as `config` shows it.
     pub default: &'static str,
     /// Applied by a reload (SIGHUP) without a restart.
     pub reloadable: bool,
@@ -48,25 +53,33 @@ const INTERNAL_VARIABLES: &[&str] = &[
     "RODENT_SUCCESSOR",
 ];
 
-/// `RODENT_*` variables that rodent does not know: most likely typos. Names are matched
-/// exactly, as the environment matches them, so `rodent_port` is not `RODENT_PORT`: it is
-/// unknown, and said to be (a prefix in another case counts as ours).
-pub(super) fn unknown_variables(vars: &Vars) -> Vec<String> {
+/// Variables that look like ours but are not read: most likely typos. Ours are `RODENT_*` and
+/// those with a prefix the application declared (`NOTES_`). Names are matched exactly, as the
+/// environment matches them, so `rodent_port` is not `RODENT_PORT`: it is unknown, and said to
+/// be (a prefix in another case counts as ours).
+pub(super) fn unknown_variables(vars: &Vars, settings: &Values) -> Vec<String> {
+    let ours = |name: &str| {
+        std::iter::once("RODENT_")
+            .chain(settings.prefixes.iter().copied())
+            .any(|prefix| {
+                name.get(..prefix.len())
+                    .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+            })
+    };
     vars.keys()
-        .filter(|k| {
-            k.get(..7)
-                .is_some_and(|p| p.eq_ignore_ascii_case("RODENT_"))
-        })
+        .filter(|k| ours(k))
         .filter(|k| !VARIABLES.iter().any(|v| v.name == k.as_str()))
+        .filter(|k| !settings.declared.iter().any(|d| d.name == k.as_str()))
         .filter(|k| !INTERNAL_VARIABLES.contains(&k.as_str()))
         .cloned()
         .collect()
 }
 
-/// The documented variable that `name` spells in another case, if any.
-pub(super) fn in_another_case(name: &str) -> Option<&'static str> {
+/// The variable, rodent's or the application's, that `name` spells in another case, if any.
+pub(super) fn in_another_case(name: &str, declared: &[Declared]) -> Option<&'static str> {
     VARIABLES
         .iter()
         .map(|v| v.name)
+        .chain(declared.iter().map(|d| d.name))
         .find(|v| *v != name && v.eq_ignore_ascii_case(name))
 }

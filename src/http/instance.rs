@@ -17,8 +17,9 @@ use crate::observe::telemetry::context::Propagation;
 pub(crate) struct Instance {
     pub lifecycle: Lifecycle,
     /// The current configuration; a reload swaps in a new one atomically, so a request sees
-    /// either the old settings or the new ones, never a mix.
-    pub config: ArcSwap<Config>,
+    /// either the old settings or the new ones, never a mix. Shared with the application's
+    /// settings handles.
+    pub config: Arc<ArcSwap<Config>>,
     /// Shared with the parts that count from outside the request path (telemetry's spans, the
     /// supervisor's reaped orphans).
     pub metrics: Arc<Metrics>,
@@ -38,19 +39,19 @@ pub(crate) struct Instance {
 
 impl Instance {
     pub(crate) fn new(
-        config: Config,
+        config: Arc<ArcSwap<Config>>,
         lifecycle: Lifecycle,
         metrics: Arc<Metrics>,
         readiness: Readiness,
         access_log: Arc<AccessLog>,
     ) -> Self {
-        let propagation = Propagation::new(&crate::config::otel::propagators(&config.vars));
+        let propagation = Propagation::new(&crate::config::otel::propagators(&config.load().vars));
         Self {
             metrics,
             lifecycle,
             propagation,
             access_log,
-            config: ArcSwap::from_pointee(config),
+            config,
             readiness,
             app_in_flight: Arc::default(),
             listener_outlives: AtomicBool::new(false),

@@ -4,7 +4,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-pub const CONTENT_TYPE: &str = "application/problem+json";
+pub(super) const CONTENT_TYPE: &str = "application/problem+json";
 
 /// An error response. `title` is the status's reason phrase unless set; `detail` says what
 /// happened to this request.
@@ -28,6 +28,7 @@ struct Body<'a> {
 }
 
 impl Problem {
+    /// A problem answered with `status`; its title is the status's reason phrase.
     pub fn new(status: StatusCode) -> Self {
         Self {
             status,
@@ -38,11 +39,13 @@ impl Problem {
         }
     }
 
+    /// A short summary of the problem type, instead of the reason phrase.
     pub fn title(mut self, title: impl Into<String>) -> Self {
         self.title = Some(title.into());
         self
     }
 
+    /// What happened to this request, in a sentence.
     pub fn detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = Some(detail.into());
         self
@@ -61,6 +64,7 @@ impl Problem {
         self
     }
 
+    /// The status it is answered with.
     pub fn status(&self) -> StatusCode {
         self.status
     }

@@ -2,16 +2,16 @@
 
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+
+use crate::build::Identity;
 
 #[derive(Parser)]
 #[command(
-    name = "rodent",
-    version,
     about = "An HTTP service with a correct process lifecycle",
     long_about = "An HTTP service with a correct process lifecycle: honest probes, a drain that \
                   drops no request, an exit inside the grace period, safe as PID 1.\n\n\
-                  Configured only by RODENT_* environment variables; `rodent config` shows them.",
+                  Configured only by environment variables; the `config` command shows them.",
     after_help = "Exit codes: 0 clean stop, 1 runtime failure, 2 usage, 75 already running, \
                   78 invalid configuration, 123 forced by a second signal, 124 shutdown deadline \
                   reached, 128+N killed by signal N. `status` answers with LSB codes (0 running, 1 dead \
@@ -20,6 +20,23 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub(super) struct Cli {
     #[command(subcommand)]
     pub(super) command: Option<Command>,
+}
+
+impl Cli {
+    /// Parses the process's arguments, for the application `identity` names: its name and
+    /// version are the command's (`--version`, `--help`, usage lines). Exits on `--help`,
+    /// `--version` and usage errors, as clap does.
+    pub(super) fn parse_for(identity: &Identity) -> Self {
+        let mut command = Cli::command()
+            .name(identity.name)
+            .bin_name(identity.name)
+            .version(identity.version);
+        if let Some(about) = identity.about {
+            command = command.about(about).long_about(None);
+        }
+        let matches = command.get_matches();
+        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
 }
 
 #[derive(Subcommand)]

@@ -3,29 +3,30 @@
 
 use super::cli::{ConfigAction, ProbeArgs, ProbeKind};
 use super::probe::{self, Probe, Target};
-use crate::build;
-use crate::config::Config;
+use crate::config::Spec;
 use crate::exit::Exit;
 
 /// `rodent probe [live|ready|grpc]`: exit 0 when the probe answers 200 (or `SERVING`), the
-/// Docker `HEALTHCHECK` of an image with no shell.
-pub(super) fn probe(args: ProbeArgs) -> Exit {
+/// Docker `HEALTHCHECK` of an image with no shell. Reads only where the service listens: a
+/// probe must not fail for a setting the running service does not even share.
+pub(super) fn probe(spec: &Spec, args: ProbeArgs) -> Exit {
+    let name = spec.identity.name;
     if args.service.is_some() && !matches!(args.kind, ProbeKind::Grpc) {
-        eprintln!("rodent probe: --service names a gRPC service: use it with `rodent probe grpc`");
+        eprintln!("{name} probe: --service names a gRPC service: use it with `{name} probe grpc`");
         return Exit::Usage;
     }
     let target = match &args.url {
         Some(url) => match Target::parse(url) {
             Ok(target) => target,
             Err(e) => {
-                eprintln!("rodent probe: {e}");
+                eprintln!("{name} probe: {e}");
                 return Exit::Usage;
             }
         },
-        None => match Config::from_env() {
+        None => match spec.read(None) {
             Ok(config) => Target::from_config(&config),
             Err(errors) => {
-                eprintln!("rodent probe: {errors}");
+                eprintln!("{name} probe: {errors}");
                 return Exit::Config;
             }
         },
@@ -33,49 +34,52 @@ pub(super) fn probe(args: ProbeArgs) -> Exit {
     let which = match args.kind {
         ProbeKind::Live => Probe::Live,
         ProbeKind::Ready => Probe::Ready,
-        ProbeKind::Grpc => return probe_grpc(&target, &args),
+        ProbeKind::Grpc => return probe_grpc(name, &target, &args),
     };
     match probe::check(&target, which, args.timeout) {
         Ok(200) => Exit::Clean,
         Ok(status) => {
-            eprintln!("rodent probe: {} answered {status}", which.path());
+            eprintln!("{name} probe: {} answered {status}", which.path());
             Exit::Failure
         }
         Err(e) => {
-            eprintln!("rodent probe: {e}");
+            eprintln!("{name} probe: {e}");
             Exit::Failure
         }
     }
 }
 
 /// `rodent probe grpc [--service NAME]`: exit 0 when the health service answers `SERVING`.
-fn probe_grpc(target: &Target, args: &ProbeArgs) -> Exit {
+fn probe_grpc(name: &str, target: &Target, args: &ProbeArgs) -> Exit {
     let service = args.service.as_deref().unwrap_or_default();
     match probe::check_grpc(target, service, args.timeout) {
         Ok(status) if status == "SERVING" => Exit::Clean,
         Ok(status) => {
-            eprintln!("rodent probe: grpc.health.v1.Health/Check of {service:?} answered {status}");
+            eprintln!("{name} probe: grpc.health.v1.Health/Check of {service:?} answered {status}");
             Exit::Failure
         }
         Err(e) => {
-            eprintln!("rodent probe: {e}");
+            eprintln!("{name} probe: {e}");
             Exit::Failure
         }
     }
 }
 
 /// `rodent config [check]`: the effective configuration, secrets redacted, or just whether it
-/// is valid.
-pub(super) fn config(action: Option<ConfigAction>) -> Exit {
-    let config = match Config::from_env() {
+/// is valid: everything `serve` reads, the application's settings and `OTEL_*` included.
+pub(super) fn config(spec: &Spec, action: Option<ConfigAction>) -> Exit {
+    let config = match spec.read(None) {
         Ok(config) => config,
         Err(errors) => {
             eprintln!("{errors}");
             return Exit::Config;
         }
     };
-    for variable in &config.unknown {
-        eprintln!("warning: {variable} is not a rodent variable (a typo?)");
+    for variable in config.unknown() {
+        eprintln!(
+            "warning: {variable} is not a variable of {} (a typo?)",
+            spec.identity.name
+        );
     }
     match action {
         Some(ConfigAction::Check) => println!("configuration is valid"),
@@ -89,11 +93,11 @@ pub(super) fn config(action: Option<ConfigAction>) -> Exit {
 }
 
 /// `rodent version`.
-pub(super) fn version() -> Exit {
-    let info = build::INFO;
+pub(super) fn version(spec: &Spec) -> Exit {
+    let info = spec.identity.build_info();
     println!(
-        "{} {} (commit {}, {}, {}, {})",
-        info.name, info.version, info.commit, info.rustc, info.target, info.profile
+        "{} {} (commit {}, rodent {}, {}, {}, {})",
+        info.name, info.version, info.commit, info.rodent, info.rustc, info.target, info.profile
     );
     Exit::Clean
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use crate::config::{Config, format_duration};
+use crate::config::{Config, Spec, format_duration};
 use crate::exit::Exit;
 use crate::process::pidfile::{self, Status};
 use crate::process::successor::START_PATIENCE;
@@ -28,64 +28,66 @@ const NOT_RUNNING: u8 = 3;
 const UNKNOWN: u8 = 4;
 
 /// `rodent status`: LSB codes; the PID is the lock holder's.
-pub(super) fn status() -> ExitCode {
-    if let Some(pid) = container_instance() {
-        println!("rodent is running (PID {pid})");
+pub(super) fn status(spec: &Spec) -> ExitCode {
+    let name = spec.identity.name;
+    if let Some(pid) = container_instance(spec) {
+        println!("{name} is running (PID {pid})");
         return ExitCode::from(RUNNING);
     }
-    let (_, path) = match target("status", UNKNOWN) {
+    let (_, path) = match target(spec, "status", UNKNOWN) {
         Ok(target) => target,
         Err(code) => return code,
     };
     ExitCode::from(match pidfile::status(&path) {
         Ok(Status::Running(pid)) => {
-            println!("rodent is running (PID {pid})");
+            println!("{name} is running (PID {pid})");
             RUNNING
         }
         Ok(Status::Dead(pid)) => {
             println!(
-                "rodent is not running, but its PID file {} remains (PID {pid})",
+                "{name} is not running, but its PID file {} remains (PID {pid})",
                 path.display()
             );
             DEAD_WITH_PID_FILE
         }
         Ok(Status::NotRunning) => {
-            println!("rodent is not running");
+            println!("{name} is not running");
             NOT_RUNNING
         }
         Err(e) => {
-            eprintln!("rodent status: {e}");
+            eprintln!("{name} status: {e}");
             UNKNOWN
         }
     })
 }
 
 /// `rodent stop`: SIGTERM to the lock holder, then wait for the lock to be released.
-pub(super) fn stop(timeout: Option<Duration>) -> ExitCode {
-    if let Some(pid) = container_instance() {
+pub(super) fn stop(spec: &Spec, timeout: Option<Duration>) -> ExitCode {
+    let name = spec.identity.name;
+    if let Some(pid) = container_instance(spec) {
         // Waiting is pointless: this command ends with the container when PID 1 exits.
         return match kill(pid, Signal::SIGTERM) {
             Ok(()) => {
-                println!("rodent (PID {pid}) is stopping; the container ends when it has drained");
+                println!("{name} (PID {pid}) is stopping; the container ends when it has drained");
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("rodent stop: cannot signal PID {pid}: {e}");
+                eprintln!("{name} stop: cannot signal PID {pid}: {e}");
                 Exit::Failure.into()
             }
         };
     }
-    let (config, path) = match target("stop", Exit::Failure.code()) {
+    let (config, path) = match target(spec, "stop", Exit::Failure.code()) {
         Ok(target) => target,
         Err(code) => return code,
     };
     let timeout = timeout.unwrap_or(config.shutdown_grace + STOP_SLACK);
-    let pid = match running(&path, "stop") {
+    let pid = match running(&path, "stop", name) {
         Ok(pid) => pid,
         Err(code) => return code,
     };
     if let Err(e) = kill(pid, Signal::SIGTERM) {
-        eprintln!("rodent stop: cannot signal PID {pid}: {e}");
+        eprintln!("{name} stop: cannot signal PID {pid}: {e}");
         return Exit::Failure.into();
     }
     let deadline = Instant::now() + timeout;
@@ -93,13 +95,13 @@ pub(super) fn stop(timeout: Option<Duration>) -> ExitCode {
         match pidfile::status(&path) {
             Ok(Status::Running(holder)) if holder == pid => {}
             _ => {
-                println!("rodent stopped (PID {pid})");
+                println!("{name} stopped (PID {pid})");
                 return ExitCode::SUCCESS;
             }
         }
         if Instant::now() >= deadline {
             eprintln!(
-                "rodent stop: rodent (PID {pid}) is still running after {}",
+                "{name} stop: {name} (PID {pid}) is still running after {}",
                 format_duration(timeout)
             );
             return Exit::Failure.into();
@@ -109,15 +111,16 @@ pub(super) fn stop(timeout: Option<Duration>) -> ExitCode {
 }
 
 /// `rodent reload`: SIGHUP to the lock holder. The outcome is in the instance's log.
-pub(super) fn reload() -> ExitCode {
-    let pid = match container_instance() {
+pub(super) fn reload(spec: &Spec) -> ExitCode {
+    let name = spec.identity.name;
+    let pid = match container_instance(spec) {
         Some(pid) => pid,
         None => {
-            let (_, path) = match target("reload", Exit::Failure.code()) {
+            let (_, path) = match target(spec, "reload", Exit::Failure.code()) {
                 Ok(target) => target,
                 Err(code) => return code,
             };
-            match running(&path, "reload") {
+            match running(&path, "reload", name) {
                 Ok(pid) => pid,
                 Err(code) => return code,
             }
@@ -125,11 +128,11 @@ pub(super) fn reload() -> ExitCode {
     };
     match kill(pid, Signal::SIGHUP) {
         Ok(()) => {
-            println!("rodent (PID {pid}) is reloading its configuration");
+            println!("{name} (PID {pid}) is reloading its configuration");
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("rodent reload: cannot signal PID {pid}: {e}");
+            eprintln!("{name} reload: cannot signal PID {pid}: {e}");
             Exit::Failure.into()
         }
     }
@@ -137,16 +140,17 @@ pub(super) fn reload() -> ExitCode {
 
 /// The configuration and the PID file path a command acts on; `Err` is the exit code when
 /// there is none (`no_pid_file` when RODENT_PID_FILE is empty).
-fn target(command: &str, no_pid_file: u8) -> Result<(Config, PathBuf), ExitCode> {
-    let config = Config::from_env().map_err(|errors| {
-        eprintln!("rodent {command}: {errors}");
+fn target(spec: &Spec, command: &str, no_pid_file: u8) -> Result<(Config, PathBuf), ExitCode> {
+    let name = spec.identity.name;
+    let config = spec.read(None).map_err(|errors| {
+        eprintln!("{name} {command}: {errors}");
         ExitCode::from(Exit::Config)
     })?;
     match config.pid_file.clone() {
         Some(path) => Ok((config, path)),
         None => {
             eprintln!(
-                "rodent {command}: RODENT_PID_FILE is empty, so there is no instance to look for"
+                "{name} {command}: RODENT_PID_FILE is empty, so there is no instance to look for"
             );
             Err(ExitCode::from(no_pid_file))
         }
@@ -154,15 +158,15 @@ fn target(command: &str, no_pid_file: u8) -> Result<(Config, PathBuf), ExitCode>
 }
 
 /// The running instance's PID; `Err` is the exit code when there is none.
-fn running(path: &std::path::Path, command: &str) -> Result<Pid, ExitCode> {
+fn running(path: &std::path::Path, command: &str, name: &str) -> Result<Pid, ExitCode> {
     match pidfile::status(path) {
         Ok(Status::Running(pid)) => Ok(pid),
         Ok(Status::Dead(_) | Status::NotRunning) => {
-            println!("rodent is not running");
+            println!("{name} is not running");
             Err(ExitCode::from(NOT_RUNNING))
         }
         Err(e) => {
-            eprintln!("rodent {command}: {e}");
+            eprintln!("{name} {command}: {e}");
             Err(Exit::Failure.into())
         }
     }
@@ -174,12 +178,13 @@ const RESTART_POLL: Duration = Duration::from_millis(20);
 
 /// `rodent restart`: SIGUSR2 to the lock holder, which starts its successor on its socket; then
 /// the outcome it records beside the PID file, and (on success) the old instance's exit.
-pub(super) fn restart(timeout: Option<Duration>) -> ExitCode {
-    let (config, path) = match target("restart", Exit::Failure.code()) {
+pub(super) fn restart(spec: &Spec, timeout: Option<Duration>) -> ExitCode {
+    let name = spec.identity.name;
+    let (config, path) = match target(spec, "restart", Exit::Failure.code()) {
         Ok(target) => target,
         Err(code) => return code,
     };
-    let old = match running(&path, "restart") {
+    let old = match running(&path, "restart", name) {
         Ok(pid) => pid,
         Err(code) => return code,
     };
@@ -189,7 +194,7 @@ pub(super) fn restart(timeout: Option<Duration>) -> ExitCode {
     // Watched from before the signal, so that an exit is seen even if the PID is reused since.
     let exited = ProcessExit::watch(old);
     if let Err(e) = kill(old, Signal::SIGUSR2) {
-        eprintln!("rodent restart: cannot signal PID {old}: {e}");
+        eprintln!("{name} restart: cannot signal PID {old}: {e}");
         return Exit::Failure.into();
     }
     let recorded = loop {
@@ -200,12 +205,12 @@ pub(super) fn restart(timeout: Option<Duration>) -> ExitCode {
             break recorded;
         }
         if exited.happened() {
-            eprintln!("rodent restart: rodent (PID {old}) exited during the restart");
+            eprintln!("{name} restart: {name} (PID {old}) exited during the restart");
             return Exit::Failure.into();
         }
         if Instant::now() >= deadline {
             eprintln!(
-                "rodent restart: no outcome from rodent (PID {old}) after {}",
+                "{name} restart: no outcome from {name} (PID {old}) after {}",
                 format_duration(timeout)
             );
             return Exit::Failure.into();
@@ -214,15 +219,15 @@ pub(super) fn restart(timeout: Option<Duration>) -> ExitCode {
     };
     match recorded {
         Recorded::Failed { code, message, .. } => {
-            eprintln!("rodent restart: the new instance did not start: {message}");
-            eprintln!("rodent restart: rodent (PID {old}) is still serving");
+            eprintln!("{name} restart: the new instance did not start: {message}");
+            eprintln!("{name} restart: {name} (PID {old}) is still serving");
             ExitCode::from(code)
         }
         Recorded::Ready { new, address, .. } => {
             while !exited.happened() {
                 if Instant::now() >= deadline {
                     eprintln!(
-                        "rodent restart: rodent (PID {new}) serves, but rodent (PID {old}) is \
+                        "{name} restart: {name} (PID {new}) serves, but {name} (PID {old}) is \
                          still draining after {}",
                         format_duration(timeout)
                     );
@@ -232,9 +237,9 @@ pub(super) fn restart(timeout: Option<Duration>) -> ExitCode {
             }
             match address {
                 Some(address) => {
-                    println!("rodent restarted (PID {old} -> {new}), listening on {address}")
+                    println!("{name} restarted (PID {old} -> {new}), listening on {address}")
                 }
-                None => println!("rodent restarted (PID {old} -> {new})"),
+                None => println!("{name} restarted (PID {old} -> {new})"),
             }
             ExitCode::SUCCESS
         }
@@ -274,11 +279,11 @@ impl ProcessExit {
     }
 }
 
-/// The instance when no PID file is configured and this runs in rodent's container: PID 1,
+/// The instance when no PID file is configured and this runs in its own container: PID 1,
 /// when PID 1 is this very program (the image's default; `docker exec`, `kubectl exec`).
-fn container_instance() -> Option<Pid> {
+fn container_instance(spec: &Spec) -> Option<Pid> {
     use std::os::unix::fs::MetadataExt;
-    let config = Config::from_env().ok()?;
+    let config = spec.read(None).ok()?;
     if config.pid_file.is_some() || std::process::id() == 1 {
         return None;
     }

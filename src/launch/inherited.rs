@@ -6,7 +6,6 @@
 
 use std::process::ExitCode;
 
-use crate::build::NAME;
 use crate::config::{LogFormat, Vars};
 use crate::exit::Exit;
 use crate::observe::logging::Logging;
@@ -112,6 +111,7 @@ impl Inheritance {
 /// for this successor, if any, and to the terminal for `--detach` (the launcher prints it
 /// there, before any fork) or to the log. `log` writes a line for each of the `problems`.
 pub(super) fn refuse(
+    name: &str,
     message: &str,
     problems: usize,
     detach: bool,
@@ -124,7 +124,7 @@ pub(super) fn refuse(
         predecessor.report.failed(exit, message);
     }
     if detach && !successor {
-        eprintln!("{NAME}: {message}");
+        eprintln!("{name}: {message}");
         return exit.into();
     }
     let _logging = Logging::init("info", guess_log_format(), Vec::new());

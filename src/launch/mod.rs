@@ -1,32 +1,26 @@
 //! The life of a rodent process, in the order it must happen, for the `rodent` binary and for
-//! any application embedding the library:
+//! any application built on the library (through [`App`](crate::App)):
 //!
 //! 1. block the handled signals, before anything else, so none is lost;
-//! 2. read and validate the configuration, all of it, before anything binds (exit 78), and claim
-//!    what was inherited: a listening socket, a predecessor to report to;
+//! 2. read and validate the configuration, all of it (the application's settings and `OTEL_*`
+//!    included), before anything binds (exit 78), and claim what was inherited: a listening
+//!    socket, a predecessor to report to;
 //! 3. become what this process is meant to be, while it is still single-threaded: the PID 1
 //!    supervisor, or a daemon (`--detach`);
 //! 4. install the signal handlers, before any other thread exists;
 //! 5. start trace export and logging, take the PID file, build the runtime;
-//! 6. serve until shutdown, and exit with the code the lifecycle ended with.
+//! 6. run the application's setup in that runtime (a shutdown signal meanwhile ends the start);
+//! 7. serve until shutdown, and exit with the code the lifecycle ended with.
 //!
-//! [`main`] puts rodent's command line in front of it (`serve`, `status`, `stop`, `reload`,
-//! `restart`, `probe`, `config`, `version`); [`serve`] is the `serve` command alone, for an application
-//! with a command line of its own.
-//!
-//! ```no_run
-//! use axum::{Router, routing::get};
-//!
-//! fn main() -> std::process::ExitCode {
-//!     rodent::launch::main(|service| {
-//!         service.routes(Router::new().route("/hello", get(|| async { "hello" })))
-//!     })
-//! }
-//! ```
+//! [`App::main`](crate::App::main) puts the command line in front of it (`serve`, `status`,
+//! `stop`, `reload`, `restart`, `probe`, `config`, `version`);
+//! [`App::serve`](crate::App::serve) is the `serve` command alone, for an application with a
+//! command line of its own, given [`Options`].
 //!
 //! | part | owns |
 //! | --- | --- |
 //! | this file | the order of a process's life, from blocked signals to the exit code |
+//! | `setup` | the application's setup, in the runtime, against shutdown signals |
 //! | `cli` | the command line |
 //! | `commands` | the commands other than `serve`: `probe`, `config`, `version` |
 //! | `control` | `status`, `stop`, `reload` and `restart`: an instance found through its PID file |
@@ -38,18 +32,18 @@ mod commands;
 mod control;
 mod inherited;
 mod probe;
+mod setup;
 
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use clap::Parser;
 use nix::unistd::Pid;
 
-use crate::build::{self, NAME};
-use crate::config::Config;
+use crate::build::Identity;
+use crate::config::{self, Config, Declaration, Spec};
 use crate::exit::Exit;
-use crate::observe::logging::Logging;
+use crate::observe::logging::{BoxedLayer, Logging};
 use crate::observe::telemetry::Telemetry;
 use crate::process::daemon::{self, Detached, Outcome, Report};
 use crate::process::notify::Notifier;
@@ -59,52 +53,91 @@ use crate::process::supervisor::{self, Link, Role};
 use crate::run::{Rodent, Signals};
 use cli::{Cli, Command, ServeArgs};
 use inherited::{Inheritance, Refused, refuse};
+pub(crate) use setup::Setup;
 
-/// Runs rodent's command line around the service `build` describes: `serve` (the default),
-/// `status`, `stop`, `reload`, `restart`, `probe`, `config` and `version`. The `rodent` binary is this
-/// with the [reference routes](crate::reference::routes).
-pub fn main(build: impl FnOnce(Rodent) -> Rodent) -> ExitCode {
-    let cli = Cli::parse();
+/// What an application brings to a process: who it is, its settings, its tracing layers.
+pub(crate) struct Launch {
+    pub(crate) identity: Identity,
+    pub(crate) settings: Declaration,
+    pub(crate) layers: Vec<BoxedLayer>,
+}
+
+impl Launch {
+    /// How `serve` and `config` read the configuration: everything, the application's
+    /// settings and the `OTEL_*` variables of trace export included.
+    fn spec(&self) -> Spec {
+        Spec::of(self.identity, self.settings.clone(), true)
+    }
+
+    /// How the commands that only look for an instance read it: rodent's own variables (where
+    /// it listens, its PID file, its grace), so that they work whatever else is wrong.
+    fn own_spec(&self) -> Spec {
+        Spec::of(self.identity, config::settings_none(), false)
+    }
+}
+
+/// Runs the command line around the service `setup` makes: `serve` (the default), `status`,
+/// `stop`, `reload`, `restart`, `probe`, `config` and `version`.
+pub(crate) fn main(launch: Launch, setup: Setup) -> ExitCode {
+    if let Some(refused) = setup::inside_a_runtime(launch.identity.name, "main") {
+        return refused;
+    }
+    let cli = Cli::parse_for(&launch.identity);
     match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
         Command::Serve(args) => serve(
+            launch,
             Options {
                 detach: args.detach,
             },
-            build,
+            setup,
         ),
-        Command::Status => control::status(),
-        Command::Stop(args) => control::stop(args.timeout),
-        Command::Reload => control::reload(),
-        Command::Restart(args) => control::restart(args.timeout),
-        Command::Probe(args) => commands::probe(args).into(),
-        Command::Config { action } => commands::config(action).into(),
-        Command::Version => commands::version().into(),
+        Command::Status => control::status(&launch.own_spec()),
+        Command::Stop(args) => control::stop(&launch.own_spec(), args.timeout),
+        Command::Reload => control::reload(&launch.own_spec()),
+        Command::Restart(args) => control::restart(&launch.own_spec(), args.timeout),
+        Command::Probe(args) => commands::probe(&launch.own_spec(), args).into(),
+        Command::Config { action } => commands::config(&launch.spec(), action).into(),
+        Command::Version => commands::version(&launch.own_spec()).into(),
     }
 }
 
 /// How to serve.
 #[derive(Debug, Default, Clone, Copy)]
+#[non_exhaustive]
 pub struct Options {
     /// Run as a daemon (`serve --detach`): return once it is ready, or with its error.
     pub detach: bool,
+}
+
+impl Options {
+    /// Run as a daemon (`serve --detach`) or not.
+    pub fn detach(mut self, detach: bool) -> Self {
+        self.detach = detach;
+        self
+    }
 }
 
 /// Reads configuration, becomes what this process is meant to be, then runs the service until
 /// it stops. The order matters: signals are blocked before anything else so none is lost;
 /// configuration is complete before anything binds; detaching and supervising fork, so they
 /// happen before any thread exists.
-pub fn serve(options: Options, build: impl FnOnce(Rodent) -> Rodent) -> ExitCode {
+pub(crate) fn serve(launch: Launch, options: Options, setup: Setup) -> ExitCode {
+    let name = launch.identity.name;
+    if let Some(refused) = setup::inside_a_runtime(name, "serve") {
+        return refused;
+    }
     if let Err(e) = crate::process::signal::block_early() {
-        eprintln!("{NAME}: cannot block signals: {e}");
+        eprintln!("{name}: cannot block signals: {e}");
         return Exit::Failure.into();
     }
     crate::process::successor::remember_executable();
-    let mut config = match Config::from_env() {
+    let mut config = match launch.spec().read(None) {
         Ok(config) => config,
         Err(errors) => {
             let predecessor = Predecessor::inherited(&inherited::process_vars());
             let message = errors.to_string();
             return refuse(
+                name,
                 &message,
                 errors.0.len(),
                 options.detach,
@@ -118,7 +151,7 @@ pub fn serve(options: Options, build: impl FnOnce(Rodent) -> Rodent) -> ExitCode
         Err(refused) => {
             let Refused { error, predecessor } = *refused;
             let message = error.to_string();
-            return refuse(&message, 1, options.detach, predecessor, || {
+            return refuse(name, &message, 1, options.detach, predecessor, || {
                 inherited::log_activation_error(&error)
             });
         }
@@ -133,7 +166,7 @@ pub fn serve(options: Options, build: impl FnOnce(Rodent) -> Rodent) -> ExitCode
             let message = "RODENT_INIT asks for the PID 1 supervisor, which a restart cannot \
                            start: stop the instance and start it again";
             predecessor.report.failed(Exit::Config, message);
-            eprintln!("{NAME}: {message}");
+            eprintln!("{name}: {message}");
             return Exit::Config.into();
         }
         // A successor is started by a running instance: it is as detached as its predecessor,
@@ -141,7 +174,7 @@ pub fn serve(options: Options, build: impl FnOnce(Rodent) -> Rodent) -> ExitCode
         (Some(predecessor), _) => Some(predecessor.report),
         // A supervised service was re-executed with the same arguments: its supervisor detached.
         (None, Role::Serve(None) | Role::Supervisor(_)) if options.detach => {
-            match detach(&mut config) {
+            match detach(name, &mut config) {
                 Detach::Daemon(report) => Some(report),
                 Detach::LauncherDone(exit) => return exit,
             }
@@ -155,20 +188,38 @@ pub fn serve(options: Options, build: impl FnOnce(Rodent) -> Rodent) -> ExitCode
             .listener(inherited.socket.take().map(|socket| socket.listener))
             .run(&config)
             .into(),
-        Role::Serve(link) => serve_here(config, link, report, inherited, replaces, build).into(),
+        Role::Serve(link) => {
+            let started = Started {
+                link,
+                report,
+                inherited,
+                replaces,
+            };
+            serve_here(config, launch.layers, started, setup).into()
+        }
     }
 }
 
-/// Runs the service in this process. Under a supervisor, the supervisor holds the PID file
-/// and the daemon report (if any) comes from it. `replaces`: the instance this one succeeds.
-fn serve_here(
-    config: Config,
-    mut link: Option<Link>,
+/// What the process became before the service starts: supervised or not, reporting to a
+/// launcher or a predecessor or not, with what it inherited.
+struct Started {
+    link: Option<Link>,
     report: Option<Report>,
-    mut inherited: Inheritance,
+    inherited: Inheritance,
+    /// The instance this one succeeds.
     replaces: Option<Pid>,
-    build: impl FnOnce(Rodent) -> Rodent,
-) -> Exit {
+}
+
+/// Runs the service in this process. Under a supervisor, the supervisor holds the PID file
+/// and the daemon report (if any) comes from it. `layers`: the application's tracing layers.
+fn serve_here(config: Config, layers: Vec<BoxedLayer>, started: Started, setup: Setup) -> Exit {
+    let Started {
+        mut link,
+        report,
+        mut inherited,
+        replaces,
+    } = started;
+    let name = config.name();
     if link.is_some() {
         supervisor::name_service();
     }
@@ -182,14 +233,16 @@ fn serve_here(
     let signals = match crate::process::signal::listen() {
         Ok(signals) => signals,
         Err(e) => {
-            eprintln!("{NAME}: cannot install signal handlers: {e}");
+            eprintln!("{name}: cannot install signal handlers: {e}");
             return Exit::Failure;
         }
     };
     // Trace export, when configured, starts its thread here: after the signal handlers, like
     // every thread.
-    let mut telemetry = Telemetry::start(&config.vars);
-    let logging = Logging::init(&config.log, config.log_format, telemetry.layers());
+    let mut telemetry = Telemetry::start(&config.vars, &config.spec.identity);
+    let mut layers = layers;
+    layers.extend(telemetry.layers());
+    let logging = Logging::init(&config.log, config.log_format, layers);
     log_starting(&config);
     inherited.log(link.is_some());
     // A successor locks a file beside the PID file, which its last startup step moves over it.
@@ -234,7 +287,22 @@ fn serve_here(
         service = service.management_socket(management);
     }
     let flush = telemetry.connect(&service.metrics());
-    let mut service = build(service.logging(logging.handle()).flush_last(flush));
+    let service = service.logging(logging.handle()).flush_last(flush);
+    let (service, signals) = match setup::run(&runtime, setup, service, signals) {
+        Ok(ready) => ready,
+        Err(stopped) => {
+            if let Some(report) = &report {
+                report.failed(stopped.exit, &stopped.cause);
+            }
+            let budget = stopped.budget;
+            runtime.shutdown_timeout(budget.runtime_shutdown_limit(tokio::time::Instant::now()));
+            drop(pid_file);
+            drop(report);
+            logging.close_within(budget.log_flush_limit(tokio::time::Instant::now()));
+            return stopped.exit;
+        }
+    };
+    let mut service = service;
     // Registered after the application's hooks, so it runs last: the PID file names this
     // process only once everything else is ready, right before the predecessor is told.
     if let Some((predecessor, lock, path)) = takeover {
@@ -287,6 +355,7 @@ fn serve_here(
 }
 
 fn log_starting(config: &Config) {
+    let identity = &config.spec.identity;
     let settings: Vec<String> = config
         .render()
         .into_iter()
@@ -294,8 +363,10 @@ fn log_starting(config: &Config) {
         .collect();
     tracing::info!(
         target: "rodent::lifecycle",
-        version = build::VERSION,
-        commit = build::COMMIT,
+        name = identity.name,
+        version = identity.version,
+        commit = identity.commit(),
+        rodent = crate::build::VERSION,
         pid = std::process::id(),
         config = settings.join(" "),
         "starting"
@@ -334,11 +405,11 @@ enum Detach {
     LauncherDone(ExitCode),
 }
 
-/// Becomes a daemon.
-fn detach(config: &mut Config) -> Detach {
+/// Becomes a daemon. `name`: the application's, for what the launcher prints.
+fn detach(name: &str, config: &mut Config) -> Detach {
     if nix::unistd::getpid() == Pid::from_raw(1) {
         eprintln!(
-            "{NAME}: serve --detach as PID 1 would end the container as soon as it returns; \
+            "{name}: serve --detach as PID 1 would end the container as soon as it returns; \
              run `rodent serve` in the foreground"
         );
         return Detach::LauncherDone(Exit::Usage.into());
@@ -346,7 +417,7 @@ fn detach(config: &mut Config) -> Detach {
     // The daemon runs in `/`, and re-reads RODENT_ENV_FILE on every reload.
     if let Some(env_file) = config.env_file.as_ref().filter(|p| p.is_relative()) {
         eprintln!(
-            "{NAME}: RODENT_ENV_FILE={} must be an absolute path with serve --detach (the daemon \
+            "{name}: RODENT_ENV_FILE={} must be an absolute path with serve --detach (the daemon \
              runs in /)",
             env_file.display()
         );
@@ -359,30 +430,30 @@ fn detach(config: &mut Config) -> Detach {
         Ok(Detached::Daemon(report)) => return Detach::Daemon(report),
         Ok(Detached::Launcher(outcome)) => outcome,
         Err(e) => {
-            eprintln!("{NAME}: {e}");
+            eprintln!("{name}: {e}");
             return Detach::LauncherDone(Exit::Failure.into());
         }
     };
     Detach::LauncherDone(match outcome {
         Outcome::Ready { pid, address } => {
             match address {
-                Some(address) => println!("{NAME} is running (PID {pid}), listening on {address}"),
-                None => println!("{NAME} is running (PID {pid})"),
+                Some(address) => println!("{name} is running (PID {pid}), listening on {address}"),
+                None => println!("{name} is running (PID {pid})"),
             }
             ExitCode::SUCCESS
         }
         Outcome::Failed { code, message } => {
-            eprintln!("{NAME}: {message}");
+            eprintln!("{name}: {message}");
             ExitCode::from(code)
         }
         Outcome::Vanished => {
             match &config.log_file {
                 Some(log) => eprintln!(
-                    "{NAME}: the daemon exited before it was ready; its output is in {}",
+                    "{name}: the daemon exited before it was ready; its output is in {}",
                     log.display()
                 ),
                 None => eprintln!(
-                    "{NAME}: the daemon exited before it was ready (set RODENT_LOG_FILE to keep \
+                    "{name}: the daemon exited before it was ready (set RODENT_LOG_FILE to keep \
                      its output)"
                 ),
             }

@@ -38,6 +38,7 @@ pub struct Drain {
 }
 
 impl Drain {
+    /// The drain of the service whose lifecycle this is.
     pub fn new(lifecycle: &Lifecycle) -> Self {
         Self {
             state: lifecycle.subscribe(),

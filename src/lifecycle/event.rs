@@ -7,12 +7,19 @@ use crate::exit::Exit;
 /// A lifecycle step, for whoever needs to tell the outside world: systemd (`sd_notify`), the
 /// process that launched a daemon, a test.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event {
+    /// The listener is bound, at this address.
     Listening(SocketAddr),
+    /// The startup hooks are done: the service is in rotation.
     Ready,
+    /// A reload (SIGHUP) begins.
     Reloading,
+    /// A reload is over, applied or rejected.
     Reloaded,
+    /// The first shutdown signal arrived: readiness fails from now on.
     Draining,
+    /// The service stopped, with this exit.
     Stopped(Exit),
     /// Startup failed; the message is the one-line cause.
     StartFailed(String),

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 
 /// Where a service is in its life. States only move forward.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
 pub enum State {
     /// Configuration read; binding and running startup hooks.
     Starting,
@@ -26,8 +27,10 @@ pub enum State {
 }
 
 impl State {
+    /// Every state, in order.
     pub const ALL: [State; 4] = [Self::Starting, Self::Ready, Self::Draining, Self::Stopping];
 
+    /// The state's name, as `/readyz`, the log and `rodent_lifecycle_state` give it.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Starting => "starting",
@@ -80,6 +83,7 @@ impl Default for Lifecycle {
 }
 
 impl Lifecycle {
+    /// A lifecycle in [`State::Starting`], for a service being built.
     pub fn new() -> Self {
         let (watch, _) = watch::channel(State::Starting);
         Self {
@@ -93,13 +97,14 @@ impl Lifecycle {
         }
     }
 
+    /// The state now.
     pub fn state(&self) -> State {
         State::from_u8(self.inner.state.load(Ordering::Acquire))
     }
 
     /// Notified on every state change, and when the readiness switch is flipped (the state
     /// stays the same then).
-    pub fn subscribe(&self) -> watch::Receiver<State> {
+    pub(crate) fn subscribe(&self) -> watch::Receiver<State> {
         self.inner.watch.subscribe()
     }
 
@@ -124,10 +129,12 @@ impl Lifecycle {
         self.inner.watch.send_modify(|_| {});
     }
 
+    /// Whether readiness is switched on (it may still fail for another reason).
     pub fn readiness_enabled(&self) -> bool {
         self.inner.readiness_enabled.load(Ordering::Acquire)
     }
 
+    /// Time since the lifecycle was made, as `GET /` and `rodent_uptime_seconds` report it.
     pub fn uptime(&self) -> Duration {
         self.inner.started.elapsed()
     }

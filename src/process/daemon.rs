@@ -42,7 +42,7 @@ pub(crate) const FD_VARIABLE: &str = "RODENT_DAEMON_FD";
 
 /// Which side of the fork this process is on.
 #[derive(Debug)]
-pub enum Detached {
+pub(crate) enum Detached {
     /// The process that ran `serve --detach`; the daemon has reported.
     Launcher(Outcome),
     /// The daemon: it must report through this once it serves or fails.
@@ -51,7 +51,7 @@ pub enum Detached {
 
 /// How the daemon's start went, as the launcher learnt it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Serving; `pid` is the PID in the PID file (the process to signal).
     Ready {
         pid: Pid,
@@ -65,7 +65,7 @@ pub enum Outcome {
 
 /// Why the process could not detach.
 #[derive(Debug, thiserror::Error)]
-pub enum DetachError {
+pub(crate) enum DetachError {
     #[error("cannot open the log file {} (RODENT_LOG_FILE): {source}", path.display())]
     LogFile { path: PathBuf, source: io::Error },
     #[error(
@@ -90,7 +90,7 @@ fn os<E: Into<io::Error>>(call: &'static str) -> impl FnOnce(E) -> DetachError {
 /// Detaches. Must run before any thread exists (it forks twice, and only the forking thread
 /// survives a fork); that is checked. `log_file` is opened here, before the forks, so that an
 /// unwritable one is reported by the launcher like any other error.
-pub fn detach(log_file: Option<&Path>) -> Result<Detached, DetachError> {
+pub(crate) fn detach(log_file: Option<&Path>) -> Result<Detached, DetachError> {
     let threads = thread_count();
     if threads > 1 {
         return Err(DetachError::Threads(threads));
@@ -212,7 +212,7 @@ fn parse(report: &str) -> Outcome {
 
 /// The daemon's end of the pipe: one report, then it closes.
 #[derive(Debug)]
-pub struct Report {
+pub(crate) struct Report {
     pipe: Mutex<Pipe>,
     /// The PID the launcher announces: the daemon's own, or its supervisor's when a supervisor
     /// holds the PID file.
@@ -258,7 +258,7 @@ impl Report {
     }
 
     /// Tells the launcher the daemon serves, and closes this end: the launcher returns now.
-    pub fn ready(&self, address: Option<SocketAddr>) {
+    pub(crate) fn ready(&self, address: Option<SocketAddr>) {
         let address = address.map_or("-".to_string(), |a| a.to_string());
         self.send(&format!("ready {} {address}\n", self.pid), true);
     }
@@ -266,13 +266,13 @@ impl Report {
     /// Tells the launcher the daemon could not start, and why (one line). The pipe stays open
     /// until this process drops the report or exits, which the launcher waits for: drop it
     /// only once the PID file is released.
-    pub fn failed(&self, exit: Exit, message: &str) {
+    pub(crate) fn failed(&self, exit: Exit, message: &str) {
         let message: String = message.replace('\n', " ").chars().take(400).collect();
         self.send(&format!("failed {} {message}\n", exit.code()), false);
     }
 
     /// Reports at the right lifecycle events; for [`Rodent::on_event`](crate::Rodent::on_event).
-    pub fn observe(&self, event: &Event) {
+    pub(crate) fn observe(&self, event: &Event) {
         match event {
             Event::Listening(address) => {
                 *self

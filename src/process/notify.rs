@@ -20,7 +20,7 @@ use crate::config::Vars;
 use crate::lifecycle::Event;
 
 /// A connection to the service manager's notification socket.
-pub struct Notifier {
+pub(crate) struct Notifier {
     socket: UnixDatagram,
     address: SocketAddr,
 }
@@ -36,7 +36,7 @@ impl std::fmt::Debug for Notifier {
 impl Notifier {
     /// The notifier for `NOTIFY_SOCKET`, when the service manager set it: a path, or an abstract
     /// socket when it starts with `@`.
-    pub fn from_vars(vars: &Vars) -> Option<io::Result<Self>> {
+    pub(crate) fn from_vars(vars: &Vars) -> Option<io::Result<Self>> {
         let path = vars.get("NOTIFY_SOCKET").filter(|p| !p.is_empty())?;
         Some(Self::connect(path))
     }
@@ -53,14 +53,14 @@ impl Notifier {
     }
 
     /// Sends one notification (newline-separated `KEY=value` assignments).
-    pub fn send(&self, state: &str) -> io::Result<()> {
+    pub(crate) fn send(&self, state: &str) -> io::Result<()> {
         self.socket
             .send_to_addr(state.as_bytes(), &self.address)
             .map(drop)
     }
 
     /// Tells the service manager about a lifecycle event; for [`Rodent::on_event`](crate::Rodent::on_event).
-    pub fn observe(&self, event: &Event) {
+    pub(crate) fn observe(&self, event: &Event) {
         let state = match event {
             Event::Ready | Event::Reloaded => "READY=1".to_string(),
             Event::Reloading => format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec()),

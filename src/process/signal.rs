@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 
 /// A signal, named by what it asks rodent to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Signal {
     /// SIGTERM: Kubernetes (pod deletion, rolling update, node drain), `docker stop` and
     /// `rodent stop` send this to start a graceful shutdown. A second one forces the exit.
@@ -49,7 +50,7 @@ impl Signal {
         Self::WindowChange,
     ];
 
-    pub fn os(self) -> Sig {
+    pub(crate) fn os(self) -> Sig {
         match self {
             Self::Terminate => Sig::SIGTERM,
             Self::Interrupt => Sig::SIGINT,
@@ -59,10 +60,6 @@ impl Signal {
             Self::User2 => Sig::SIGUSR2,
             Self::WindowChange => Sig::SIGWINCH,
         }
-    }
-
-    pub fn from_os(signal: Sig) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.os() == signal)
     }
 
     /// The conventional name, `SIGTERM` and so on, for logs.
@@ -87,7 +84,7 @@ pub(crate) fn handled_set() -> SigSet {
 
 /// Blocks every handled signal on the calling thread, and so on every thread it later spawns.
 /// Call first thing in `main`, before any thread exists; [`listen`] undoes it.
-pub fn block_early() -> nix::Result<()> {
+pub(crate) fn block_early() -> nix::Result<()> {
     pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&handled_set()), None)
 }
 
@@ -95,7 +92,7 @@ pub fn block_early() -> nix::Result<()> {
 /// into the returned channel; then unblocks them on the calling thread, so a signal left pending
 /// since [`block_early`] is delivered now. Call it before building the application's runtime
 /// (see the module documentation). The handler thread ends when the receiver is dropped.
-pub fn listen() -> std::io::Result<mpsc::UnboundedReceiver<Signal>> {
+pub(crate) fn listen() -> std::io::Result<mpsc::UnboundedReceiver<Signal>> {
     // A runtime of its own, with no worker threads: it only drives the signal streams.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()

@@ -22,14 +22,16 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use axum::Router;
 use axum::extract::Request;
 use axum::response::IntoResponse;
 use axum::routing::Route;
+use prometheus_client::registry::{Metric, Registry};
 use tokio::net::TcpListener;
 use tower::{Layer, Service};
 
-use crate::config::Config;
+use crate::config::{Config, Current};
 use crate::exit::Exit;
 use crate::http::Application;
 use crate::lifecycle::hooks::Hook;
@@ -43,7 +45,7 @@ use operator::ConfigSource;
 pub(crate) use operator::Signals;
 
 /// A service with rodent's lifecycle. Build it, then [`run`](Rodent::run) or
-/// [`serve`](Rodent::serve) it, or hand it to [`launch::serve`](crate::launch::serve), which
+/// [`serve`](Rodent::serve) it, or return it from the setup of an [`App`](crate::App), which
 /// also does everything a process does around it.
 ///
 /// ```no_run
@@ -61,7 +63,9 @@ pub(crate) use operator::Signals;
 /// # }
 /// ```
 pub struct Rodent {
-    config: Config,
+    /// The configuration in effect, shared with the request path and with the application's
+    /// [`Current`] handles; a reload swaps it whole.
+    config: Arc<ArcSwap<Config>>,
     app: Application,
     lifecycle: Lifecycle,
     metrics: Arc<Metrics>,
@@ -80,12 +84,14 @@ pub struct Rodent {
 }
 
 impl Rodent {
+    /// A service with this configuration, and no routes of its own yet.
     pub fn new(config: Config) -> Self {
         let lifecycle = Lifecycle::new();
+        let metrics = Metrics::new(lifecycle.clone(), config.build_info());
         Self {
-            config,
+            config: Arc::new(ArcSwap::from_pointee(config)),
             app: Application::default(),
-            metrics: Arc::new(Metrics::new(lifecycle.clone())),
+            metrics: Arc::new(metrics),
             lifecycle,
             checks: Vec::new(),
             startup: Vec::new(),
@@ -93,7 +99,7 @@ impl Rodent {
             flush: None,
             observers: Observers::default(),
             logging: None,
-            config_source: Box::new(Config::from_env),
+            config_source: Box::new(Config::reread),
             restarts: None,
             management_socket: None,
         }
@@ -283,6 +289,48 @@ impl Rodent {
         self.lifecycle.clone()
     }
 
+    /// The configuration in effect now (a reload may replace it later: hold a
+    /// [`Current`] handle, from [`settings`](Self::settings), to follow it).
+    pub fn config(&self) -> Arc<Config> {
+        self.config.load_full()
+    }
+
+    /// A handle on the application's settings, as they are now and after every reload; `None`
+    /// when the configuration holds no settings of type `S`. An [`App`](crate::App) hands its
+    /// setup this handle already.
+    pub fn settings<S: Send + Sync + 'static>(&self) -> Option<Current<S>> {
+        Current::new(self.config.clone())
+    }
+
+    /// Registers one of the application's metrics, served at `/metrics` after rodent's own:
+    ///
+    /// ```
+    /// use rodent::prometheus_client::metrics::counter::Counter;
+    /// # fn example(service: rodent::Rodent) -> rodent::Rodent {
+    /// let created = Counter::<u64>::default();
+    /// service.metric("notes_created", "Notes created", created.clone())
+    /// # }
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// When `name` is not a valid metric name, is in rodent's own namespace (`rodent_*`,
+    /// `process_*`) or was registered already: the panic names it, at registration.
+    pub fn metric(self, name: &str, help: &str, metric: impl Metric) -> Self {
+        if let Err(refused) = self.metrics.register(name, help, metric) {
+            panic!("{refused}");
+        }
+        self
+    }
+
+    /// Gives the application's metrics registry to `register`, for what
+    /// [`metric`](Self::metric) does not cover: units, sub-registries, collectors. Names in it
+    /// must stay out of rodent's own namespace (`rodent_*`, `process_*`).
+    pub fn metrics_registry(self, register: impl FnOnce(&mut Registry)) -> Self {
+        self.metrics.with_application_registry(register);
+        self
+    }
+
     /// The metrics served at `/metrics`, for the parts of the process that count from outside
     /// the request path (telemetry's spans, the supervisor's reaped orphans).
     pub(crate) fn metrics(&self) -> Arc<Metrics> {
@@ -348,7 +396,7 @@ impl Rodent {
 
     /// Binds the configured address and serves, taking signals from `signals`.
     pub(crate) async fn bind_and_serve(self, signals: Signals) -> Ended {
-        let address = self.config.bind_addr();
+        let address = self.config.load().bind_addr();
         match TcpListener::bind(address).await {
             Ok(socket) => {
                 let listener = serving::Listener {
@@ -399,7 +447,7 @@ impl Rodent {
     fn start_failed(&self) -> Ended {
         Ended {
             exit: Exit::Failure,
-            budget: crate::lifecycle::budget::ExitBudget::starting_now(&self.config),
+            budget: crate::lifecycle::budget::ExitBudget::starting_now(&self.config.load()),
         }
     }
 }

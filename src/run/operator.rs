@@ -15,7 +15,8 @@ use crate::observe::logging::LogHandle;
 use crate::process::signal::Signal;
 use crate::process::successor::Restarts;
 
-pub(super) type ConfigSource = Box<dyn Fn() -> Result<Config, ConfigErrors> + Send + Sync>;
+/// Reads the configuration again, given the one in effect (which says how it was read).
+pub(super) type ConfigSource = Box<dyn Fn(&Config) -> Result<Config, ConfigErrors> + Send + Sync>;
 
 /// Where shutdown, reload and dump requests come from.
 pub(crate) enum Signals {
@@ -153,7 +154,7 @@ impl Operator {
     fn reload(&self, instance: &Instance) {
         tracing::info!(target: "rodent::lifecycle", signal = "SIGHUP", "reloading configuration");
         self.emit(&Event::Reloading);
-        let applied = self.apply((self.config_source)(), instance);
+        let applied = self.apply((self.config_source)(&instance.config.load()), instance);
         instance.metrics.reload(applied);
         self.emit(&Event::Reloaded);
     }

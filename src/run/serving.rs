@@ -43,9 +43,12 @@ pub(super) async fn serve(rodent: Rodent, listener: Listener, signals: Signals) 
         management_socket,
     } = rodent;
     let drain_sequence = DrainSequence::new(shutdown, flush);
-    let timeouts = Timeouts {
-        header_read: config.header_read_timeout,
-        idle: config.idle_timeout,
+    let timeouts = {
+        let config = config.load();
+        Timeouts {
+            header_read: config.header_read_timeout,
+            idle: config.idle_timeout,
+        }
     };
     let instance = Arc::new(Instance::new(
         config,

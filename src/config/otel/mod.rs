@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use super::error::ConfigError;
 use super::source::Vars;
-pub use tls::Tls;
+pub(crate) use tls::Tls;
 
 /// Every variable read here, for the documentation and for reloads (none of them applies
 /// without a restart).
-pub const VARIABLES: &[&str] = &[
+pub(crate) const VARIABLES: &[&str] = &[
     "OTEL_SDK_DISABLED",
     "OTEL_TRACES_EXPORTER",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
@@ -47,12 +47,15 @@ pub const VARIABLES: &[&str] = &[
 ];
 
 /// The service name when neither `OTEL_SERVICE_NAME` nor `service.name` in
-/// `OTEL_RESOURCE_ATTRIBUTES` says otherwise.
-pub const DEFAULT_SERVICE_NAME: &str = "rodent";
+/// `OTEL_RESOURCE_ATTRIBUTES` says otherwise, and no application names itself.
+pub(crate) const DEFAULT_SERVICE_NAME: &str = "rodent";
+
+/// The most spans `OTEL_BSP_MAX_QUEUE_SIZE` lets wait for export (and so the largest batch).
+pub(crate) const MAX_QUEUE_SIZE: usize = 65_536;
 
 /// How spans travel to the collector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
+pub(crate) enum Protocol {
     /// OTLP over HTTP with protobuf bodies, to `<endpoint>/v1/traces` (usually port 4318).
     HttpProtobuf,
     /// OTLP over gRPC (usually port 4317).
@@ -60,7 +63,7 @@ pub enum Protocol {
 }
 
 impl Protocol {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::HttpProtobuf => "http/protobuf",
             Self::Grpc => "grpc",
@@ -70,7 +73,7 @@ impl Protocol {
 
 /// Which spans are recorded, as `OTEL_TRACES_SAMPLER` names them.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Sampler {
+pub(crate) enum Sampler {
     AlwaysOn,
     AlwaysOff,
     TraceIdRatio(f64),
@@ -80,7 +83,7 @@ pub enum Sampler {
 }
 
 impl Sampler {
-    pub fn describe(self) -> String {
+    pub(crate) fn describe(self) -> String {
         match self {
             Self::AlwaysOn => "always_on".into(),
             Self::AlwaysOff => "always_off".into(),
@@ -94,7 +97,7 @@ impl Sampler {
 
 /// Where and how to send spans.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Export {
+pub(crate) struct Export {
     /// The full URL for http/protobuf (`…/v1/traces`), the server address for gRPC.
     pub endpoint: String,
     pub protocol: Protocol,
@@ -109,14 +112,14 @@ pub struct Export {
 }
 
 impl Export {
-    pub fn is_https(&self) -> bool {
+    pub(crate) fn is_https(&self) -> bool {
         self.endpoint.starts_with("https://")
     }
 }
 
 /// The batch span processor: how long spans wait, how many are kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Batch {
+pub(crate) struct Batch {
     pub schedule_delay: Duration,
     /// Bounds one export, retries included, and the flush at shutdown.
     pub export_timeout: Duration,
@@ -127,7 +130,7 @@ pub struct Batch {
 
 /// A way of carrying trace context in request headers, as `OTEL_PROPAGATORS` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Propagator {
+pub(crate) enum Propagator {
     /// W3C Trace Context: `traceparent`, `tracestate`.
     TraceContext,
     /// W3C Baggage: `baggage`.
@@ -140,14 +143,14 @@ pub enum Propagator {
 
 /// Why no span is exported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Off {
+pub(crate) enum Off {
     NoEndpoint,
     SdkDisabled,
     ExporterNone,
 }
 
 impl Off {
-    pub fn reason(self) -> &'static str {
+    pub(crate) fn reason(self) -> &'static str {
         match self {
             Self::NoEndpoint => {
                 "neither OTEL_EXPORTER_OTLP_ENDPOINT nor OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set"
@@ -160,7 +163,7 @@ impl Off {
 
 /// The validated trace settings.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// `Err` says why tracing is off.
     pub export: Result<Export, Off>,
     /// Resource attributes, `service.name` first.
@@ -174,8 +177,9 @@ pub struct Settings {
 
 impl Settings {
     /// Reads every `OTEL_*` variable rodent honours; all problems are returned at once.
-    pub fn from_vars(vars: &Vars) -> Result<Self, Vec<ConfigError>> {
-        read::settings(vars)
+    /// `service_name` is the service's name unless the variables give another.
+    pub(crate) fn from_vars(vars: &Vars, service_name: &str) -> Result<Self, Vec<ConfigError>> {
+        read::settings(vars, service_name)
     }
 }
 
@@ -187,7 +191,14 @@ pub(crate) fn propagators(vars: &Vars) -> Vec<Propagator> {
 
 /// Checks the `OTEL_*` variables, for the configuration's own validation.
 pub(crate) fn check(vars: &Vars) -> Vec<ConfigError> {
-    Settings::from_vars(vars).err().unwrap_or_default()
+    Settings::from_vars(vars, DEFAULT_SERVICE_NAME)
+        .err()
+        .unwrap_or_default()
+}
+
+/// Checks `OTEL_PROPAGATORS` alone: what a service that exports no traces still reads.
+pub(crate) fn check_propagators(vars: &Vars) -> Vec<ConfigError> {
+    read::propagator_errors(vars)
 }
 
 #[cfg(test)]

@@ -5,24 +5,25 @@ use std::time::Duration;
 
 use axum::http::{HeaderName, HeaderValue, Uri};
 
-use super::{Batch, DEFAULT_SERVICE_NAME, Export, Off, Propagator, Protocol, Sampler, Settings};
+use super::{Batch, Export, MAX_QUEUE_SIZE, Off, Propagator, Protocol, Sampler, Settings};
 use crate::config::error::ConfigError;
+use crate::config::parse::{MAX_DURATION, format_duration, number};
 use crate::config::source::Vars;
 
 /// `OTEL_PROPAGATORS` alone.
 pub(super) fn propagators(vars: &Vars) -> Vec<Propagator> {
-    Reader {
-        vars,
-        errors: Vec::new(),
-    }
-    .propagators()
+    Reader::new(vars, "").propagators()
 }
 
-pub(super) fn settings(vars: &Vars) -> Result<Settings, Vec<ConfigError>> {
-    let mut read = Reader {
-        vars,
-        errors: Vec::new(),
-    };
+/// The problems with `OTEL_PROPAGATORS` alone.
+pub(super) fn propagator_errors(vars: &Vars) -> Vec<ConfigError> {
+    let mut read = Reader::new(vars, "");
+    read.propagators();
+    read.errors
+}
+
+pub(super) fn settings(vars: &Vars, service_name: &str) -> Result<Settings, Vec<ConfigError>> {
+    let mut read = Reader::new(vars, service_name);
     let settings = read.settings();
     if read.errors.is_empty() {
         Ok(settings)
@@ -33,12 +34,22 @@ pub(super) fn settings(vars: &Vars) -> Result<Settings, Vec<ConfigError>> {
 
 pub(super) struct Reader<'a> {
     vars: &'a Vars,
+    /// The service's name unless the variables say otherwise.
+    service_name: &'a str,
     pub(super) errors: Vec<ConfigError>,
 }
 
 pub(super) type Parsed<T> = Result<T, String>;
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
+    fn new(vars: &'a Vars, service_name: &'a str) -> Self {
+        Self {
+            vars,
+            service_name,
+            errors: Vec::new(),
+        }
+    }
+
     fn settings(&mut self) -> Settings {
         let disabled = self.parse("OTEL_SDK_DISABLED", false, |raw| {
             match raw.to_ascii_lowercase().as_str() {
@@ -170,7 +181,7 @@ impl Reader<'_> {
             .map(|i| attributes.remove(i).1);
         let name = service_name
             .or(from_attributes)
-            .unwrap_or_else(|| DEFAULT_SERVICE_NAME.to_string());
+            .unwrap_or_else(|| self.service_name.to_string());
         attributes.insert(0, ("service.name".to_string(), name));
         attributes
     }
@@ -217,9 +228,9 @@ impl Reader<'_> {
         let export_timeout = self.parse("OTEL_BSP_EXPORT_TIMEOUT", Duration::from_secs(30), |r| {
             millis(r, 1)
         });
-        let max_queue_size = self.parse("OTEL_BSP_MAX_QUEUE_SIZE", 2048, |r| count(r, 1));
-        let max_export_batch_size =
-            self.parse("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512, |r| count(r, 1));
+        let count = number(1..=MAX_QUEUE_SIZE);
+        let max_queue_size = self.parse("OTEL_BSP_MAX_QUEUE_SIZE", 2048, &count);
+        let max_export_batch_size = self.parse("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512, &count);
         Batch {
             schedule_delay,
             export_timeout,
@@ -331,19 +342,15 @@ fn percent_decode(raw: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// A whole number of milliseconds, the unit of every OpenTelemetry duration variable.
+/// A whole number of milliseconds, the unit of every OpenTelemetry duration variable, up to
+/// the longest duration any variable takes.
 fn millis(raw: &str, at_least: u64) -> Parsed<Duration> {
+    let at_most = MAX_DURATION.as_millis() as u64;
     match raw.parse::<u64>() {
-        Ok(ms) if ms >= at_least => Ok(Duration::from_millis(ms)),
+        Ok(ms) if (at_least..=at_most).contains(&ms) => Ok(Duration::from_millis(ms)),
         _ => Err(format!(
-            "a whole number of milliseconds of at least {at_least}, such as 10000"
+            "a whole number of milliseconds from {at_least} to {at_most} ({}), such as 10000",
+            format_duration(MAX_DURATION)
         )),
-    }
-}
-
-fn count(raw: &str, at_least: usize) -> Parsed<usize> {
-    match raw.parse::<usize>() {
-        Ok(n) if n >= at_least => Ok(n),
-        _ => Err(format!("an integer of at least {at_least}")),
     }
 }

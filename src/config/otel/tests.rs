@@ -8,7 +8,7 @@ fn read(pairs: &[(&str, &str)]) -> Result<Settings, Vec<ConfigError>> {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    Settings::from_vars(&vars)
+    Settings::from_vars(&vars, "rodent")
 }
 
 fn variables(errors: &[ConfigError]) -> Vec<&str> {

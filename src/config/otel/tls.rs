@@ -19,7 +19,7 @@ use crate::config::error::ConfigError;
 
 /// A PEM file's contents, as read when the configuration was validated.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Pem {
+pub(crate) struct Pem {
     pub path: PathBuf,
     pub contents: Vec<u8>,
 }
@@ -33,7 +33,7 @@ impl std::fmt::Debug for Pem {
 
 /// How rodent authenticates the collector, and itself to it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Tls {
+pub(crate) struct Tls {
     /// The certificates trusted to sign the collector's (`…CERTIFICATE`): they replace the
     /// built-in public roots, as the specification's "trusted certificate" does elsewhere.
     pub ca: Option<Pem>,
@@ -44,7 +44,7 @@ pub struct Tls {
 
 impl Tls {
     /// What the log says about it.
-    pub fn describe(&self) -> &'static str {
+    pub(crate) fn describe(&self) -> &'static str {
         match (&self.ca, &self.client) {
             (None, None) => "public roots",
             (None, Some(_)) => "public roots, client certificate",
@@ -54,7 +54,7 @@ impl Tls {
     }
 
     /// The rustls configuration for an `https://` collector.
-    pub fn client_config(&self) -> Result<ClientConfig, String> {
+    pub(crate) fn client_config(&self) -> Result<ClientConfig, String> {
         let roots = match &self.ca {
             Some(ca) => trusted(&ca.contents)?,
             None => RootCertStore {
@@ -151,7 +151,7 @@ impl Reader<'_> {
 }
 
 /// Reads the file at `path`.
-pub fn read(path: &str) -> Result<Pem, String> {
+pub(super) fn read(path: &str) -> Result<Pem, String> {
     let contents = std::fs::read(Path::new(path))
         .map_err(|e| format!("a readable PEM file (cannot read it: {e})"))?;
     Ok(Pem {
@@ -161,7 +161,7 @@ pub fn read(path: &str) -> Result<Pem, String> {
 }
 
 /// The CA certificates in a PEM file, as trust anchors.
-pub fn trusted(pem: &[u8]) -> Result<RootCertStore, String> {
+pub(super) fn trusted(pem: &[u8]) -> Result<RootCertStore, String> {
     let mut roots = RootCertStore::empty();
     for cert in certificates(pem)? {
         roots
@@ -172,7 +172,7 @@ pub fn trusted(pem: &[u8]) -> Result<RootCertStore, String> {
 }
 
 /// The certificates in a PEM file: at least one, every one well-formed.
-pub fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+pub(super) fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("a PEM file of certificates ({e})"))?;
@@ -184,7 +184,7 @@ pub fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> 
 
 /// The private key in a PEM file (PKCS#8, PKCS#1 or SEC1). The parser's own message is not
 /// passed on: it may quote the file.
-pub fn private_key(pem: &[u8]) -> Result<PrivateKeyDer<'static>, String> {
+pub(super) fn private_key(pem: &[u8]) -> Result<PrivateKeyDer<'static>, String> {
     PrivateKeyDer::from_pem_slice(pem).map_err(|e| match e {
         rustls::pki_types::pem::Error::NoItemsFound => {
             "a PEM file holding a private key (it holds none)".to_string()

@@ -29,10 +29,11 @@ fn shared(vars: &[(&str, &str)]) -> Arc<Instance> {
     let lifecycle = Lifecycle::new();
     let config = Config::from_vars([("RODENT_PID_FILE", "")].iter().chain(vars).copied())
         .expect("valid configuration");
+    let build = config.build_info();
     Arc::new(Instance::new(
-        config,
+        Arc::new(arc_swap::ArcSwap::from_pointee(config)),
         lifecycle.clone(),
-        Arc::new(Metrics::new(lifecycle)),
+        Arc::new(Metrics::new(lifecycle, build)),
         Readiness::new(Vec::new()),
         Arc::new(AccessLog::through_tracing()),
     ))

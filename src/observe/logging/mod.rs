@@ -23,15 +23,15 @@ use tracing_subscriber::{EnvFilter, Layer, Registry, reload};
 
 use crate::config::LogFormat;
 pub(crate) use access::{AccessLine, AccessLog};
-pub use writer::DroppedLines;
+pub(crate) use writer::DroppedLines;
 use writer::LineWriter;
 
 /// A layer over the bare registry; extra layers (such as trace export) come in this form.
-pub type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
+pub(crate) type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
 
 /// Changes the filter and format of the installed subscriber.
 #[derive(Clone)]
-pub struct LogHandle {
+pub(crate) struct LogHandle {
     filter: reload::Handle<EnvFilter, Registry>,
     format: reload::Handle<BoxedLayer, Registry>,
     writer: LineWriter,
@@ -40,7 +40,7 @@ pub struct LogHandle {
 
 /// The installed subscriber. [`close_within`](Self::close_within) (or dropping it) flushes the
 /// lines still buffered, for a bounded time, so keep it until the very end of `main`.
-pub struct Logging {
+pub(crate) struct Logging {
     handle: LogHandle,
     flush: writer::FlushOnDrop,
 }
@@ -93,7 +93,7 @@ impl Logging {
     /// Installs the global subscriber: logs filtered by `directives`, in `format`, plus `extra`
     /// layers that carry their own filters (trace export is not limited by the log level).
     /// Also routes panics through the log, so they come out as JSON like everything else.
-    pub fn init(directives: &str, format: LogFormat, extra: Vec<BoxedLayer>) -> Self {
+    pub(crate) fn init(directives: &str, format: LogFormat, extra: Vec<BoxedLayer>) -> Self {
         let (writer, flush) = match writer::spawn(writer::stdout()) {
             Ok(started) => started,
             // Without a thread of its own, logging would have to block: better none at all
@@ -133,25 +133,25 @@ impl Logging {
         }
     }
 
-    pub fn handle(&self) -> LogHandle {
+    pub(crate) fn handle(&self) -> LogHandle {
         self.handle.clone()
     }
 
     /// Writes what is still buffered, waiting for stdout at most `bound`: past it, the rest is
     /// dropped and counted, and the count is written without blocking, if stdout takes it.
-    pub fn close_within(self, bound: std::time::Duration) {
+    pub(crate) fn close_within(self, bound: std::time::Duration) {
         self.flush.close_within(bound);
     }
 }
 
 impl LogHandle {
     /// The count of lines dropped so far, for `/metrics`.
-    pub fn dropped(&self) -> DroppedLines {
+    pub(crate) fn dropped(&self) -> DroppedLines {
         self.writer.dropped()
     }
 
     /// Applies a reloaded filter and format.
-    pub fn apply(&self, directives: &str, format: LogFormat) -> Result<(), String> {
+    pub(crate) fn apply(&self, directives: &str, format: LogFormat) -> Result<(), String> {
         self.filter
             .reload(filter(directives))
             .map_err(|e| format!("the log filter cannot be changed: {e}"))?;

@@ -10,7 +10,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::gauge::ConstGauge;
 
 use super::InFlight;
-use crate::build;
+use crate::build::BuildInfo;
 use crate::lifecycle::{Lifecycle, State};
 
 /// Gauges computed at scrape time from state that lives elsewhere.
@@ -18,13 +18,15 @@ use crate::lifecycle::{Lifecycle, State};
 pub(super) struct Gauges {
     lifecycle: Lifecycle,
     in_flight: Arc<InFlight>,
+    build: BuildInfo,
 }
 
 impl Gauges {
-    pub(super) fn new(lifecycle: Lifecycle, in_flight: Arc<InFlight>) -> Self {
+    pub(super) fn new(lifecycle: Lifecycle, in_flight: Arc<InFlight>, build: BuildInfo) -> Self {
         Self {
             lifecycle,
             in_flight,
+            build,
         }
     }
 }
@@ -68,10 +70,14 @@ impl Collector for Gauges {
             None,
             MetricType::Gauge,
         )?;
+        // Named `rodent_build_info` whatever the application (like every metric rodent
+        // exports, so one dashboard reads any rodent service); `name` says which it is.
         let labels = [
-            ("version", build::VERSION),
-            ("commit", build::COMMIT),
-            ("rustc", build::RUSTC),
+            ("name", self.build.name),
+            ("version", self.build.version),
+            ("commit", self.build.commit),
+            ("rodent_version", self.build.rodent),
+            ("rustc", self.build.rustc),
         ];
         ConstGauge::new(1).encode(info.encode_family(&labels)?)?;
 

@@ -1,5 +1,6 @@
 //! Prometheus metrics: one registry per service (no global recorder, so an embedding
-//! application's own metrics are never in the way), rendered at `GET /metrics`.
+//! application's own metrics are never in the way), rendered at `GET /metrics`, followed by the
+//! application's own registry.
 //!
 //! Route labels are always the matched route template (`/delay/{ms}`), or `unmatched` for a
 //! 404: a raw path in a label would let any client create unbounded series.
@@ -11,7 +12,7 @@ mod process;
 mod route;
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::http;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -19,8 +20,9 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
+use crate::build::BuildInfo;
 use crate::lifecycle::Lifecycle;
 use crate::observe::logging::DroppedLines;
 use gauges::Gauges;
@@ -82,6 +84,16 @@ pub(crate) struct Metrics {
     spans_dropped: Counter,
     log_lines_dropped: LogLinesDropped,
     in_flight: Arc<InFlight>,
+    /// The application's own metrics, rendered after rodent's.
+    application: Mutex<Application>,
+}
+
+/// The application's registry, and the names registered in it through
+/// [`Metrics::register`].
+#[derive(Default)]
+struct Application {
+    registry: Registry,
+    names: Vec<String>,
 }
 
 impl fmt::Debug for Metrics {
@@ -91,7 +103,7 @@ impl fmt::Debug for Metrics {
 }
 
 impl Metrics {
-    pub(crate) fn new(lifecycle: Lifecycle) -> Self {
+    pub(crate) fn new(lifecycle: Lifecycle, build: BuildInfo) -> Self {
         // The `process_*` family is the same in every service: at the root, unprefixed;
         // rodent's own metrics in the `rodent_` sub-registry.
         let mut root = Registry::default();
@@ -179,7 +191,7 @@ impl Metrics {
             spans_dropped.clone(),
         );
         registry.register_collector(Box::new(log_lines_dropped.clone()));
-        registry.register_collector(Box::new(Gauges::new(lifecycle, in_flight.clone())));
+        registry.register_collector(Box::new(Gauges::new(lifecycle, in_flight.clone(), build)));
 
         Self {
             registry: root,
@@ -197,19 +209,71 @@ impl Metrics {
             spans_dropped,
             log_lines_dropped,
             in_flight,
+            application: Mutex::default(),
         }
     }
 
-    /// Renders the Prometheus text format (0.0.4), or OpenMetrics when `openmetrics` is set.
+    /// Renders the Prometheus text format (0.0.4), or OpenMetrics when `openmetrics` is set:
+    /// rodent's metrics, then the application's.
     pub(crate) fn render(&self, openmetrics: bool) -> String {
+        use prometheus_client::encoding::{prometheus_text, text};
         let mut out = String::with_capacity(8 * 1024);
+        let application = self.application();
         let written = if openmetrics {
-            prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            text::encode_registry(&mut out, &self.registry)
+                .and_then(|()| text::encode_registry(&mut out, &application.registry))
+                .and_then(|()| text::encode_eof(&mut out))
         } else {
-            prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
+            prometheus_text::encode(&mut out, &self.registry)
+                .and_then(|()| prometheus_text::encode(&mut out, &application.registry))
         };
         written.expect("writing to a String cannot fail");
         out
+    }
+
+    fn application(&self) -> std::sync::MutexGuard<'_, Application> {
+        self.application
+            .lock()
+            .expect("the application's registry is never poisoned: nothing panics holding it")
+    }
+
+    /// Registers one of the application's metrics. `name` is refused, naming it, when it is
+    /// not a valid metric name, when it is one of rodent's (`rodent_*`, `process_*`), or when
+    /// it was registered already.
+    pub(crate) fn register(
+        &self,
+        name: &str,
+        help: &str,
+        metric: impl Metric,
+    ) -> Result<(), String> {
+        let valid = name
+            .chars()
+            .enumerate()
+            .all(|(i, c)| c.is_ascii_alphabetic() || c == '_' || (i > 0 && c.is_ascii_digit()));
+        if name.is_empty() || !valid {
+            return Err(format!(
+                "{name:?} is not a metric name (letters, digits and _, not starting with a digit)"
+            ));
+        }
+        if ["rodent_", "process_"].iter().any(|p| name.starts_with(p)) {
+            return Err(format!(
+                "{name:?} is in rodent's own namespace (rodent_*, process_*): give the \
+                 application's metrics a prefix of their own"
+            ));
+        }
+        let mut application = self.application();
+        if application.names.iter().any(|n| n == name) {
+            return Err(format!("the metric {name:?} is registered twice"));
+        }
+        application.names.push(name.to_string());
+        application.registry.register(name, help, metric);
+        Ok(())
+    }
+
+    /// Gives the application's registry to `register`, for what [`register`](Self::register)
+    /// does not cover: units, sub-registries, collectors.
+    pub(crate) fn with_application_registry(&self, register: impl FnOnce(&mut Registry)) {
+        register(&mut self.application().registry);
     }
 
     pub(crate) fn in_flight(&self) -> &Arc<InFlight> {
@@ -316,7 +380,10 @@ mod tests {
 
     #[test]
     fn renders_prometheus_text() {
-        let metrics = Metrics::new(Lifecycle::new());
+        let metrics = Metrics::new(
+            Lifecycle::new(),
+            crate::build::Identity::RODENT.build_info(),
+        );
         let cache = RouteCache::default();
         let entered = metrics.enter(&cache, method_index(&http::Method::GET), "/");
         entered.metrics.observe(200, Duration::from_millis(3));
@@ -338,5 +405,41 @@ mod tests {
         assert!(text.contains("rodent_log_lines_dropped_total 0"), "{text}");
         assert!(!text.contains("# EOF"));
         assert!(metrics.render(true).ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn the_applications_metrics_follow_rodents() {
+        let metrics = Metrics::new(
+            Lifecycle::new(),
+            crate::build::Identity::RODENT.build_info(),
+        );
+        let created = Counter::<u64>::default();
+        metrics
+            .register("notes_created", "Notes created", created.clone())
+            .unwrap();
+        created.inc();
+        let text = metrics.render(false);
+        let rodents = text.find("rodent_reloads_total").unwrap();
+        let ours = text.find("notes_created_total 1").unwrap();
+        assert!(rodents < ours, "{text}");
+        let open = metrics.render(true);
+        assert_eq!(open.matches("# EOF").count(), 1, "{open}");
+        assert!(open.ends_with("# EOF\n"));
+
+        for refused in [
+            "rodent_requests",
+            "process_threads",
+            "notes_created",
+            "9lives",
+            "a-b",
+            "",
+        ] {
+            assert!(
+                metrics
+                    .register(refused, "x", Counter::<u64>::default())
+                    .is_err(),
+                "{refused:?} must be refused"
+            );
+        }
     }
 }

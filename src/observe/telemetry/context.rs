@@ -13,7 +13,7 @@ use crate::config::otel::Propagator;
 
 /// The response header carrying the server span, in the `traceparent` format (W3C Trace Context
 /// Level 2 names it `traceresponse`).
-pub const TRACERESPONSE: &str = "traceresponse";
+pub(crate) const TRACERESPONSE: &str = "traceresponse";
 
 /// Every header the B3 propagator reads, whichever form it writes.
 const B3_HEADERS: [&str; 5] = [
@@ -37,7 +37,7 @@ impl Extractor for Headers<'_> {
 }
 
 /// The configured propagators, as OpenTelemetry's composite of them.
-pub fn propagator(list: &[Propagator]) -> TextMapCompositePropagator {
+pub(crate) fn propagator(list: &[Propagator]) -> TextMapCompositePropagator {
     let each = list
         .iter()
         .map(|p| -> Box<dyn TextMapPropagator + Send + Sync> {
@@ -53,7 +53,7 @@ pub fn propagator(list: &[Propagator]) -> TextMapCompositePropagator {
 }
 
 /// Reads incoming requests for the context they continue.
-pub struct Propagation {
+pub(crate) struct Propagation {
     propagator: TextMapCompositePropagator,
     /// The headers the propagators read: a request with none of them (most, from outside a
     /// mesh) is answered without running them.
@@ -69,7 +69,7 @@ impl std::fmt::Debug for Propagation {
 }
 
 impl Propagation {
-    pub fn new(list: &[Propagator]) -> Self {
+    pub(crate) fn new(list: &[Propagator]) -> Self {
         let propagator = propagator(list);
         let mut headers: Vec<String> = propagator.fields().map(str::to_string).collect();
         if list
@@ -88,7 +88,7 @@ impl Propagation {
 
     /// The context a request continues: a valid remote span (its trace goes on), baggage, or
     /// both; `None` when it carries neither.
-    pub fn incoming(&self, headers: &HeaderMap) -> Option<opentelemetry::Context> {
+    pub(crate) fn incoming(&self, headers: &HeaderMap) -> Option<opentelemetry::Context> {
         if !self
             .headers
             .iter()
@@ -103,7 +103,7 @@ impl Propagation {
 }
 
 /// `00-<trace id>-<span id>-<flags>`, the `traceparent` format.
-pub fn traceresponse(span: &SpanContext) -> HeaderValue {
+pub(crate) fn traceresponse(span: &SpanContext) -> HeaderValue {
     let value = format!(
         "00-{}-{}-{:02x}",
         span.trace_id(),

@@ -37,7 +37,7 @@ use tracing_subscriber::filter::Targets;
 
 use std::sync::Arc;
 
-use crate::build;
+use crate::build::{self, Identity};
 use crate::config::Vars;
 use crate::config::otel::{self, Export, Off, Settings};
 use crate::lifecycle::hooks::Hook;
@@ -72,8 +72,10 @@ impl Telemetry {
     /// Reads the `OTEL_*` variables and, when traces are to be exported, starts the export
     /// thread and builds the tracing layer. Never fails: telemetry that cannot start leaves the
     /// service running without it, and [`attach`](Self::attach) logs why.
-    pub(crate) fn start(vars: &Vars) -> Self {
-        let settings = match Settings::from_vars(vars) {
+    /// `service.name` (unless the variables say otherwise) and `service.version` are the
+    /// application's.
+    pub(crate) fn start(vars: &Vars, identity: &Identity) -> Self {
+        let settings = match Settings::from_vars(vars, identity.name) {
             Ok(settings) => settings,
             Err(errors) => {
                 let problems: Vec<String> = errors.iter().map(ToString::to_string).collect();
@@ -90,7 +92,7 @@ impl Telemetry {
                 };
             }
         };
-        let resource = resource(&settings);
+        let resource = resource(&settings, identity);
         let queue = match ExportQueue::spawn(export.clone(), settings.batch, resource.clone()) {
             Ok(queue) => queue,
             Err(e) => {
@@ -216,13 +218,13 @@ fn sampler(choice: otel::Sampler) -> Sampler {
 
 /// rodent's own attributes, then `OTEL_RESOURCE_ATTRIBUTES` (which wins), with `service.name`
 /// already resolved by the settings.
-fn resource(settings: &Settings) -> Resource {
+fn resource(settings: &Settings, identity: &Identity) -> Resource {
     let host = nix::unistd::gethostname()
         .ok()
         .and_then(|name| name.into_string().ok())
         .unwrap_or_else(|| "unknown".to_string());
     let own = [
-        KeyValue::new("service.version", build::VERSION),
+        KeyValue::new("service.version", identity.version),
         // The pod name in Kubernetes, the container id in Docker: what `GET /` calls instance.
         KeyValue::new("service.instance.id", host.clone()),
         KeyValue::new("host.name", host),
@@ -267,7 +269,7 @@ mod tests {
 
     #[test]
     fn nothing_starts_without_an_endpoint() {
-        let mut telemetry = Telemetry::start(&Vars::new());
+        let mut telemetry = Telemetry::start(&Vars::new(), &Identity::RODENT);
         assert!(!telemetry.is_on());
         assert!(telemetry.layers().is_empty());
     }

@@ -202,7 +202,10 @@ mod tests {
         let counts = SpanCounts::default();
         counts.dropped(3);
         counts.exported(5);
-        let metrics = Arc::new(Metrics::new(crate::Lifecycle::new()));
+        let metrics = Arc::new(Metrics::new(
+            crate::Lifecycle::new(),
+            crate::build::Identity::RODENT.build_info(),
+        ));
         counts.report_to(metrics.clone());
         counts.dropped(1);
         let text = metrics.render(false);

@@ -43,7 +43,7 @@ const ATTEMPTS: usize = 20;
 
 /// Why the PID file could not be taken.
 #[derive(Debug, thiserror::Error)]
-pub enum PidFileError {
+pub(crate) enum PidFileError {
     #[error("another instance is already running (PID: {})", pid.map_or("unknown".to_string(), |p| p.to_string()))]
     AlreadyRunning { pid: Option<Pid> },
     #[error("refusing the PID file {}: it is a symbolic link", path.display())]
@@ -60,7 +60,7 @@ pub enum PidFileError {
 
 impl PidFileError {
     /// The documented exit code: 75 when another instance runs, 1 for everything else.
-    pub fn exit(&self) -> Exit {
+    pub(crate) fn exit(&self) -> Exit {
         match self {
             Self::AlreadyRunning { .. } => Exit::AlreadyRunning,
             _ => Exit::Failure,
@@ -70,7 +70,7 @@ impl PidFileError {
 
 /// The held PID file. Dropping it removes the file, then releases the lock.
 #[must_use = "the PID file is released as soon as this is dropped"]
-pub struct PidFileLock {
+pub(crate) struct PidFileLock {
     path: PathBuf,
     /// Which inode we locked: the path is only removed while it still names this one.
     identity: (u64, u64),
@@ -87,7 +87,7 @@ impl std::fmt::Debug for PidFileLock {
 
 impl PidFileLock {
     /// Takes the PID file for this process and writes its PID into it.
-    pub fn acquire(path: &Path) -> Result<Self, PidFileError> {
+    pub(crate) fn acquire(path: &Path) -> Result<Self, PidFileError> {
         for _ in 0..ATTEMPTS {
             let file = open(path, true)?;
             let locked = lock_exclusive(path, file)?;
@@ -132,7 +132,7 @@ impl Drop for PidFileLock {
 
 /// What a PID file says about the instance it belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
+pub(crate) enum Status {
     /// A process holds the lock: this is its PID.
     Running(Pid),
     /// The file is there but nobody holds its lock: its process (this PID) died without
@@ -144,7 +144,7 @@ pub enum Status {
 
 /// Reads the state of the instance behind `path` without disturbing it: no lock is taken
 /// (where `/proc/locks` can be read), so a start racing with this call is never refused.
-pub fn status(path: &Path) -> Result<Status, PidFileError> {
+pub(crate) fn status(path: &Path) -> Result<Status, PidFileError> {
     let file = match open(path, false) {
         Ok(file) => file,
         Err(PidFileError::Open { source, .. }) if source.kind() == io::ErrorKind::NotFound => {

@@ -13,7 +13,7 @@ use crate::process::inherit::claim_inherited;
 /// The service's end of the supervisor: the reaped-orphan totals, and the daemon report pipe
 /// when the supervisor is itself a detached daemon.
 #[derive(Debug)]
-pub struct Link {
+pub(crate) struct Link {
     counts: OwnedFd,
     report: Option<Report>,
 }
@@ -34,7 +34,7 @@ impl Link {
 
     /// The daemon report pipe, when the supervisor was started by `serve --detach`: the service
     /// reports readiness in its place.
-    pub fn take_report(&mut self) -> Option<Report> {
+    pub(crate) fn take_report(&mut self) -> Option<Report> {
         self.report.take()
     }
 

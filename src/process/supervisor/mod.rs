@@ -45,7 +45,7 @@ use crate::process::daemon::{self, Report};
 use crate::process::pidfile::PidFileLock;
 use crate::process::signal::Signal;
 
-pub use link::Link;
+pub(crate) use link::Link;
 use reap::Running;
 
 /// The internal variable that tells a re-executed rodent it is the supervised service:
@@ -57,7 +57,7 @@ const TARGET: &str = "rodent::supervisor";
 
 /// What this process does, as [`role`] decided.
 #[derive(Debug)]
-pub enum Role {
+pub(crate) enum Role {
     /// Run the service here. A [`Link`] when a supervisor started this process.
     Serve(Option<Link>),
     /// Supervise: [`Supervisor::run`] starts the service as a child and waits for it.
@@ -67,7 +67,7 @@ pub enum Role {
 /// Decides, from `RODENT_INIT` and whether this is PID 1, what this process is. Call it once,
 /// early in `main`, after reading the configuration and before any thread exists: a supervisor
 /// must fork from a single-threaded process.
-pub fn role(config: &Config) -> Role {
+pub(crate) fn role(config: &Config) -> Role {
     if let Some(link) = Link::inherited(&config.vars) {
         return Role::Serve(Some(link));
     }
@@ -104,7 +104,7 @@ impl Mode {
 
 /// The supervisor, before it starts the service.
 #[derive(Debug)]
-pub struct Supervisor {
+pub(crate) struct Supervisor {
     mode: Mode,
     pid_file: Option<PathBuf>,
     report: Option<Report>,
@@ -116,20 +116,20 @@ impl Supervisor {
     /// Hands this inherited listening socket to the service: the supervisor is the process the
     /// service manager started, so the socket came to it. The supervisor keeps no copy once
     /// the service has it.
-    pub fn listener(mut self, listener: Option<std::net::TcpListener>) -> Self {
+    pub(crate) fn listener(mut self, listener: Option<std::net::TcpListener>) -> Self {
         self.listener = listener;
         self
     }
 
     /// Holds this PID file while supervising: it names the supervisor, which forwards every
     /// signal sent to it, and the service child leaves the file alone.
-    pub fn pid_file(mut self, path: Option<PathBuf>) -> Self {
+    pub(crate) fn pid_file(mut self, path: Option<PathBuf>) -> Self {
         self.pid_file = path;
         self
     }
 
     /// A detached daemon's report pipe: handed to the service, which reports readiness on it.
-    pub fn report_to(mut self, report: Option<Report>) -> Self {
+    pub(crate) fn report_to(mut self, report: Option<Report>) -> Self {
         self.report = report;
         self
     }
@@ -138,7 +138,7 @@ impl Supervisor {
     /// process with. Installs the supervisor's own logger (the service's format, its level),
     /// which writes without blocking or drops, so that neither the loop nor the exit ever waits
     /// on stdout.
-    pub fn run(self, config: &Config) -> u8 {
+    pub(crate) fn run(self, config: &Config) -> u8 {
         let log = logging::init_direct(&config.log, config.log_format);
         let code = match self.start() {
             Ok(mut running) => running.supervise(),

@@ -132,6 +132,7 @@ fn errors_name_given_variables(
                     .any(|v| explanation.contains(v.name) && given(v.name, &vars, file.as_deref())),
                 "{explanation:?} names no variable that was given"
             ),
+            other => prop_assert!(false, "a kind of problem this test does not know: {other}"),
         }
         prop_assert!(!error.to_string().is_empty());
     }

@@ -289,3 +289,30 @@ fn an_env_file_that_cannot_be_parsed_shows_none_of_its_values() {
     );
     assert!(!printed.contains("hunter2"), "{printed}");
 }
+
+#[test]
+fn a_number_past_its_bound_is_refused_not_wrapped() {
+    // Both were accepted by `config check` once: the first then wrapped an addition on every
+    // request, the second made `serve` panic.
+    let output = rodent()
+        .env("RODENT_IDLE_TIMEOUT", "18446744073709551615ms")
+        .env("OTEL_BSP_MAX_QUEUE_SIZE", "18446744073709551615")
+        .env("RODENT_BODY_LIMIT", "1073741825")
+        .arg("config")
+        .arg("check")
+        .command()
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(78));
+    let errors = String::from_utf8_lossy(&output.stderr);
+    for expected in [
+        "RODENT_IDLE_TIMEOUT=\"18446744073709551615ms\" is invalid: expected a duration of at most 24h",
+        "RODENT_BODY_LIMIT=\"1073741825\" is invalid: expected a whole number from 0 to 1073741824",
+        "OTEL_BSP_MAX_QUEUE_SIZE=\"18446744073709551615\" is invalid: expected a whole number from 1 to 65536",
+    ] {
+        assert!(errors.contains(expected), "{expected} in {errors}");
+    }
+    let (code, log) = serve_with(&[("RODENT_IDLE_TIMEOUT", "25h")]);
+    assert_eq!(code, 78);
+    assert_eq!(named(&log), ["RODENT_IDLE_TIMEOUT"]);
+}

@@ -1,5 +1,7 @@
 //! The lifecycle of the real `rodent` binary: real processes, real signals, real sockets.
 
+mod app_settings;
+mod application;
 mod config;
 mod drain;
 mod http_edges;

@@ -2,6 +2,7 @@
 //! the collector (in plain text or over TLS, with a CA the test makes), and `/metrics` is read
 //! with a Prometheus text parser and linted with `promtool`.
 
+mod application;
 mod metrics;
 mod pki;
 mod process;

@@ -30,10 +30,10 @@ use pb::{
 use rodent::{Drain, Lifecycle};
 use tonic::{Code, Request, Response, Status};
 
+use crate::routes::{STOPPING, instance};
+
 /// How often `Stream` sends a message.
 const STREAM_EVERY: Duration = Duration::from_millis(100);
-/// Why the drain ended a `Stream`.
-const STOPPING: &str = "the service is stopping; reconnect to reach another instance";
 
 /// The unary methods: `Echo`, `Delay`, `Status`.
 pub(crate) fn unary() -> Router {
@@ -62,12 +62,8 @@ struct Echo {
 
 impl Echo {
     fn new() -> Self {
-        let instance = nix::unistd::gethostname()
-            .ok()
-            .and_then(|name| name.into_string().ok())
-            .unwrap_or_else(|| "unknown".to_string());
         Self {
-            instance: instance.into(),
+            instance: instance().into(),
         }
     }
 }

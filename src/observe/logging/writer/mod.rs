@@ -45,10 +45,10 @@ const CLOSE_WITHIN: Duration = Duration::from_millis(100);
 /// The log lines lost in the life of the process: never written, or written to a stdout that
 /// failed. Shared with `/metrics`.
 #[derive(Clone, Debug, Default)]
-pub struct DroppedLines(Arc<AtomicU64>);
+pub(crate) struct DroppedLines(Arc<AtomicU64>);
 
 impl DroppedLines {
-    pub fn total(&self) -> u64 {
+    pub(crate) fn total(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
 

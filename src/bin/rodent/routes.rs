@@ -1,32 +1,31 @@
 //! The routes of the `rodent` reference service: what platform teams call to test rollouts,
-//! probes, timeouts and telemetry. An embedding application brings its own routes instead.
+//! probes, timeouts and telemetry.
 
 use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Extension, Path, Query};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::stream::{self, Stream, StreamExt};
+use rodent::{BuildInfo, Drain, Lifecycle, Problem};
 use serde::Deserialize;
 use serde_json::json;
-
-use crate::build;
-use crate::http::Problem;
-use crate::lifecycle::{Drain, Lifecycle};
 
 /// How often `/stream/{ms}` sends a line.
 const STREAM_EVERY: Duration = Duration::from_millis(100);
 /// How often `/events` sends an event, unless asked otherwise.
 const EVENTS_EVERY: Duration = Duration::from_secs(1);
-/// What the last line or event of a long-lived response says when the drain ended it.
-const STOPPING: &str = "the service is stopping; reconnect to reach another instance";
+/// What the last line or event of a long-lived response (the gRPC `Stream`'s status too) says
+/// when the drain ended it.
+pub(crate) const STOPPING: &str = "the service is stopping; reconnect to reach another instance";
 
-pub fn routes() -> Router {
+/// The reference routes; `build` is what `GET /` and `GET /version` report.
+pub(crate) fn routes(build: BuildInfo) -> Router {
     Router::new()
         .route("/", get(info))
         .route("/version", get(version))
@@ -36,13 +35,17 @@ pub fn routes() -> Router {
         .route("/panic", get(panic))
         .route("/stream/{ms}", get(stream))
         .route("/events", get(events))
+        .with_state(build)
 }
 
 /// `GET /`: who is answering.
-async fn info(Extension(lifecycle): Extension<Lifecycle>) -> Json<serde_json::Value> {
+async fn info(
+    State(build): State<BuildInfo>,
+    Extension(lifecycle): Extension<Lifecycle>,
+) -> Json<serde_json::Value> {
     Json(json!({
-        "name": build::NAME,
-        "version": build::VERSION,
+        "name": build.name,
+        "version": build.version,
         "instance": instance(),
         "pid": std::process::id(),
         "state": lifecycle.state().as_str(),
@@ -51,7 +54,7 @@ async fn info(Extension(lifecycle): Extension<Lifecycle>) -> Json<serde_json::Va
 }
 
 /// The host name: the pod name in Kubernetes, the container id in Docker.
-fn instance() -> String {
+pub(crate) fn instance() -> String {
     nix::unistd::gethostname()
         .ok()
         .and_then(|name| name.into_string().ok())
@@ -59,8 +62,8 @@ fn instance() -> String {
 }
 
 /// `GET /version`.
-async fn version() -> Json<build::BuildInfo> {
-    Json(build::INFO)
+async fn version(State(build): State<BuildInfo>) -> Json<BuildInfo> {
+    Json(build)
 }
 
 /// `GET /delay/{ms}`: answers after `ms` milliseconds; the request timeout still applies.
