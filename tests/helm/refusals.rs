@@ -43,6 +43,11 @@ fn wrong_types_and_typos_are_rejected_by_the_schema() {
             Values::defaults().set_string("managementPort=9090"),
             "managementPort",
         ),
+        (
+            Values::defaults().set_string("probes.grpc.enabled=yes"),
+            "probes.grpc.enabled",
+        ),
+        (Values::defaults().set("probes.grpc.port=9090"), "probes.grpc"),
     ] {
         let args = values.0.clone();
         let error = refused(tools, values);
