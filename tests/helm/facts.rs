@@ -73,7 +73,10 @@ pub fn assert_probes(m: &Manifests) {
             assert_eq!(container[probe]["httpGet"]["path"], path, "{probe} path");
             assert_eq!(container[probe]["httpGet"]["port"], probed, "{probe} port");
         } else {
-            assert_ne!(probe, "livenessProbe", "NOT_SERVING while draining would restart it");
+            assert_ne!(
+                probe, "livenessProbe",
+                "NOT_SERVING while draining would restart it"
+            );
             assert!(container[probe]["httpGet"].is_null(), "{probe}: one action");
             let number = port(probed).expect("the probed port is declared");
             assert_eq!(whole(&grpc["port"]).to_string(), number, "{probe} port");

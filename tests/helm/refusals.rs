@@ -47,7 +47,10 @@ fn wrong_types_and_typos_are_rejected_by_the_schema() {
             Values::defaults().set_string("probes.grpc.enabled=yes"),
             "probes.grpc.enabled",
         ),
-        (Values::defaults().set("probes.grpc.port=9090"), "probes.grpc"),
+        (
+            Values::defaults().set("probes.grpc.port=9090"),
+            "probes.grpc",
+        ),
     ] {
         let args = values.0.clone();
         let error = refused(tools, values);

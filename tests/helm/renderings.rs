@@ -325,7 +325,10 @@ fn a_management_port_takes_the_probes_the_scrapes_and_the_test() {
 #[test]
 fn grpc_probes_call_the_health_service_on_the_port_the_probes_answer_on() {
     let Some(tools) = tools() else { return };
-    let m = check(tools, Values::all_features().set("probes.grpc.enabled=true"));
+    let m = check(
+        tools,
+        Values::all_features().set("probes.grpc.enabled=true"),
+    );
     let container = m.container();
     for probe in ["startupProbe", "readinessProbe"] {
         assert_eq!(
