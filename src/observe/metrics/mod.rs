@@ -142,7 +142,7 @@ impl Metrics {
         );
         registry.register(
             "http_request_timeouts",
-            "Requests answered 503 because the handler exceeded RODENT_REQUEST_TIMEOUT",
+            "Requests answered 503 (gRPC calls DEADLINE_EXCEEDED) because the handler exceeded RODENT_REQUEST_TIMEOUT",
             timeouts.clone(),
         );
         registry.register(
@@ -152,7 +152,7 @@ impl Metrics {
         );
         registry.register(
             "http_requests_shed",
-            "Requests refused with 503 because RODENT_MAX_INFLIGHT was reached",
+            "Requests refused with 503 (gRPC calls UNAVAILABLE) because RODENT_MAX_INFLIGHT was reached",
             shed.clone(),
         );
         registry.register(
