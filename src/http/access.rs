@@ -7,7 +7,8 @@
 //! not exported, the one of the incoming `traceparent`, so logs still join the caller's trace.
 //!
 //! Probes and `/metrics` get a debug-level span: they are not traced, as they are not logged
-//! by default.
+//! by default. What the client chose (the request id, the path, the user agent, the host) is
+//! [clipped](crate::observe::clip) in the span and the line.
 //!
 //! [`telemetry`]: crate::observe::telemetry
 
@@ -36,6 +37,7 @@ use super::guard::TimedOut;
 use super::instance::Instance;
 use super::problem::Panicked;
 use super::routes::is_exempt;
+use crate::observe::clip::clip;
 use crate::observe::logging::AccessLine;
 use crate::observe::metrics::{Entered, METHODS, RouteCache, UNMATCHED, method_index};
 use crate::observe::telemetry::context;
@@ -174,15 +176,16 @@ fn begin(state: &Arc<Instance>, cache: &RouteCache, req: &mut Request) -> (Span,
     let on_connection = req.extensions_mut().remove::<RequestOnConnection>();
     // Set by tower-http's `SetRequestId` outside this layer: the client's, or a new UUID.
     let id = req.headers().get(X_REQUEST_ID).cloned();
-    let request_id = id
-        .as_ref()
-        .and_then(|id| id.to_str().ok())
-        .unwrap_or_default();
+    let request_id = clip(
+        id.as_ref()
+            .and_then(|id| id.to_str().ok())
+            .unwrap_or_default(),
+    );
     let exempt = is_exempt(route);
     // Semantic conventions: `http.route` only when a route matched, and the span named after it.
     let http_route = (&**route != UNMATCHED).then_some(&**route);
     let name = SpanName(method, http_route);
-    let path = req.uri().path();
+    let path = clip(req.uri().path());
     let span = if exempt {
         request_span!(
             tracing::Level::DEBUG,
@@ -268,10 +271,11 @@ fn finish(observed: Observed, span: &Span, mut response: Response) -> Response {
             context::traceresponse(server),
         );
     }
-    let request_id = id
-        .as_ref()
-        .and_then(|id| id.to_str().ok())
-        .unwrap_or_default();
+    let request_id = clip(
+        id.as_ref()
+            .and_then(|id| id.to_str().ok())
+            .unwrap_or_default(),
+    );
     let trace_id = trace_id.map(|id| id.to_string());
     let trace_id = trace_id.as_deref();
     let latency_ms = (latency.as_secs_f64() * 1e6).round() / 1e3;
@@ -339,7 +343,7 @@ fn server_span(span: &Span, incoming: Option<&opentelemetry::Context>) -> Option
 /// The attributes only an exported span needs.
 fn record_request(span: &Span, req: &Request, method: &str) {
     if method == "_OTHER" {
-        span.record("http.request.method_original", req.method().as_str());
+        span.record("http.request.method_original", clip(req.method().as_str()));
     }
     let version = match req.version() {
         Version::HTTP_09 => "0.9",
@@ -368,7 +372,7 @@ fn record_request(span: &Span, req: &Request, method: &str) {
             Some((authority.host().to_string(), authority.port_u16()))
         });
     if let Some((host, port)) = host {
-        span.record("server.address", host.as_str());
+        span.record("server.address", clip(&host));
         if let Some(port) = port {
             span.record("server.port", port);
         }
@@ -378,6 +382,6 @@ fn record_request(span: &Span, req: &Request, method: &str) {
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
     {
-        span.record("user_agent.original", agent);
+        span.record("user_agent.original", clip(agent));
     }
 }

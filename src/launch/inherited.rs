@@ -10,7 +10,7 @@ use crate::config::{LogFormat, Vars};
 use crate::exit::Exit;
 use crate::observe::logging::Logging;
 use crate::process::activation::{self, Activation, ActivationError, Inherited, Source};
-use crate::process::inherit;
+use crate::process::handoff;
 use crate::process::successor::{self, Predecessor};
 
 /// What was inherited.
@@ -47,7 +47,7 @@ impl Inheritance {
             successor::MARKER,
         ]);
         // Before anything can start a process: none of them is the one these were meant for.
-        let forgotten = inherit::forget(&names);
+        let forgotten = handoff::forget(&names);
         let (socket, not_ours) = match activation {
             Ok(Activation::Inherited(socket)) => (Some(socket), None),
             Ok(Activation::NotOurs { listen_pid }) => (None, Some(listen_pid)),

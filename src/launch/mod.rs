@@ -34,6 +34,7 @@ mod inherited;
 mod probe;
 mod setup;
 
+use std::os::fd::{AsRawFd, RawFd};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -130,7 +131,7 @@ pub(crate) fn serve(launch: Launch, options: Options, setup: Setup) -> ExitCode 
         eprintln!("{name}: cannot block signals: {e}");
         return Exit::Failure.into();
     }
-    crate::process::successor::remember_executable();
+    crate::process::reexec::remember_executable();
     let mut config = match launch.spec().read(None) {
         Ok(config) => config,
         Err(errors) => {
@@ -174,7 +175,12 @@ pub(crate) fn serve(launch: Launch, options: Options, setup: Setup) -> ExitCode 
         (Some(predecessor), _) => Some(predecessor.report),
         // A supervised service was re-executed with the same arguments: its supervisor detached.
         (None, Role::Serve(None) | Role::Supervisor(_)) if options.detach => {
-            match detach(name, &mut config) {
+            // Everything else the caller left open is closed in the daemon.
+            let keep: Vec<RawFd> = (inherited.socket.as_ref().map(|s| s.listener.as_raw_fd()))
+                .into_iter()
+                .chain(inherited.management.as_ref().map(AsRawFd::as_raw_fd))
+                .collect();
+            match detach(name, &mut config, &keep) {
                 Detach::Daemon(report) => Some(report),
                 Detach::LauncherDone(exit) => return exit,
             }
@@ -275,7 +281,8 @@ fn serve_here(config: Config, layers: Vec<BoxedLayer>, started: Started, setup: 
         }
     };
     let notifier = Notifier::from_vars(&config.vars);
-    let restarts = restarts(&config, link.is_some(), notifier.is_some());
+    let restarts =
+        Restarts::of_this_process(config.pid_file.clone(), link.is_some(), notifier.is_some());
     let takeover = match (replaces, &pid_file, &config.pid_file) {
         (Some(predecessor), Some(lock), Some(path)) => {
             Some((predecessor, lock.clone(), path.clone()))
@@ -374,28 +381,6 @@ fn log_starting(config: &Config) {
     config.warn_unknown();
 }
 
-/// How this process answers SIGUSR2. A restart is refused where a successor could not take
-/// this process's place: under the PID 1 supervisor, which holds the PID file and the socket and
-/// would be left supervising nothing; under systemd, which tracks the main PID and would take
-/// this process's exit for the service's.
-fn restarts(config: &Config, supervised: bool, under_systemd: bool) -> Restarts {
-    if supervised {
-        // The PID file names the supervisor, whom `rodent restart` signalled.
-        return Restarts::new(config.pid_file.clone(), nix::unistd::getppid()).refused(
-            "restart is not available under the PID 1 supervisor (RODENT_INIT=always, or PID 1): \
-             restart the container or the supervisor instead",
-        );
-    }
-    let restarts = Restarts::new(config.pid_file.clone(), nix::unistd::getpid());
-    if under_systemd {
-        return restarts.refused(
-            "restart is not available under systemd (NOTIFY_SOCKET is set), which would take \
-             this process's exit for the service's: use systemctl restart, with a socket unit",
-        );
-    }
-    restarts
-}
-
 /// Which side of `--detach` this process is on once [`detach`] returns.
 enum Detach {
     /// The daemon, with the pipe to report its start on.
@@ -405,8 +390,9 @@ enum Detach {
     LauncherDone(ExitCode),
 }
 
-/// Becomes a daemon. `name`: the application's, for what the launcher prints.
-fn detach(name: &str, config: &mut Config) -> Detach {
+/// Becomes a daemon. `name`: the application's, for what the launcher prints; `keep`: the
+/// inherited descriptors the daemon keeps.
+fn detach(name: &str, config: &mut Config, keep: &[RawFd]) -> Detach {
     if nix::unistd::getpid() == Pid::from_raw(1) {
         eprintln!(
             "{name}: serve --detach as PID 1 would end the container as soon as it returns; \
@@ -426,7 +412,7 @@ fn detach(name: &str, config: &mut Config) -> Detach {
     if let Some(path) = &config.pid_file {
         config.pid_file = Some(std::path::absolute(path).unwrap_or_else(|_| path.clone()));
     }
-    let outcome = match daemon::detach(config.log_file.as_deref()) {
+    let outcome = match daemon::detach(config.log_file.as_deref(), keep) {
         Ok(Detached::Daemon(report)) => return Detach::Daemon(report),
         Ok(Detached::Launcher(outcome)) => outcome,
         Err(e) => {

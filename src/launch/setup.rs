@@ -10,13 +10,12 @@ use std::process::ExitCode;
 
 use futures_util::FutureExt;
 use tokio::runtime::Runtime;
-use tokio::sync::mpsc::{self, UnboundedReceiver};
 
 use crate::config::{ConfigError, ConfigErrors};
 use crate::exit::Exit;
 use crate::lifecycle::BoxError;
 use crate::lifecycle::budget::ExitBudget;
-use crate::process::signal::Signal;
+use crate::process::signal::Received;
 use crate::run::Rodent;
 
 /// The application's setup: given the service, returns it with its routes, checks, hooks and
@@ -54,8 +53,8 @@ pub(super) fn run(
     runtime: &Runtime,
     setup: Setup,
     service: Rodent,
-    mut signals: UnboundedReceiver<Signal>,
-) -> Result<(Rodent, UnboundedReceiver<Signal>), Box<Stopped>> {
+    mut signals: Received,
+) -> Result<(Rodent, Received), Box<Stopped>> {
     tracing::info!(target: "rodent::lifecycle", "running the application's setup");
     let config = service.config();
     let mut held = Vec::new();
@@ -98,22 +97,9 @@ pub(super) fn run(
             return stopped(Exit::Failure, cause);
         }
     };
-    if held.is_empty() {
-        return Ok((service, signals));
-    }
     // Signals that came during the setup go first, then the rest as they arrive.
-    let (forward, forwarded) = mpsc::unbounded_channel();
-    for signal in held {
-        let _ = forward.send(signal);
-    }
-    runtime.spawn(async move {
-        while let Some(signal) = signals.recv().await {
-            if forward.send(signal).is_err() {
-                break;
-            }
-        }
-    });
-    Ok((service, forwarded))
+    signals.hand_back(held);
+    Ok((service, signals))
 }
 
 /// Logs why the setup failed, and says how the process exits: 78 for a configuration error

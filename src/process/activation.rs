@@ -19,12 +19,11 @@
 
 use std::net::TcpListener;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
-use std::os::unix::process::CommandExt;
 use std::process::Command;
 
-use nix::unistd::{Pid, getpid, getppid};
+use nix::unistd::{Pid, getpid};
 
-use super::inherit::claim_inherited;
+use super::handoff::{self, claim_inherited};
 use crate::config::Vars;
 
 /// The variables of the protocol, forgotten once read.
@@ -33,8 +32,7 @@ pub(crate) const VARIABLES: [&str; 3] = ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDN
 const FIRST_FD: RawFd = 3;
 /// The name a socket unit gives rodent's socket when it passes several.
 const NAME: &str = "http";
-/// The internal variable naming the socket a rodent parent hands down:
-/// `<parent pid>:<descriptor>`. Honoured only when that parent is this process's parent.
+/// The internal variable naming the socket a rodent parent hands down (see [`handoff`]).
 pub(crate) const HANDED_DOWN: &str = "RODENT_LISTENER";
 /// The same for the management port's socket, which a predecessor hands to its successor
 /// (`RODENT_MANAGEMENT_PORT`).
@@ -185,29 +183,23 @@ pub(crate) fn management_handed_down(vars: &Vars) -> Result<Option<TcpListener>,
     Ok(claim_handed_down(vars, MANAGEMENT_HANDED_DOWN)?.map(|(listener, _)| listener))
 }
 
-/// The listener named in `variable` (`<parent pid>:<descriptor>`), if that parent is ours.
+/// The listener named in `variable` ([`handoff`]), if this process's parent named it.
 fn claim_handed_down(
     vars: &Vars,
     variable: &'static str,
 ) -> Result<Option<(TcpListener, RawFd)>, ActivationError> {
-    let Some(raw) = vars.get(variable) else {
+    let Some(parent) = handoff::handed_down(vars, variable) else {
         return Ok(None);
     };
-    let Some((parent, fd)) = raw.split_once(':') else {
-        return Ok(None);
-    };
-    let (Ok(parent), Ok(fd)) = (parent.parse::<i32>(), fd.parse::<RawFd>()) else {
-        return Ok(None);
-    };
-    if Pid::from_raw(parent) != getppid() {
-        return Ok(None);
-    }
-    let listener = claim(fd).map_err(|problem| ActivationError {
+    let listener = claim(parent.fd).map_err(|problem| ActivationError {
         variable,
-        value: raw.clone(),
-        problem: format!("descriptor {fd} is not a listening TCP socket: {problem}"),
+        value: vars.get(variable).cloned().unwrap_or_default(),
+        problem: format!(
+            "descriptor {} is not a listening TCP socket: {problem}",
+            parent.fd
+        ),
     })?;
-    Ok(Some((listener, fd)))
+    Ok(Some((listener, parent.fd)))
 }
 
 /// Takes `fd` as a listener once it is known to be one; `Err` says what it is instead.
@@ -261,32 +253,18 @@ fn kind(fd: BorrowedFd<'_>) -> Result<(), &'static str> {
     }
 }
 
-/// Hands `listener` down to the rodent `command` starts: open across its exec, and named in
-/// [`HANDED_DOWN`] with this process's PID (the child checks it is its parent's).
+/// Hands `listener` down to the rodent `command` starts, in [`HANDED_DOWN`]; the socket
+/// activation variables, which were this process's, are not passed on.
 pub(crate) fn hand_down(command: &mut Command, listener: &impl AsRawFd) {
-    hand_down_as(command, HANDED_DOWN, listener);
+    for name in VARIABLES {
+        command.env_remove(name);
+    }
+    handoff::hand_down(command, HANDED_DOWN, listener.as_raw_fd());
 }
 
 /// Hands the management port's `listener` down the same way, in [`MANAGEMENT_HANDED_DOWN`].
 pub(crate) fn hand_down_management(command: &mut Command, listener: &impl AsRawFd) {
-    hand_down_as(command, MANAGEMENT_HANDED_DOWN, listener);
-}
-
-fn hand_down_as(command: &mut Command, variable: &str, listener: &impl AsRawFd) {
-    let fd = listener.as_raw_fd();
-    command.env(variable, format!("{}:{fd}", getpid()));
-    for name in VARIABLES {
-        command.env_remove(name);
-    }
-    // SAFETY: fcntl is async-signal-safe; `fd` is open in the parent, so in the child too.
-    unsafe {
-        command.pre_exec(move || {
-            if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    handoff::hand_down(command, MANAGEMENT_HANDED_DOWN, listener.as_raw_fd());
 }
 
 #[cfg(test)]

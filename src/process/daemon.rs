@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use nix::fcntl::OFlag;
-use nix::sys::signal::{SigSet, SigmaskHow, pthread_sigmask};
+use nix::sys::signal::{SigmaskHow, pthread_sigmask};
 use nix::sys::stat::{Mode, umask};
 use nix::sys::wait::waitpid;
 use nix::unistd::{ForkResult, Pid, chdir, fork, pipe2, setsid};
@@ -35,9 +35,12 @@ use nix::unistd::{ForkResult, Pid, chdir, fork, pipe2, setsid};
 use crate::config::Vars;
 use crate::exit::Exit;
 use crate::lifecycle::Event;
-use crate::process::signal::Signal;
+use crate::process::handoff;
+use crate::process::signal::handled_set;
+use crate::process::threads;
 
-/// The internal variable that hands the report pipe to a service started by a supervisor.
+/// The internal variable that hands the report pipe to a service started by a supervisor
+/// (see [`handoff`]).
 pub(crate) const FD_VARIABLE: &str = "RODENT_DAEMON_FD";
 
 /// Which side of the fork this process is on.
@@ -69,10 +72,13 @@ pub(crate) enum DetachError {
     #[error("cannot open the log file {} (RODENT_LOG_FILE): {source}", path.display())]
     LogFile { path: PathBuf, source: io::Error },
     #[error(
-        "cannot detach: {0} threads are running, and forking now would copy a process in an \
-         unknown state"
+        "cannot detach: {} and forking now could copy a process in an unknown state",
+        match .0 {
+            Some(n) => format!("{n} threads are running,"),
+            None => "whether other threads run is unknown (/proc/self/task cannot be read),".into(),
+        }
     )]
-    Threads(usize),
+    Threads(Option<usize>),
     #[error("cannot detach: {call} failed: {source}")]
     Os {
         call: &'static str,
@@ -90,10 +96,15 @@ fn os<E: Into<io::Error>>(call: &'static str) -> impl FnOnce(E) -> DetachError {
 /// Detaches. Must run before any thread exists (it forks twice, and only the forking thread
 /// survives a fork); that is checked. `log_file` is opened here, before the forks, so that an
 /// unwritable one is reported by the launcher like any other error.
-pub(crate) fn detach(log_file: Option<&Path>) -> Result<Detached, DetachError> {
-    let threads = thread_count();
-    if threads > 1 {
-        return Err(DetachError::Threads(threads));
+///
+/// The daemon keeps only its standard streams, its report pipe and the descriptors in `keep`
+/// (a listening socket it inherited and claimed): every other descriptor it inherited from its
+/// caller is closed. A caller's descriptor would otherwise stay open for the daemon's whole
+/// life, and in every successor of a restart: `flock LOCK rodent serve --detach` would hold
+/// LOCK until the last of them exits.
+pub(crate) fn detach(log_file: Option<&Path>, keep: &[RawFd]) -> Result<Detached, DetachError> {
+    if !threads::single() {
+        return Err(DetachError::Threads(threads::count()));
     }
     let output = match log_file {
         Some(path) => OpenOptions::new()
@@ -117,13 +128,14 @@ pub(crate) fn detach(log_file: Option<&Path>) -> Result<Detached, DetachError> {
             // The intermediate process exits at once; reap it so it leaves no zombie.
             let _ = waitpid(child, None);
             // The launcher only waits from here on: let Ctrl-C and SIGTERM end the wait.
-            let _ = pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&forwarded()), None);
+            let _ = pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&handled_set()), None);
             Ok(Detached::Launcher(wait_for_report(read)))
         }
         ForkResult::Child => {
             drop(read);
             let report = Report::new(write, nix::unistd::getpid());
-            let steps = || -> Result<(), DetachError> {
+            let report_fd = report.raw_fd();
+            let steps = move || -> Result<(), DetachError> {
                 setsid().map_err(os("setsid"))?;
                 // SAFETY: still the only thread.
                 if let ForkResult::Parent { .. } = unsafe { fork() }.map_err(os("fork"))? {
@@ -136,6 +148,11 @@ pub(crate) fn detach(log_file: Option<&Path>) -> Result<Detached, DetachError> {
                 nix::unistd::dup2_stdin(&input).map_err(os("dup2"))?;
                 nix::unistd::dup2_stdout(&output).map_err(os("dup2"))?;
                 nix::unistd::dup2_stderr(&output).map_err(os("dup2"))?;
+                drop(input);
+                drop(output);
+                let mut kept = keep.to_vec();
+                kept.extend(report_fd);
+                close_all_but(&kept).map_err(os("close_range"))?;
                 Ok(())
             };
             if let Err(e) = steps() {
@@ -151,24 +168,65 @@ pub(crate) fn detach(log_file: Option<&Path>) -> Result<Detached, DetachError> {
     }
 }
 
+/// Closes every descriptor from 3 up, except those in `keep`. Nothing else may refer to the
+/// descriptors closed: call it in a single-threaded process, before anything but `keep` was
+/// opened or claimed.
+///
+/// `close_range(2)` (Linux 5.9), called through `syscall` as nix has no wrapper and glibc only
+/// since 2.34; on older kernels, the descriptors `/proc/self/fd` lists.
+fn close_all_but(keep: &[RawFd]) -> io::Result<()> {
+    let mut keep: Vec<u32> = keep
+        .iter()
+        .filter_map(|&fd| u32::try_from(fd).ok())
+        .filter(|&fd| fd >= 3)
+        .collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut ranges = Vec::new();
+    let mut first = 3;
+    for fd in keep.iter().copied() {
+        if first < fd {
+            ranges.push((first, fd - 1));
+        }
+        first = fd + 1;
+    }
+    ranges.push((first, u32::MAX));
+    for (first, last) in ranges {
+        // SAFETY: close_range takes two descriptor numbers and flags; by this function's
+        // contract nothing refers to the descriptors it closes.
+        if unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) } != 0 {
+            let error = io::Error::last_os_error();
+            if error.raw_os_error() != Some(libc::ENOSYS) {
+                return Err(error);
+            }
+            return close_listed_but(&keep);
+        }
+    }
+    Ok(())
+}
+
+/// [`close_all_but`] without `close_range`.
+fn close_listed_but(keep: &[u32]) -> io::Result<()> {
+    let open: Vec<u32> = std::fs::read_dir("/proc/self/fd")?
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+        .collect();
+    for fd in open {
+        if fd >= 3 && !keep.contains(&fd) {
+            // SAFETY: as in close_all_but; the directory's own descriptor, listed too, is
+            // closed already, and EBADF is harmless.
+            unsafe { libc::close(fd as RawFd) };
+        }
+    }
+    Ok(())
+}
+
 fn dev_null(write: bool) -> Result<File, DetachError> {
     OpenOptions::new()
         .read(!write)
         .write(write)
         .open("/dev/null")
         .map_err(os("open /dev/null"))
-}
-
-fn forwarded() -> SigSet {
-    let mut set = SigSet::empty();
-    for signal in Signal::ALL {
-        set.add(signal.os());
-    }
-    set
-}
-
-fn thread_count() -> usize {
-    std::fs::read_dir("/proc/self/task").map_or(1, |tasks| tasks.count())
 }
 
 fn wait_for_report(read: OwnedFd) -> Outcome {
@@ -240,11 +298,11 @@ impl Report {
         }
     }
 
-    /// The report pipe handed down by the supervisor that spawned this process (whose PID is
-    /// `supervisor`): the variable names a file descriptor, claimed here once.
-    pub(crate) fn inherited(vars: &Vars, supervisor: Pid) -> Option<Self> {
-        let pipe = super::inherit::claim_inherited(vars.get(FD_VARIABLE)?.parse().ok()?)?;
-        Some(Self::new(pipe, supervisor))
+    /// The report pipe handed down by the supervisor that spawned this process, claimed here
+    /// once: the supervisor's PID is the one to announce.
+    pub(crate) fn inherited(vars: &Vars) -> Option<Self> {
+        let supervisor = handoff::handed_down(vars, FD_VARIABLE)?;
+        Some(Self::new(supervisor.claim()?, supervisor.parent))
     }
 
     /// The descriptor to hand to a child process, which then reports in our place.

@@ -11,18 +11,22 @@
 //! | [`notify`] | systemd readiness notifications (`NOTIFY_SOCKET`) |
 //! | [`activation`] | listening sockets inherited instead of bound: `LISTEN_FDS`, or from a parent rodent |
 //! | [`successor`] | `rodent restart`: the successor started on the socket, its report, the outcome |
-//! | `inherit` | descriptors a parent process hands down, claimed once; their variables forgotten |
+//! | `handoff` | descriptors a rodent hands to the rodent it starts, named in variables, claimed once |
+//! | `reexec` | this program started again: the supervised service, a restart's successor |
+//! | `threads` | whether this process is single-threaded (unknown counts as no) |
 //!
 //! Nothing here knows about HTTP or the service's state: the launcher wires these parts to the
 //! service through lifecycle [`Event`](crate::lifecycle::Event)s.
 
 pub(crate) mod activation;
 pub(crate) mod daemon;
-pub(crate) mod inherit;
+pub(crate) mod handoff;
 pub(crate) mod notify;
 pub(crate) mod pidfile;
+pub(crate) mod reexec;
 pub(crate) mod signal;
 pub(crate) mod successor;
 pub(crate) mod supervisor;
+pub(crate) mod threads;
 
 pub use signal::Signal;

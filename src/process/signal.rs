@@ -5,14 +5,20 @@
 //! ([`listen`]): one that arrives while configuration is read stays pending and is delivered
 //! then, instead of being lost or killing the process with its default action.
 //!
-//! The handlers run on a thread of their own, so [`listen`] can be called before the
-//! application's runtime is built. That order matters: a thread inherits the signal mask of the
-//! thread that creates it, and a child process inherits the mask of the thread that spawns it,
-//! so runtime threads created while the signals are still blocked would hand a blocked SIGTERM
-//! to every process the service starts.
+//! What the handlers receive is read on a thread of its own, so [`listen`] can be called before
+//! the application's runtime is built. That order matters: a thread inherits the signal mask of
+//! the thread that creates it, and a child process inherits the mask of the thread that spawns
+//! it, so runtime threads created while the signals are still blocked would hand a blocked
+//! SIGTERM to every process the service starts.
+//!
+//! signal-hook, not a second tokio runtime, receives them there: its handlers are in the
+//! registry tokio's own signal handling uses, and a plain thread reads them. Like tokio's, it
+//! reports a signal sent several times before it is read once.
+
+use std::collections::VecDeque;
 
 use nix::sys::signal::{SigSet, SigmaskHow, Signal as Sig, pthread_sigmask};
-use tokio::signal::unix::{SignalKind, signal};
+use signal_hook::iterator::{Handle, Signals};
 use tokio::sync::mpsc;
 
 /// A signal, named by what it asks rodent to do.
@@ -88,44 +94,67 @@ pub(crate) fn block_early() -> nix::Result<()> {
     pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&handled_set()), None)
 }
 
-/// Installs a handler for every signal in [`Signal::ALL`] and forwards them, in arrival order,
-/// into the returned channel; then unblocks them on the calling thread, so a signal left pending
-/// since [`block_early`] is delivered now. Call it before building the application's runtime
-/// (see the module documentation). The handler thread ends when the receiver is dropped.
-pub(crate) fn listen() -> std::io::Result<mpsc::UnboundedReceiver<Signal>> {
-    // A runtime of its own, with no worker threads: it only drives the signal streams.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()?;
-    let streams = {
-        let _context = runtime.enter();
-        Signal::ALL
-            .into_iter()
-            .map(|which| Ok((which, signal(SignalKind::from_raw(which.os() as i32))?)))
-            .collect::<std::io::Result<Vec<_>>>()?
-    };
+/// Installs a handler for every signal in [`Signal::ALL`] and forwards them into the returned
+/// [`Received`]; then unblocks them on the calling thread, so a signal left pending since
+/// [`block_early`] is delivered now. Call it before building the application's runtime (see the
+/// module documentation).
+///
+/// The handlers are signal-hook's, in the registry tokio's own signal handling shares; a plain
+/// thread of their own reads what they received, so no runtime is needed yet.
+pub(crate) fn listen() -> std::io::Result<Received> {
+    let mut signals = Signals::new(Signal::ALL.map(|which| which.os() as i32))?;
     // Handlers exist now: a signal pending since block_early is delivered and queued.
     pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&handled_set()), None)?;
+    let handle = signals.handle();
     let (tx, rx) = mpsc::unbounded_channel();
     std::thread::Builder::new()
         .name("rodent-signals".to_string())
-        .spawn(move || runtime.block_on(forward(streams, tx)))?;
-    Ok(rx)
-}
-
-async fn forward(
-    streams: Vec<(Signal, tokio::signal::unix::Signal)>,
-    tx: mpsc::UnboundedSender<Signal>,
-) {
-    for (which, mut stream) in streams {
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            while stream.recv().await.is_some() {
-                if tx.send(which).is_err() {
+        .spawn(move || {
+            for number in signals.forever() {
+                let which = Signal::ALL.into_iter().find(|s| s.os() as i32 == number);
+                if let Some(which) = which
+                    && tx.send(which).is_err()
+                {
                     break;
                 }
             }
-        });
+        })?;
+    Ok(Received {
+        early: VecDeque::new(),
+        rx,
+        handle,
+    })
+}
+
+/// The signals [`listen`] forwards. Dropping it ends the forwarding thread.
+#[derive(Debug)]
+pub(crate) struct Received {
+    /// Signals received earlier and handed back, to come before the others.
+    early: VecDeque<Signal>,
+    rx: mpsc::UnboundedReceiver<Signal>,
+    handle: Handle,
+}
+
+impl Received {
+    /// The next signal; `None` once the forwarding thread is gone.
+    pub(crate) async fn recv(&mut self) -> Option<Signal> {
+        match self.early.pop_front() {
+            Some(signal) => Some(signal),
+            None => self.rx.recv().await,
+        }
     }
-    tx.closed().await;
+
+    /// Hands back signals received but not acted on (during an application's setup): they
+    /// come first, in this order.
+    pub(crate) fn hand_back(&mut self, signals: impl IntoIterator<Item = Signal>) {
+        let mut early: VecDeque<Signal> = signals.into_iter().collect();
+        early.append(&mut self.early);
+        self.early = early;
+    }
+}
+
+impl Drop for Received {
+    fn drop(&mut self) {
+        self.handle.close();
+    }
 }

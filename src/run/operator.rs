@@ -5,8 +5,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
-
 use super::drain_sequence::StopReason;
 use crate::config::{Config, ConfigErrors, Reload, format_duration};
 use crate::http::{Instance, Routes};
@@ -21,7 +19,7 @@ pub(super) type ConfigSource = Box<dyn Fn(&Config) -> Result<Config, ConfigError
 /// Where shutdown, reload and dump requests come from.
 pub(crate) enum Signals {
     /// OS signals, as [`signal::listen`](crate::process::signal::listen) forwards them.
-    Os(mpsc::UnboundedReceiver<Signal>),
+    Os(crate::process::signal::Received),
     /// An embedder's shutdown future: its completion asks for the stop, and nothing else comes.
     Future(Option<Pin<Box<dyn Future<Output = ()> + Send>>>),
 }

@@ -10,6 +10,7 @@ use opentelemetry_propagator_b3::{B3Encoding, Propagator as B3};
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 
 use crate::config::otel::Propagator;
+use crate::observe::clip::CLIENT_TEXT_LIMIT;
 
 /// The response header carrying the server span, in the `traceparent` format (W3C Trace Context
 /// Level 2 names it `traceresponse`).
@@ -27,8 +28,11 @@ const B3_HEADERS: [&str; 5] = [
 struct Headers<'a>(&'a HeaderMap);
 
 impl Extractor for Headers<'_> {
+    /// A `tracestate` longer than [`CLIENT_TEXT_LIMIT`] is not continued (W3C Trace Context lets
+    /// a vendor drop one past its limit): it would ride along in every exported span.
     fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(|v| v.to_str().ok())
+        let value = self.0.get(key).and_then(|v| v.to_str().ok())?;
+        (key != "tracestate" || value.len() <= CLIENT_TEXT_LIMIT).then_some(value)
     }
 
     fn keys(&self) -> Vec<&str> {

@@ -283,11 +283,12 @@ impl Worker {
                 return self.drop_queued("the flush deadline passed");
             }
             let batch = self.queue.take_batch();
-            if batch.is_empty() {
+            if batch.spans.is_empty() {
                 break;
             }
-            left = left.saturating_sub(batch.len());
-            self.export(exporter, batch, deadline).await;
+            left = left.saturating_sub(batch.spans.len());
+            self.export(exporter, batch.spans, deadline).await;
+            self.queue.release(batch.bytes);
             if deadline.is_some() && self.failing {
                 return self.drop_queued("the collector failed during the flush");
             }

@@ -3,8 +3,8 @@
 //! replaces; the outcome is left beside the PID file for the `restart` command ([`outcome`]);
 //! [`Restarts`] is how an instance answers SIGUSR2.
 //!
-//! The successor is this program again, from the path it was started from (so a binary
-//! upgraded in place is the one that starts), with the same arguments and environment (so
+//! The successor is this program again ([`reexec`]), from the path it was started from (so a
+//! binary upgraded in place is the one that starts), with the same arguments and environment (so
 //! `RODENT_ENV_FILE` is read afresh), the listening socket handed down
 //! ([`activation::hand_down`]) and a report pipe like a daemon's ([`Report`]): one line,
 //! `ready <pid> <address>` or `failed <code> <message>`, or end of file if it died first.
@@ -23,37 +23,26 @@ pub(crate) use restarts::Restarts;
 
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
 use nix::fcntl::OFlag;
-use nix::sys::signal::{SigmaskHow, Signal as Sig, kill, sigprocmask};
-use nix::unistd::{Pid, getpid, getppid, pipe2};
+use nix::sys::signal::{Signal as Sig, kill};
+use nix::unistd::{Pid, getpid, pipe2};
 
 use super::activation;
 use super::daemon::{self, Outcome, Report};
-use super::inherit::claim_inherited;
+use super::handoff;
+use super::reexec::{self, Binary};
 use crate::config::Vars;
 use crate::exit::Exit;
 
-/// The internal variable that tells a process it is a successor:
-/// `<predecessor pid>:<report fd>`. Honoured only when the predecessor is its parent.
+/// The internal variable that tells a process it is a successor, naming the pipe it reports on
+/// (see [`handoff`]).
 pub(crate) const MARKER: &str = "RODENT_SUCCESSOR";
 /// How long the successor has to become ready before it is stopped and the restart given up:
 /// startup hooks (each bounded by its own timeout) run in that time.
 pub(crate) const START_PATIENCE: Duration = Duration::from_secs(60);
-
-static EXECUTABLE: OnceLock<Option<PathBuf>> = OnceLock::new();
-
-/// Notes the path this program was started from, before anything can replace the file there:
-/// a restart starts whatever is at that path then. (Read later, `/proc/self/exe` would name the
-/// replaced file, with ` (deleted)` after it.)
-pub(crate) fn remember_executable() {
-    EXECUTABLE.get_or_init(|| std::env::current_exe().ok());
-}
 
 /// In a successor: whom it replaces, and the pipe to tell it how the start went.
 pub(crate) struct Predecessor {
@@ -65,15 +54,10 @@ impl Predecessor {
     /// The predecessor named by [`MARKER`], if it is this process's parent. Claims the report
     /// pipe: call it once.
     pub(crate) fn inherited(vars: &Vars) -> Option<Self> {
-        let (pid, fd) = vars.get(MARKER)?.split_once(':')?;
-        let pid = Pid::from_raw(pid.parse().ok()?);
-        if pid != getppid() {
-            return None;
-        }
-        let pipe = claim_inherited(fd.parse().ok()?)?;
+        let predecessor = handoff::handed_down(vars, MARKER)?;
         Some(Self {
-            pid,
-            report: Report::new(pipe, getpid()),
+            pid: predecessor.parent,
+            report: Report::new(predecessor.claim()?, getpid()),
         })
     }
 }
@@ -93,38 +77,16 @@ impl Starting {
         management: Option<BorrowedFd<'_>>,
     ) -> io::Result<Self> {
         let (read, write) = pipe2(OFlag::O_CLOEXEC)?;
-        let program = EXECUTABLE
-            .get()
-            .and_then(Option::as_ref)
-            .filter(|p| p.exists())
-            .cloned()
-            // Gone or renamed: the running binary itself, still reachable through /proc.
-            .unwrap_or_else(|| PathBuf::from("/proc/self/exe"));
-        let mut args = std::env::args_os();
-        let mut command = std::process::Command::new(program);
+        // The binary at the path this one was started from: an upgrade in place is the one
+        // that starts. It starts with rodent's signals blocked (see `reexec::command`).
+        let mut command = reexec::command(Binary::Installed);
         command
-            .arg0(args.next().unwrap_or_else(|| "rodent".into()))
-            .args(args)
             .env_remove(super::supervisor::MARKER)
-            .env_remove(daemon::FD_VARIABLE)
-            .env(MARKER, format!("{}:{}", getpid(), write.as_raw_fd()));
+            .env_remove(daemon::FD_VARIABLE);
+        handoff::hand_down(&mut command, MARKER, write.as_raw_fd());
         activation::hand_down(&mut command, listener);
         if let Some(management) = management {
             activation::hand_down_management(&mut command, &management);
-        }
-        let report_fd: RawFd = write.as_raw_fd();
-        let early_mask = super::signal::handled_set();
-        // SAFETY: fcntl and sigprocmask are async-signal-safe, on values prepared before the
-        // fork. The successor starts with rodent's signals blocked, as `signal::block_early`
-        // leaves them, so a signal sent while it starts waits for its handlers.
-        unsafe {
-            command.pre_exec(move || {
-                if libc::fcntl(report_fd, libc::F_SETFD, 0) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                sigprocmask(SigmaskHow::SIG_SETMASK, Some(&early_mask), None)?;
-                Ok(())
-            });
         }
         let child = tokio::process::Command::from(command).spawn()?;
         // Only the successor may hold the writing end: its exit is then the pipe's end of file.

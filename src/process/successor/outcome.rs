@@ -6,10 +6,10 @@
 //! written in one rename: a reader sees a whole outcome or the previous one, and tells a new one
 //! from an old one by the file's identity.
 
-use std::fs::File;
-use std::io::{self, Read};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::unistd::{Pid, getpid};
@@ -76,12 +76,34 @@ fn path(pid_file: &Path) -> PathBuf {
 }
 
 /// Writes the outcome in one rename, so a reader sees all of it or the previous one.
+///
+/// The temporary name is predictable and the directory may be writable by others (`/tmp`):
+/// whatever is found at that name (a leftover, or a symlink planted there) is unlinked, which
+/// removes a link itself, never what it points at; the file is then created anew, `O_EXCL`
+/// and `O_NOFOLLOW`, so that if something appears at the name in between the write fails
+/// instead of following it. The rename replaces the name `<pid file>.restart` itself, link or
+/// not.
 pub(crate) fn record(pid_file: &Path, outcome: &Recorded) -> io::Result<()> {
     let path = path(pid_file);
     let mut temp = path.clone().into_os_string();
     temp.push(format!(".{}", getpid()));
-    std::fs::write(&temp, outcome.line())?;
-    std::fs::rename(&temp, &path)
+    match std::fs::remove_file(&temp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .mode(0o644)
+        .open(&temp)?;
+    let written = file.write_all(outcome.line().as_bytes());
+    drop(file);
+    if let Err(e) = written.and_then(|()| std::fs::rename(&temp, &path)) {
+        let _ = std::fs::remove_file(&temp);
+        return Err(e);
+    }
+    Ok(())
 }
 
 /// Which outcome file is there now: every write is a new file renamed into place, so a new

@@ -5,7 +5,7 @@
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 
-use nix::unistd::Pid;
+use nix::unistd::{Pid, getpid, getppid};
 
 use super::Starting;
 use super::outcome::{self, Recorded};
@@ -26,7 +26,7 @@ pub(crate) struct Restarts {
 }
 
 impl Restarts {
-    pub(crate) fn new(pid_file: Option<PathBuf>, pid: Pid) -> Self {
+    fn new(pid_file: Option<PathBuf>, pid: Pid) -> Self {
         Self {
             pid_file,
             pid,
@@ -34,8 +34,46 @@ impl Restarts {
         }
     }
 
+    /// How this process answers SIGUSR2. A restart is refused where a successor could not take
+    /// this process's place:
+    /// - under the PID 1 supervisor (`supervised`), which holds the PID file and the socket and
+    ///   would be left supervising nothing;
+    /// - as PID 1 without the supervisor (`RODENT_INIT=never`): when PID 1 exits, the kernel
+    ///   kills every other process of its namespace, the successor included, and the container
+    ///   ends (`serve --detach` refuses PID 1 for the same reason);
+    /// - under systemd, which tracks the main PID and would take this process's exit for the
+    ///   service's.
+    pub(crate) fn of_this_process(
+        pid_file: Option<PathBuf>,
+        supervised: bool,
+        under_systemd: bool,
+    ) -> Self {
+        if supervised {
+            // The PID file names the supervisor, whom `rodent restart` signalled.
+            return Self::new(pid_file, getppid()).refused(
+                "restart is not available under the PID 1 supervisor (RODENT_INIT=always, or PID \
+                 1): restart the container or the supervisor instead",
+            );
+        }
+        let restarts = Self::new(pid_file, getpid());
+        if getpid() == Pid::from_raw(1) {
+            return restarts.refused(
+                "restart is not available as PID 1 without the supervisor (RODENT_INIT=never): \
+                 the new instance would be killed with the old one when it exits; restart the \
+                 container instead",
+            );
+        }
+        if under_systemd {
+            return restarts.refused(
+                "restart is not available under systemd (NOTIFY_SOCKET is set), which would take \
+                 this process's exit for the service's: use systemctl restart, with a socket unit",
+            );
+        }
+        restarts
+    }
+
     /// Every restart is refused, for this reason (recorded for the command like a failure).
-    pub(crate) fn refused(mut self, reason: impl Into<String>) -> Self {
+    fn refused(mut self, reason: impl Into<String>) -> Self {
         self.refused = Some(reason.into());
         self
     }

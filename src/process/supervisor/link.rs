@@ -2,13 +2,12 @@
 
 use std::os::fd::OwnedFd;
 
-use nix::unistd::{Pid, getppid};
 use tokio::io::AsyncReadExt;
 
 use super::{MARKER, TARGET};
 use crate::config::Vars;
 use crate::process::daemon::Report;
-use crate::process::inherit::claim_inherited;
+use crate::process::handoff;
 
 /// The service's end of the supervisor: the reaped-orphan totals, and the daemon report pipe
 /// when the supervisor is itself a detached daemon.
@@ -20,15 +19,10 @@ pub(crate) struct Link {
 
 impl Link {
     pub(super) fn inherited(vars: &Vars) -> Option<Self> {
-        let (pid, fd) = vars.get(MARKER)?.split_once(':')?;
-        let supervisor = Pid::from_raw(pid.parse().ok()?);
-        if getppid() != supervisor {
-            return None;
-        }
-        let counts = claim_inherited(fd.parse().ok()?)?;
+        let supervisor = handoff::handed_down(vars, MARKER)?;
         Some(Self {
-            counts,
-            report: Report::inherited(vars, supervisor),
+            counts: supervisor.claim()?,
+            report: Report::inherited(vars),
         })
     }
 

@@ -29,12 +29,11 @@ mod link;
 mod reap;
 
 use std::fs::File;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::Command;
 
-use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal as Sig, sigprocmask};
 use nix::unistd::{Pid, getpid, pipe2, setpgid};
 
@@ -42,8 +41,10 @@ use crate::config::{Config, InitMode};
 use crate::exit::Exit;
 use crate::observe::logging;
 use crate::process::daemon::{self, Report};
+use crate::process::handoff;
 use crate::process::pidfile::PidFileLock;
-use crate::process::signal::Signal;
+use crate::process::reexec::{self, Binary};
+use crate::process::signal::handled_set;
 
 pub(crate) use link::Link;
 use reap::Running;
@@ -198,12 +199,10 @@ impl Supervisor {
     }
 }
 
-/// Signals this process forwards: every one the service handles.
-fn forwarded() -> SigSet {
-    let mut set = SigSet::empty();
-    for signal in Signal::ALL {
-        set.add(signal.os());
-    }
+/// The signals the loop takes: every one the service handles, to forward, and SIGCHLD.
+fn waited() -> SigSet {
+    let mut set = handled_set();
+    set.add(Sig::SIGCHLD);
     set
 }
 
@@ -211,8 +210,7 @@ fn forwarded() -> SigSet {
 /// ignored SIGCHLD would even reap children behind our back); then everything blocked, to be
 /// taken one at a time by `sigwait`.
 fn take_signals() -> nix::Result<()> {
-    let mut waited = forwarded();
-    waited.add(Sig::SIGCHLD);
+    let waited = waited();
     for signal in waited.iter() {
         // SAFETY: setting the default disposition installs no handler.
         unsafe { nix::sys::signal::signal(signal, SigHandler::SigDfl) }?;
@@ -220,49 +218,29 @@ fn take_signals() -> nix::Result<()> {
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&waited), None)
 }
 
-/// Re-executes this binary as the service. The child starts with default dispositions and the
-/// forwarded signals blocked, exactly as `signal::block_early` would leave them, so a signal
-/// forwarded while it starts stays pending until its handlers exist instead of killing it; it
-/// gets a process group of its own, so a terminal's Ctrl-C reaches it once (through us), not
-/// twice.
+/// Re-executes this binary as the service ([`reexec::command`]: it starts as a fresh rodent
+/// would, its signals blocked until its handlers exist), with the pipes and the socket handed
+/// down; it gets a process group of its own, so a terminal's Ctrl-C reaches it once (through
+/// us), not twice.
 fn spawn_service(
     counts: &OwnedFd,
     report: Option<RawFd>,
     listener: Option<&std::net::TcpListener>,
 ) -> std::io::Result<Pid> {
-    let mut args = std::env::args_os();
-    args.next();
-    let counts_fd = counts.as_raw_fd();
-    let mut command = Command::new("/proc/self/exe");
+    let mut command = reexec::command(Binary::Running);
     // Executed through /proc/self/exe, the child would show as `exe` in ps, top and docker top,
     // beside a supervisor with the same command line: its title says what it is instead.
-    command
-        .arg0(format!("{}: service", program_name()))
-        .args(args)
-        .env(MARKER, format!("{}:{counts_fd}", getpid()));
+    command.arg0(format!("{}: service", reexec::program_name()));
+    handoff::hand_down(&mut command, MARKER, counts.as_raw_fd());
     if let Some(fd) = report {
-        command.env(daemon::FD_VARIABLE, fd.to_string());
+        handoff::hand_down(&mut command, daemon::FD_VARIABLE, fd);
     }
     if let Some(listener) = listener {
         crate::process::activation::hand_down(&mut command, listener);
     }
-    let early_mask = forwarded();
-    let mut reset = forwarded();
-    reset.add(Sig::SIGCHLD);
-    reset.add(Sig::SIGPIPE);
-    // SAFETY: between fork and exec only async-signal-safe calls are made: fcntl, sigaction,
-    // sigprocmask and setpgid, on values prepared before the fork.
+    // SAFETY: setpgid is async-signal-safe.
     unsafe {
-        command.pre_exec(move || {
-            for fd in [Some(counts_fd), report].into_iter().flatten() {
-                // SAFETY: both descriptors are open in the parent, so in this copy of it too.
-                let fd = BorrowedFd::borrow_raw(fd);
-                fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty()))?;
-            }
-            for signal in reset.iter() {
-                nix::sys::signal::signal(signal, SigHandler::SigDfl)?;
-            }
-            sigprocmask(SigmaskHow::SIG_SETMASK, Some(&early_mask), None)?;
+        command.pre_exec(|| {
             setpgid(Pid::from_raw(0), Pid::from_raw(0))?;
             Ok(())
         });
@@ -271,20 +249,11 @@ fn spawn_service(
     Ok(Pid::from_raw(child.id() as i32))
 }
 
-/// The name of this program: the file the process was executed from (`rodent`, or an
-/// embedding application's binary).
-fn program_name() -> String {
-    std::env::current_exe()
-        .ok()
-        .and_then(|path| Some(path.file_name()?.to_string_lossy().into_owned()))
-        .unwrap_or_else(|| "rodent".to_string())
-}
-
 /// Gives the supervised service the program's name, in place of the `exe` of /proc/self/exe it
 /// was executed through: the name ps, top and the kernel's messages show (at most 15 bytes).
 /// Call it in the service before any thread exists, so every thread starts with it.
 pub(crate) fn name_service() {
-    let mut name = program_name().into_bytes();
+    let mut name = reexec::program_name().into_bytes();
     name.truncate(15);
     if let Ok(name) = std::ffi::CString::new(name) {
         // Cosmetic: a failure leaves the name as it was.

@@ -9,7 +9,7 @@ use nix::sys::signal::{SigSet, Signal as Sig, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
-use super::{TARGET, forwarded};
+use super::{TARGET, waited};
 use crate::exit::Exit;
 use crate::process::daemon::Report;
 use crate::process::pidfile::PidFileLock;
@@ -50,8 +50,7 @@ impl Running {
 
     /// The loop. Returns the exit code once the service is gone.
     pub(super) fn supervise(&mut self) -> u8 {
-        let mut waited = forwarded();
-        waited.add(Sig::SIGCHLD);
+        let waited = waited();
         loop {
             let waiting = if self.unsent {
                 wait_at_most(&waited, RESEND_EVERY)

@@ -16,8 +16,8 @@ use nix::unistd::Pid;
 
 use super::{activation_variables, environ_of, held_listener, on_socket};
 use kit::load::{Counts, Load};
-use kit::namespace::{process, wait_gone};
-use kit::{PATIENCE, PidFile, Spawn, connect, get_on};
+use kit::namespace::{self, as_pid1, process, wait_gone};
+use kit::{PATIENCE, PidFile, Spawn, code_of, connect, get_on};
 
 const RESTARTS: usize = 5;
 
@@ -311,6 +311,97 @@ fn under_the_supervisor_restart_is_refused_and_the_instance_serves_on() {
     let mut stream = connect(address);
     assert_eq!(get_on(&mut stream, "/").unwrap().status, 200);
     let (code, _, _) = host.run(&["stop"]);
+    assert_eq!(code, 0);
+}
+
+/// As PID 1 without the supervisor (`RODENT_INIT=never`, a container's first process), the
+/// successor would be killed by the kernel as soon as the old PID 1 exits, and the container
+/// with it: the instance refuses, says why, and serves on.
+#[test]
+fn as_pid1_without_the_supervisor_restart_is_refused_and_the_instance_serves_on() {
+    if !namespace::available() {
+        return;
+    }
+    let host = Host::new("restart-pid1");
+    let pid1 = || host.spawn().env("RODENT_INIT", "never");
+    let (rodent, init) = as_pid1(pid1(), kit::binary());
+    assert!(
+        namespace::children(init).is_empty(),
+        "no supervisor: rodent itself is PID 1"
+    );
+    // `rodent restart` as `docker exec` or `kubectl exec` runs it: inside the namespace.
+    let inside = [
+        "nsenter",
+        "--target",
+        &init.to_string(),
+        "--pid",
+        "--mount",
+        "--",
+    ];
+    let started = Instant::now();
+    let output = pid1()
+        .arg("restart")
+        .command_via(&inside, kit::binary())
+        .output()
+        .expect("nsenter runs");
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(code_of(&output), 1, "{err}");
+    assert!(
+        started.elapsed() < PATIENCE,
+        "the refusal came at once, not after a timeout"
+    );
+    assert!(
+        err.contains("not available as PID 1 without the supervisor"),
+        "the reason is printed: {err}"
+    );
+    assert!(err.contains("rodent (PID 1) is still serving"), "{err}");
+    assert!(
+        namespace::children(init).is_empty(),
+        "no successor was started"
+    );
+    let mut stream = connect(rodent.addr());
+    let answer = get_on(&mut stream, "/").unwrap();
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.json()["pid"], 1, "still the same instance");
+}
+
+/// The outcome is written to `<pid file>.restart.<pid>`, then renamed over `<pid file>.restart`:
+/// a symlink planted at the first name (in a directory others can write to) is removed, never
+/// followed, and the file it points at is left as it was.
+#[test]
+fn the_restart_outcome_is_never_written_through_a_symlink() {
+    let host = Host::new("restart-symlink");
+    let (pid, _) = host.detach();
+    let victim = host.pid_file.dir().join("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    let planted = host
+        .pid_file
+        .dir()
+        .join(&format!("rodent.pid.restart.{pid}"));
+    std::os::unix::fs::symlink(&victim, &planted).unwrap();
+    // A successor that cannot start: the outcome is a failure, recorded by the instance.
+    host.env_file("RODENT_LOG_FORMAT=xml\n");
+    let operator = || host.spawn().without_env("RODENT_ENV_FILE");
+    let (code, out, err) = operator().run(&["restart"]);
+    assert_eq!(code, 78, "the outcome was recorded and read: {out}{err}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    let outcome = host.pid_file.dir().join("rodent.pid.restart");
+    assert!(
+        !std::fs::symlink_metadata(&outcome).unwrap().is_symlink(),
+        "the outcome is a file of its own"
+    );
+    assert!(
+        std::fs::read_to_string(&outcome)
+            .unwrap()
+            .starts_with(&format!("{pid} failed 78 ")),
+        "{}",
+        std::fs::read_to_string(&outcome).unwrap()
+    );
+    assert!(
+        std::fs::symlink_metadata(&planted).is_err(),
+        "the link is gone"
+    );
+    let (code, _, _) = operator().run(&["stop"]);
     assert_eq!(code, 0);
 }
 

@@ -9,7 +9,9 @@ use nix::sys::signal::Signal::{SIGHUP, SIGTERM};
 use nix::unistd::Pid;
 
 use kit::namespace::{children, wait_gone};
-use kit::{PATIENCE, PidFile, TempDir, connect, get_on, rodent};
+use kit::{
+    PATIENCE, PidFile, TempDir, code_of, connect, get_on, require_root, require_tool, rodent,
+};
 
 /// `rodent is running (PID N), listening on ADDR` → (N, ADDR).
 fn announced(out: &str) -> (Pid, SocketAddr) {
@@ -133,6 +135,93 @@ fn an_invalid_configuration_is_refused_by_the_launcher() {
     assert_eq!(code, 78, "{err}");
     assert!(err.contains("RODENT_PORT"), "{err}");
     assert!(!daemon.path().exists());
+}
+
+/// The daemon keeps none of its caller's descriptors: `flock LOCK rodent serve --detach` holds
+/// LOCK only until the launcher returns, not for the daemon's life, nor for its successors'.
+#[test]
+fn the_daemon_keeps_none_of_its_callers_descriptors() {
+    if !require_tool("flock", "apt-get install util-linux") {
+        return;
+    }
+    for supervised in [false, true] {
+        let daemon = PidFile::new("descriptors");
+        let lock = daemon.dir().join("LOCK");
+        let init = if supervised { "always" } else { "never" };
+        let spawn = || daemon.daemon().env("RODENT_INIT", init);
+        let output = spawn()
+            .arg("serve")
+            .arg("--detach")
+            .command_via(&["flock", lock.to_str().unwrap()], kit::binary())
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(code_of(&output), 0, "{out}\nlog:\n{}", daemon.log());
+        let (pid, _) = announced(&out);
+        let mut daemons = vec![pid];
+        daemons.extend(children(pid));
+        for pid in daemons {
+            let held: Vec<_> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .unwrap()
+                .flatten()
+                .filter(|fd| std::fs::read_link(fd.path()).is_ok_and(|to| to == lock))
+                .map(|fd| fd.file_name())
+                .collect();
+            assert!(
+                held.is_empty(),
+                "{pid} (supervised: {supervised}) holds LOCK as {held:?}"
+            );
+        }
+        let free = std::process::Command::new("flock")
+            .args(["--nonblock", lock.to_str().unwrap(), "true"])
+            .status()
+            .unwrap();
+        assert!(free.success(), "LOCK is free once the launcher returned");
+        let (code, out, _) = spawn().run(&["stop"]);
+        assert_eq!(code, 0, "{out}");
+        wait_gone(pid);
+    }
+}
+
+/// Forking is sound only from a single-threaded process. Where `/proc` cannot tell how many
+/// threads there are, the answer is "not known to be one", and `--detach` refuses to fork.
+#[test]
+fn detach_is_refused_where_the_threads_cannot_be_counted() {
+    if !require_root("hiding /proc needs a mount namespace")
+        || !require_tool("unshare", "apt-get install util-linux")
+    {
+        return;
+    }
+    let daemon = PidFile::new("no-proc");
+    let output = daemon
+        .daemon()
+        .arg("serve")
+        .arg("--detach")
+        .command_via(
+            &[
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "--",
+                "sh",
+                "-c",
+                r#"mount -t tmpfs none /proc && exec "$0" "$@""#,
+            ],
+            kit::binary(),
+        )
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(code_of(&output), 1, "{err}");
+    assert!(
+        err.contains("cannot detach: whether other threads run is unknown"),
+        "{err}"
+    );
+    assert!(
+        std::fs::metadata(daemon.path()).is_err(),
+        "no daemon was started"
+    );
 }
 
 /// `RODENT_INIT=always --detach`: the daemon is a supervisor; the PID file and the announced PID

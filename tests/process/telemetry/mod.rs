@@ -3,6 +3,7 @@
 //! with a Prometheus text parser and linted with `promtool`.
 
 mod application;
+mod bounded;
 mod metrics;
 mod pki;
 mod process;
