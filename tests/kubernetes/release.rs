@@ -75,7 +75,8 @@ pub fn install<'a>(
 /// The baseline, deployed from `helm template` of the same chart and values: the same
 /// Deployment, Service, PodDisruptionBudget and security context. Only the startup and liveness
 /// probes are changed, from `/healthz` to `/readyz`, since the baseline has no `/healthz` (its
-/// `/readyz` answers 200 for as long as it listens, which is all a bare server can say).
+/// `/readyz` answers 200 for as long as it listens, which is all a bare server can say), or,
+/// with `grpc:` readiness probes, to the same `grpc:` check.
 pub fn deploy_baseline<'a>(
     cluster: &'a Cluster,
     namespace: &'a Namespace<'a>,
@@ -106,8 +107,17 @@ pub fn deploy_baseline<'a>(
                 .as_array_mut()
                 .expect("the Deployment has containers")
             {
+                // With `grpc:` readiness probes the baseline is the bare tonic server, which
+                // speaks no HTTP: every probe asks its health service.
+                let grpc = container["readinessProbe"]["grpc"].clone();
                 for probe in ["startupProbe", "livenessProbe"] {
-                    container[probe]["httpGet"]["path"] = json!("/readyz");
+                    if grpc.is_object() {
+                        let probe = container[probe].as_object_mut().expect("a probe");
+                        probe.remove("httpGet");
+                        probe.insert("grpc".into(), grpc.clone());
+                    } else {
+                        container[probe]["httpGet"]["path"] = json!("/readyz");
+                    }
                 }
             }
         }
