@@ -41,6 +41,10 @@
 #                              DURATION as above)
 #   GRPC_HOLD=1000             section 7b: idle gRPC connections held
 #   CALLGRIND=1 PROFILE=0 OUT=target/bench
+#   BEFORE=REV                 section 5 also counts rodent as it was at git revision REV
+#                              (`rodent-before`), built from a copy of that tree into the same
+#                              target directory (kept as $OUT/rodent-before): a change's cost,
+#                              measured side by side. BEFORE=path/to/binary reuses such a build
 # Needs wrk, curl, python3, taskset (scripts/ci/tools.sh installs them); valgrind for section 5
 # and perf for section 6 (Debian's valgrind and linux-perf); ghz and grpc-health-probe for
 # section 7 (scripts/ci/grpc.sh builds them from their Go modules).
@@ -80,6 +84,20 @@ host=$(rustc -vV | sed -n 's/^host: //p')
 export RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static"
 export CARGO_PROFILE_RELEASE_STRIP=false
 build=target/bench-build
+BEFORE=${BEFORE:-}
+if [ -n "$BEFORE" ] && [ -f "$BEFORE" ]; then
+  [ "$BEFORE" -ef "$OUT/rodent-before" ] || cp "$BEFORE" "$OUT/rodent-before"
+elif [ -n "$BEFORE" ]; then
+  # Built first: both builds write the same binary path, so the earlier one is copied aside.
+  before_src="$OUT/before-src"
+  rm -rf "$before_src"
+  mkdir -p "$before_src"
+  git archive "$BEFORE" | tar -x -C "$before_src"
+  cargo build --release --locked --target "$host" --target-dir "$PWD/$build" \
+    --manifest-path "$before_src/Cargo.toml" --bin rodent >&2
+  cp "$build/$host/release/rodent" "$OUT/rodent-before"
+  rm -rf "$before_src"
+fi
 cargo build --release --locked --target "$host" --target-dir "$build" --bin rodent \
   --example baseline --example typical --example grpc_baseline >&2
 declare -A BIN=(
@@ -497,6 +515,11 @@ if want 5 && [ "$CALLGRIND" = 1 ] && command -v valgrind >/dev/null; then
   say "## User-space instructions per GET / (callgrind, $CG_REQUESTS requests on 4 connections after 500 to warm up)"
   say ""
   cg_variants="baseline typical rodent rodent-warn"
+  if [ -n "$BEFORE" ]; then
+    BIN[rodent-before]="$OUT/rodent-before"
+    ENV[rodent-before]=""
+    cg_variants="$cg_variants rodent-before"
+  fi
   for name in $cg_variants; do
     PORT=$(free_port)
     rm -f "$OUT/callgrind-$name.out"*

@@ -47,3 +47,36 @@ impl From<Exit> for ExitCode {
         ExitCode::from(exit.code())
     }
 }
+
+/// How long a crash waits for its last log lines to reach stdout: long enough for a pipe that
+/// is read, short enough to stay "at once" when stdout is stuck.
+const CRASH_LOG_WITHIN: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Ends the process at once with exit 1, from anywhere in the service: for testing what a
+/// platform does with a workload that dies (restart policies, `CrashLoopBackOff`, alerts). Get
+/// one from [`Rodent::crash_handle`](crate::Rodent::crash_handle).
+///
+/// A crash skips everything a stop does: no drain, no shutdown hooks, no trace flush, requests
+/// in flight are cut, and the PID file stays behind (the next start takes it over, as after any
+/// crash). Only the log is flushed, for at most 100 ms, so that the reason is its last line.
+#[derive(Clone)]
+pub struct Crash {
+    pub(crate) log: Option<crate::observe::logging::LogHandle>,
+}
+
+impl std::fmt::Debug for Crash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Crash").finish_non_exhaustive()
+    }
+}
+
+impl Crash {
+    /// Logs `reason` at error, flushes the log, and exits 1.
+    pub fn now(&self, reason: &str) -> ! {
+        tracing::error!(target: "rodent::lifecycle", reason, exit_code = 1, "crashing on purpose: exit 1 now, without the drain");
+        if let Some(log) = &self.log {
+            log.close_within(CRASH_LOG_WITHIN);
+        }
+        std::process::exit(i32::from(Exit::Failure.code()))
+    }
+}

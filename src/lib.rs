@@ -63,7 +63,7 @@ mod server;
 pub use app::App;
 pub use build::BuildInfo;
 pub use config::Config;
-pub use exit::Exit;
+pub use exit::{Crash, Exit};
 pub use http::Problem;
 pub use lifecycle::{BoxError, Drain, Event, Lifecycle, State};
 pub use process::Signal;

@@ -406,19 +406,34 @@ fn compose_hardening() -> Vec<String> {
 struct ComposeProject {
     name: String,
     overrides: TempPath,
+    /// The compose profile every command of the project runs with, `down` included.
+    profile: Option<&'static str>,
 }
 
 impl ComposeProject {
     fn new() -> Self {
+        Self::of(None, &["rodent"])
+    }
+
+    /// The same for each of `services`, with `profile` on (compose.yaml's `chain` profile adds
+    /// `backend` and `frontend`).
+    fn of(profile: Option<&'static str>, services: &[&str]) -> Self {
         let name = unique_name("compose");
         let overrides = TempPath(std::env::temp_dir().join(format!("{name}.override.yaml")));
-        let text = format!(
-            "services:\n  rodent:\n    image: {image}\n    pull_policy: never\n    ports: !override\n      - \"127.0.0.1::8080\"\n    environment:\n      RODENT_DRAIN_DELAY: {drain}ms\n",
-            image = image(),
-            drain = DRAIN_DELAY.as_millis()
-        );
+        let mut text = String::from("services:\n");
+        for service in services {
+            text.push_str(&format!(
+                "  {service}:\n    image: {image}\n    pull_policy: never\n    ports: !override\n      - \"127.0.0.1::8080\"\n    environment:\n      RODENT_DRAIN_DELAY: {drain}ms\n",
+                image = image(),
+                drain = DRAIN_DELAY.as_millis()
+            ));
+        }
         std::fs::write(&overrides.0, text).expect("the temporary directory is writable");
-        Self { name, overrides }
+        Self {
+            name,
+            overrides,
+            profile,
+        }
     }
 
     fn args<'a>(&'a self, rest: &[&'a str]) -> Vec<&'a str> {
@@ -433,6 +448,9 @@ impl ComposeProject {
             concat!(env!("CARGO_MANIFEST_DIR"), "/compose.yaml"),
         ]);
         args.extend(["--file", overrides]);
+        if let Some(profile) = self.profile {
+            args.extend(["--profile", profile]);
+        }
         args.extend(rest);
         args
     }
@@ -976,3 +994,5 @@ async fn compose_up_wait_is_healthy_serves_and_compose_down_stops_cleanly() {
 mod hardened;
 #[path = "container/offline_compose.rs"]
 mod offline_compose;
+#[path = "container/two_tier_compose.rs"]
+mod two_tier_compose;

@@ -339,6 +339,11 @@ impl<S: Send + Sync + 'static> Current<S> {
         })
     }
 
+    /// The whole configuration in effect now, rodent's settings with the application's.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.load_full()
+    }
+
     /// The settings in effect now: those read at start, or by the last reload that applied.
     pub fn get(&self) -> Arc<S> {
         self.config

@@ -34,6 +34,31 @@ pub(super) fn process_env() -> Result<Vars, ConfigError> {
     Ok(vars)
 }
 
+impl super::Config {
+    /// Every variable of the environment this configuration was read from (the process
+    /// environment with `RODENT_ENV_FILE` layered over it), sorted by name, each value masked
+    /// as `***` where `config` masks it: a variable named like a secret
+    /// ([`looks_secret`](super::looks_secret)), or one the application declared secret.
+    pub fn environment(&self) -> Vec<(&str, &str)> {
+        let declared_secret = |name: &str| {
+            self.settings
+                .declared
+                .iter()
+                .any(|declared| declared.secret && declared.name == name)
+        };
+        self.vars
+            .iter()
+            .map(|(name, value)| {
+                if super::looks_secret(name) || declared_secret(name) {
+                    (name.as_str(), "***")
+                } else {
+                    (name.as_str(), value.as_str())
+                }
+            })
+            .collect()
+    }
+}
+
 /// Layers the dotenv file named by `RODENT_ENV_FILE` over `vars`: a variable in the file wins
 /// over the same variable in the process environment, so that editing the file and sending
 /// SIGHUP changes a running process.

@@ -185,6 +185,20 @@ fn rendering_masks_the_token() {
 }
 
 #[test]
+fn the_environment_is_shown_masked_as_config_masks_it() {
+    let c = config(&[
+        ("RODENT_ADMIN_TOKEN", "abc"),
+        ("DATABASE_PASSWORD", "hunter2"),
+        ("HOME", "/root"),
+    ])
+    .unwrap();
+    let environment: BTreeMap<_, _> = c.environment().into_iter().collect();
+    assert_eq!(environment["RODENT_ADMIN_TOKEN"], "***");
+    assert_eq!(environment["DATABASE_PASSWORD"], "***");
+    assert_eq!(environment["HOME"], "/root");
+}
+
+#[test]
 fn every_number_has_an_upper_bound() {
     let errors = config(&[
         ("RODENT_IDLE_TIMEOUT", "18446744073709551615ms"),

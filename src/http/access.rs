@@ -35,6 +35,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use super::body::Guarded;
 use super::guard::TimedOut;
 use super::instance::Instance;
+use super::note::AccessNote;
 use super::problem::Panicked;
 use super::routes::is_exempt;
 use crate::observe::clip::clip;
@@ -279,6 +280,11 @@ fn finish(observed: Observed, span: &Span, mut response: Response) -> Response {
     let trace_id = trace_id.map(|id| id.to_string());
     let trace_id = trace_id.as_deref();
     let latency_ms = (latency.as_secs_f64() * 1e6).round() / 1e3;
+    let note = response
+        .extensions()
+        .get::<AccessNote>()
+        .map(AccessNote::joined);
+    let note = note.as_deref();
     // Probes and scrapes arrive every few seconds forever: keep them out of the default log.
     let level = if exempt { Level::DEBUG } else { Level::INFO };
     let line = AccessLine {
@@ -288,12 +294,13 @@ fn finish(observed: Observed, span: &Span, mut response: Response) -> Response {
         latency_ms,
         request_id,
         trace_id,
+        note,
     };
     if !state.access_log.write(level, &line) {
         if exempt {
-            tracing::debug!(target: "rodent::access", parent: span, method, route = &*route, status, latency_ms, request_id, trace_id, "request");
+            tracing::debug!(target: "rodent::access", parent: span, method, route = &*route, status, latency_ms, request_id, trace_id, note, "request");
         } else {
-            tracing::info!(target: "rodent::access", parent: span, method, route = &*route, status, latency_ms, request_id, trace_id, "request");
+            tracing::info!(target: "rodent::access", parent: span, method, route = &*route, status, latency_ms, request_id, trace_id, note, "request");
         }
     }
     // The request counts, on the connection and in flight, until its body is sent.

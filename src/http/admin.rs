@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
+
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
@@ -14,15 +16,17 @@ use subtle::ConstantTimeEq;
 
 use super::instance::Instance;
 use super::problem::Problem;
+use crate::config::Config;
 
-/// In front of every admin route: 404 without a configured token, 401 without the right one.
-pub(super) async fn authorize(
-    State(state): State<Arc<Instance>>,
+/// In front of every admin route, and of the application's protected routes: 404 without a
+/// configured token, 401 without the right one.
+pub(crate) async fn authorize(
+    State(config): State<Arc<ArcSwap<Config>>>,
     req: Request,
     next: Next,
 ) -> Response {
     let authorized = {
-        let config = state.config.load();
+        let config = config.load();
         let Some(token) = &config.admin_token else {
             return Problem::new(StatusCode::NOT_FOUND)
                 .detail("the admin API is disabled (RODENT_ADMIN_TOKEN is not set)")

@@ -26,6 +26,7 @@ use tonic::Code;
 use tower::{Layer, Service};
 
 use super::body::{BodyVerdict, Watched};
+use super::deadline::Deadline;
 use super::grpc;
 use super::instance::{AdmissionPermit, Instance};
 use super::problem::Problem;
@@ -147,7 +148,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request) -> Self::Future {
+    fn call(&mut self, mut req: Request) -> Self::Future {
         let max = self.bounds.max_inflight;
         let Some(permit) = self.state.admit(max) else {
             self.state.metrics.shed();
@@ -166,6 +167,11 @@ where
                 response: Some(shed),
             };
         };
+        if self.bounds.timed {
+            // Taken before tower-http's timeout starts its own clock, so never later than it.
+            req.extensions_mut()
+                .insert(Deadline::after(self.bounds.request_timeout));
+        }
         GuardFuture::Admitted {
             inner: self.inner.call(req),
             permit: Some(permit),

@@ -45,7 +45,7 @@ impl Instance {
         readiness: Readiness,
         access_log: Arc<AccessLog>,
     ) -> Self {
-        let propagation = Propagation::new(&crate::config::otel::propagators(&config.load().vars));
+        let propagation = Propagation::of(&config.load());
         Self {
             metrics,
             lifecycle,

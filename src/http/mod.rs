@@ -12,20 +12,25 @@
 //! replaces the handler timeout; the gRPC health service is served with the probes.
 
 mod access;
-mod admin;
+pub(crate) mod admin;
 mod application;
 mod body;
+mod deadline;
 mod edge;
 mod grpc;
 mod guard;
 mod instance;
 mod metrics;
+mod note;
 mod probes;
 mod problem;
 mod routes;
 mod stack;
 
+pub use crate::observe::telemetry::context::Propagation;
 pub(crate) use application::Application;
+pub use deadline::Deadline;
 pub(crate) use instance::Instance;
+pub use note::AccessNote;
 pub use problem::Problem;
 pub(crate) use stack::Routes;

@@ -49,7 +49,8 @@ fn checks_map(outcomes: &[Outcome]) -> Value {
     Value::Object(map)
 }
 
-/// `GET /healthz`: 200 while the runtime is responsive, draining included.
+/// `GET /healthz`: 200 while the runtime is responsive, draining included, unless code failed
+/// liveness.
 pub(super) async fn healthz(State(state): State<Arc<Instance>>) -> Response {
     let lifecycle = &state.lifecycle;
     let live = lifecycle.is_live();
@@ -57,7 +58,9 @@ pub(super) async fn healthz(State(state): State<Arc<Instance>>) -> Response {
         "status": if live { "pass" } else { "fail" },
         "state": lifecycle.state().as_str(),
     });
-    if !live {
+    if let Some(reason) = lifecycle.liveness_failure() {
+        body["output"] = json!(reason);
+    } else if !live {
         body["output"] = json!(format!(
             "runtime unresponsive: heartbeat last ran {}ms ago",
             lifecycle.heartbeat_age().as_millis()

@@ -3,11 +3,13 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use serde_json::{Map, Value};
 
 pub(super) const CONTENT_TYPE: &str = "application/problem+json";
 
 /// An error response. `title` is the status's reason phrase unless set; `detail` says what
-/// happened to this request.
+/// happened to this request; [`extension`](Problem::extension)s add members of the
+/// application's own.
 #[derive(Debug, Clone)]
 pub struct Problem {
     status: StatusCode,
@@ -15,6 +17,7 @@ pub struct Problem {
     detail: Option<String>,
     retry_after_secs: Option<u32>,
     close: bool,
+    extensions: Map<String, Value>,
 }
 
 #[derive(Serialize)]
@@ -25,7 +28,12 @@ struct Body<'a> {
     status: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
     detail: Option<&'a str>,
+    #[serde(flatten)]
+    extensions: &'a Map<String, Value>,
 }
+
+/// The members RFC 9457 defines, which an extension may not replace.
+const STANDARD_MEMBERS: [&str; 5] = ["type", "title", "status", "detail", "instance"];
 
 impl Problem {
     /// A problem answered with `status`; its title is the status's reason phrase.
@@ -36,6 +44,7 @@ impl Problem {
             detail: None,
             retry_after_secs: None,
             close: false,
+            extensions: Map::new(),
         }
     }
 
@@ -48,6 +57,26 @@ impl Problem {
     /// What happened to this request, in a sentence.
     pub fn detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = Some(detail.into());
+        self
+    }
+
+    /// Adds an extension member (RFC 9457, section 3.2): `name` with `value` as JSON, next to
+    /// the standard members, for what a client can act on (`"balance": 30`, `"fault": …`).
+    ///
+    /// # Panics
+    ///
+    /// When `name` is one of the standard members (`type`, `title`, `status`, `detail`,
+    /// `instance`), or `value` cannot be written as JSON (a map with keys that are not
+    /// strings): mistakes in the program.
+    pub fn extension(mut self, name: impl Into<String>, value: impl Serialize) -> Self {
+        let name = name.into();
+        assert!(
+            !STANDARD_MEMBERS.contains(&name.as_str()),
+            "{name:?} is a standard member of a problem, not an extension"
+        );
+        let value = serde_json::to_value(value)
+            .unwrap_or_else(|e| panic!("the problem extension {name:?} is not JSON: {e}"));
+        self.extensions.insert(name, value);
         self
     }
 
@@ -82,6 +111,7 @@ impl IntoResponse for Problem {
             title,
             status: self.status.as_u16(),
             detail: self.detail.as_deref(),
+            extensions: &self.extensions,
         };
         let json = serde_json::to_vec(&body).expect("a problem body always serializes");
         let mut response = (self.status, json).into_response();
@@ -108,4 +138,32 @@ pub(crate) fn panic_response(_payload: Box<dyn std::any::Any + Send>) -> Respons
         .into_response();
     response.extensions_mut().insert(Panicked);
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn extensions_are_members_beside_the_standard_ones() {
+        let response = Problem::new(StatusCode::INTERNAL_SERVER_ERROR)
+            .detail("on purpose")
+            .extension("fault", serde_json::json!({ "injected": true }))
+            .extension("balance", 30)
+            .into_response();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["status"], 500);
+        assert_eq!(body["detail"], "on purpose");
+        assert_eq!(body["fault"]["injected"], true);
+        assert_eq!(body["balance"], 30);
+    }
+
+    #[test]
+    #[should_panic(expected = "standard member")]
+    fn a_standard_member_is_not_an_extension() {
+        let _ = Problem::new(StatusCode::BAD_REQUEST).extension("status", 200);
+    }
 }

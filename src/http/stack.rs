@@ -169,7 +169,7 @@ fn operational(shared: &Arc<Instance>, app: &Application) -> Router {
         admin_api = admin_api.merge(app.admin.clone());
     }
     let admin_api = admin_api.layer(axum::middleware::from_fn_with_state(
-        shared.clone(),
+        shared.config.clone(),
         admin::authorize,
     ));
     Router::new()
@@ -353,6 +353,45 @@ mod tests {
         let probe = request(&router, "/healthz").await;
         assert_eq!(probe.status(), StatusCode::OK);
         assert!(!probe.headers().contains_key("access-control-allow-origin"));
+    }
+
+    /// A route with the handler timeout knows its deadline: the timeout from when the request
+    /// arrived. A route without has none.
+    #[tokio::test]
+    async fn bounded_routes_have_a_deadline_and_unbounded_ones_none() {
+        use super::super::deadline::Deadline;
+        let shared = shared();
+        let timeout = shared.config.load().request_timeout;
+        let mut app = Application::default();
+        app.add_bounded(Router::new().route(
+            "/bounded",
+            get(|deadline: Deadline| async move { deadline.remaining().as_millis().to_string() }),
+        ));
+        app.add_unbounded(Router::new().route(
+            "/unbounded",
+            get(|deadline: Option<Deadline>| async move { deadline.is_some().to_string() }),
+        ));
+        let routes = Routes::new(shared, app, false);
+        let router = Router::clone(&routes.main().load());
+        let left = request(&router, "/bounded").await;
+        let left: u128 = String::from_utf8(
+            axum::body::to_bytes(left.into_body(), usize::MAX)
+                .await
+                .unwrap()
+                .to_vec(),
+        )
+        .unwrap()
+        .parse()
+        .unwrap();
+        assert!(
+            left <= timeout.as_millis() && left + 1000 > timeout.as_millis(),
+            "{left}"
+        );
+        let unbounded = request(&router, "/unbounded").await;
+        let body = axum::body::to_bytes(unbounded.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        assert_eq!(&body[..], b"false");
     }
 
     /// With a management port, the main port has the application's routes alone, and the

@@ -5,8 +5,8 @@
 //! never depends on anything outside the process; readiness says "send me traffic" and fails
 //! from the first shutdown signal on, or whenever code or an operator switches it off.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
@@ -60,6 +60,8 @@ struct Inner {
     started: Instant,
     /// Milliseconds since `started` at the last tick of the runtime heartbeat.
     heartbeat_ms: AtomicU64,
+    /// Why liveness fails whatever the heartbeat says, once code asked for it.
+    liveness_failure: OnceLock<Box<str>>,
 }
 
 /// How long the runtime may go without running its heartbeat task before liveness fails. Long
@@ -93,6 +95,7 @@ impl Lifecycle {
                 readiness_enabled: AtomicBool::new(true),
                 started: Instant::now(),
                 heartbeat_ms: AtomicU64::new(0),
+                liveness_failure: OnceLock::new(),
             }),
         }
     }
@@ -145,9 +148,33 @@ impl Lifecycle {
         self.uptime().saturating_sub(last)
     }
 
-    /// Whether the runtime is responsive: what liveness reports.
+    /// Whether the process is live: its runtime is responsive, and no code failed its liveness
+    /// ([`fail_liveness`](Self::fail_liveness)). What `/healthz` reports.
     pub fn is_live(&self) -> bool {
-        self.heartbeat_age() < HEARTBEAT_STALE_AFTER
+        self.liveness_failure().is_none() && self.heartbeat_age() < HEARTBEAT_STALE_AFTER
+    }
+
+    /// Fails liveness from now on, for `reason`: `/healthz` answers 503 with it, so the
+    /// orchestrator restarts the process (which drains as on any SIGTERM). There is no way
+    /// back, and the first reason given stays: a process that declared itself broken is
+    /// replaced, not repaired. Liveness is not a dependency check: this is for a process that
+    /// knows it cannot go on (a corrupted state, a test of what the platform does with an
+    /// unhealthy workload), never for a database that is down.
+    pub fn fail_liveness(&self, reason: impl Into<String>) {
+        let reason = reason.into();
+        if self
+            .inner
+            .liveness_failure
+            .set(reason.clone().into_boxed_str())
+            .is_ok()
+        {
+            tracing::warn!(target: "rodent::lifecycle", reason, "liveness failed: /healthz answers 503 from now on");
+        }
+    }
+
+    /// Why liveness was failed by [`fail_liveness`](Self::fail_liveness), if it was.
+    pub fn liveness_failure(&self) -> Option<&str> {
+        self.inner.liveness_failure.get().map(|reason| &**reason)
     }
 
     /// Ticks the heartbeat until the returned task is aborted.
@@ -177,6 +204,16 @@ mod tests {
         assert!(!lifecycle.advance(State::Ready));
         assert_eq!(lifecycle.state(), State::Draining);
         assert_eq!(*watch.borrow(), State::Draining);
+    }
+
+    #[test]
+    fn a_failed_liveness_stays_failed_with_its_first_reason() {
+        let lifecycle = Lifecycle::new();
+        assert!(lifecycle.is_live());
+        lifecycle.fail_liveness("first");
+        lifecycle.fail_liveness("second");
+        assert!(!lifecycle.is_live());
+        assert_eq!(lifecycle.liveness_failure(), Some("first"));
     }
 
     #[test]

@@ -207,6 +207,28 @@ impl Rodent {
         self
     }
 
+    /// Adds application routes behind the admin API's bearer token (`RODENT_ADMIN_TOKEN`), at
+    /// their own paths: 404 while no token is set, 401 without the right one (compared in
+    /// constant time), as on `/admin/...`. For what may only be shown to operators but belongs
+    /// beside the application's routes (the reference service's `GET /env`). Otherwise they
+    /// are routes like those of [`routes`](Rodent::routes): on the main port, behind shedding,
+    /// the handler timeout and the body bounds.
+    ///
+    /// # Panics
+    ///
+    /// As [`routes`](Rodent::routes) does.
+    #[track_caller]
+    pub fn protected_routes(mut self, router: Router) -> Self {
+        // `route_layer`: the token guards these routes, not the fallback (what no route
+        // matches stays the application's 404).
+        let guarded = router.route_layer(axum::middleware::from_fn_with_state(
+            self.config.clone(),
+            crate::http::admin::authorize,
+        ));
+        self.app.add_bounded(guarded);
+        self
+    }
+
     /// Wraps the application's routes in `layer`, as `Router::layer` does, and rodent's answers
     /// on them too: a 503 for a handler past its timeout, for overload or after the listener
     /// closed, a 413, a 408, and the 404 of an unknown route (a CORS layer puts its headers on
@@ -295,6 +317,22 @@ impl Rodent {
         self.config.load_full()
     }
 
+    /// A handle that ends the process at once with exit 1, skipping the drain (see [`Crash`]).
+    ///
+    /// [`Crash`]: crate::Crash
+    pub fn crash_handle(&self) -> crate::Crash {
+        crate::Crash {
+            log: self.logging.clone(),
+        }
+    }
+
+    /// How trace context crosses HTTP hops (`OTEL_PROPAGATORS`), for handlers that call other
+    /// services: [`Propagation::inject`](crate::http::Propagation::inject) writes the request's
+    /// trace context on the requests they make, so the services called join its trace.
+    pub fn propagation(&self) -> crate::http::Propagation {
+        crate::http::Propagation::of(&self.config.load())
+    }
+
     /// A handle on the application's settings, as they are now and after every reload; `None`
     /// when the configuration holds no settings of type `S`. An [`App`](crate::App) hands its
     /// setup this handle already.
@@ -315,7 +353,9 @@ impl Rodent {
     /// # Panics
     ///
     /// When `name` is not a valid metric name, is in rodent's own namespace (`rodent_*`,
-    /// `process_*`) or was registered already: the panic names it, at registration.
+    /// `process_*`) or was registered already: the panic names it, at registration. The
+    /// reference service (the application named `rodent`) shares the `rodent_*` namespace, but
+    /// not the names rodent exports itself.
     pub fn metric(self, name: &str, help: &str, metric: impl Metric) -> Self {
         if let Err(refused) = self.metrics.register(name, help, metric) {
             panic!("{refused}");

@@ -55,7 +55,11 @@ impl Building {
         );
         std::fs::write(&overrides.0, text).expect("the temporary directory is writable");
         Self {
-            project: ComposeProject { name, overrides },
+            project: ComposeProject {
+                name,
+                overrides,
+                profile: None,
+            },
             image,
             binary: BinaryInContext::new(),
         }

@@ -51,6 +51,24 @@ fn wrong_types_and_typos_are_rejected_by_the_schema() {
             Values::defaults().set("probes.grpc.port=9090"),
             "probes.grpc",
         ),
+        (
+            Values::defaults().set("faults.errorRate=2"),
+            "faults.errorRate",
+        ),
+        (
+            Values::defaults().set_string("faults.errorRate=half"),
+            "faults.errorRate",
+        ),
+        (Values::defaults().set("faults.delay=fast"), "faults.delay"),
+        (
+            Values::defaults().set("faults.unready=yes"),
+            "faults.unready",
+        ),
+        (Values::defaults().set("faults.testFial=true"), "testFial"),
+        (
+            Values::defaults().set("backends[0]=ftp://backend"),
+            "backends.0",
+        ),
     ] {
         let args = values.0.clone();
         let error = refused(tools, values);
@@ -202,6 +220,11 @@ fn variables_the_chart_owns_cannot_be_set_through_env() {
         "RODENT_MANAGEMENT_PORT",
         "RODENT_PID_FILE",
         "RODENT_ADMIN_TOKEN",
+        "RODENT_FAULT_ERROR_RATE",
+        "RODENT_FAULT_DELAY",
+        "RODENT_FAULT_UNREADY",
+        "RODENT_FAULT_UNHEALTHY",
+        "RODENT_BACKENDS",
     ] {
         let values = Values::defaults().set(&format!("env[0].name={name} env[0].value=x"));
         let error = refused(tools, values);

@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use crate::facts::{assert_lifecycle_facts, selects};
-use crate::support::{Values, array, check, render, tools};
+use crate::support::{Values, array, check, render, tools, validate};
 
 #[test]
 fn default_values_give_a_valid_secure_deployment() {
@@ -54,6 +54,67 @@ fn helm_test_pod_probes_the_service_from_the_same_image() {
     assert_lifecycle_facts(&m);
     let off = render(tools, Values::defaults().set("helmTest.enabled=false"));
     assert!(off.all("Pod").is_empty());
+}
+
+#[test]
+fn faults_and_backends_become_the_reference_services_variables() {
+    let Some(tools) = tools() else { return };
+    let none = check(tools, Values::defaults());
+    for name in [
+        "RODENT_FAULT_ERROR_RATE",
+        "RODENT_FAULT_DELAY",
+        "RODENT_FAULT_UNREADY",
+        "RODENT_FAULT_UNHEALTHY",
+        "RODENT_BACKENDS",
+    ] {
+        assert!(none.env_entry(name).is_none(), "{name} is off by default");
+    }
+    // `--set` gives an error rate as a string, a values file as a number: both are taken.
+    let values = Values::defaults()
+        .set("faults.errorRate=0.25 faults.delay=100ms..2s faults.unready=true")
+        .set("faults.unhealthy=true backends[0]=http://backend-rodent")
+        .set("backends[1]=https://other.example/api/echo");
+    let m = check(tools, values);
+    let env = m.env();
+    assert_eq!(env["RODENT_FAULT_ERROR_RATE"], "0.25");
+    assert_eq!(env["RODENT_FAULT_DELAY"], "100ms..2s");
+    assert_eq!(env["RODENT_FAULT_UNREADY"], "true");
+    assert_eq!(env["RODENT_FAULT_UNHEALTHY"], "true");
+    assert_eq!(
+        env["RODENT_BACKENDS"],
+        "http://backend-rodent,https://other.example/api/echo"
+    );
+    let whole = check(tools, Values::defaults().set("faults.errorRate=1"));
+    assert_eq!(whole.env()["RODENT_FAULT_ERROR_RATE"], "1");
+}
+
+#[test]
+fn faults_make_helm_test_fail_or_hang() {
+    let Some(tools) = tools() else { return };
+    // Rendered and validated, but not held to the usual test pod's facts: it is meant to fail.
+    let failing = render(tools, Values::defaults().set("faults.testFail=true"));
+    validate(tools, &failing);
+    let test = failing.test_pod().expect("a helm test pod");
+    let args = &test["spec"]["containers"][0]["args"];
+    assert_eq!(
+        args,
+        &json!(["probe", "ready", "--url", "http://127.0.0.1:1"])
+    );
+    assert!(test["spec"]["activeDeadlineSeconds"].is_null());
+
+    let hanging = render(tools, Values::defaults().set("faults.testTimeout=true"));
+    validate(tools, &hanging);
+    let test = hanging.test_pod().expect("a helm test pod");
+    let container = &test["spec"]["containers"][0];
+    assert_eq!(container["args"], json!(["serve"]));
+    assert_eq!(
+        container["env"],
+        json!([{ "name": "RODENT_PID_FILE", "value": "" }])
+    );
+    // It never ends by itself, but it does not linger past an hour either.
+    assert_eq!(test["spec"]["activeDeadlineSeconds"], 3600);
+    // The service itself is unchanged by either.
+    assert_eq!(hanging.env(), check(tools, Values::defaults()).env());
 }
 
 #[test]

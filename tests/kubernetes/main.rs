@@ -16,6 +16,7 @@ mod chart;
 mod cluster;
 mod deletion;
 mod drain;
+mod faults;
 mod grpc;
 mod hardened;
 mod images;
@@ -158,4 +159,22 @@ fn the_grpc_baseline_loses_calls_in_the_same_rollouts_and_scale_down() {
         "the gRPC baseline lost nothing, so the scenario cannot tell a drain from none:\n{}",
         run.summary(Server::Baseline)
     );
+}
+
+#[test]
+fn faults_unready_makes_helm_install_wait_fail() {
+    let (cluster, _one) = cluster!();
+    faults::unready_fails_helm_install_wait(cluster);
+}
+
+#[test]
+fn faults_test_fail_and_test_timeout_make_helm_test_fail() {
+    let (cluster, _one) = cluster!();
+    faults::test_faults_fail_helm_test(cluster);
+}
+
+#[test]
+fn with_an_error_rate_the_probes_stay_green_and_the_pods_in_the_endpoints() {
+    let (cluster, _one) = cluster!();
+    faults::error_rate_keeps_probes_green_and_pods_in_the_endpoints(cluster);
 }

@@ -12,6 +12,7 @@ mod grpc;
 mod host;
 mod hostile;
 mod lifecycle;
+mod reference;
 mod rolling;
 mod supervision;
 mod telemetry;

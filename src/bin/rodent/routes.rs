@@ -6,15 +6,21 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Extension, Path, Query, State};
+use axum::handler::Handler;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::stream::{self, Stream, StreamExt};
+use rodent::http::Deadline;
 use rodent::{BuildInfo, Drain, Lifecycle, Problem};
 use serde::Deserialize;
 use serde_json::json;
+
+use crate::chain::{self, Chain};
+use crate::faults::FaultLayer;
+use crate::introspect;
 
 /// How often `/stream/{ms}` sends a line.
 const STREAM_EVERY: Duration = Duration::from_millis(100);
@@ -24,17 +30,24 @@ const EVENTS_EVERY: Duration = Duration::from_secs(1);
 /// when the drain ended it.
 pub(crate) const STOPPING: &str = "the service is stopping; reconnect to reach another instance";
 
-/// The reference routes; `build` is what `GET /` and `GET /version` report.
-pub(crate) fn routes(build: BuildInfo) -> Router {
+/// The reference routes, each behind the injected faults; `build` is what `GET /` and
+/// `GET /version` report, `chain` where `POST /echo` forwards.
+///
+/// The faults wrap each handler (`Handler::layer`) rather than the router (`route_layer`): a
+/// router's layer boxes every route once more, and clones it per request, which `GET /` would
+/// pay for with no fault set.
+pub(crate) fn routes(build: BuildInfo, chain: Chain, faults: FaultLayer) -> Router {
+    let f = || faults.clone();
     Router::new()
-        .route("/", get(info))
-        .route("/version", get(version))
-        .route("/delay/{ms}", get(delay))
-        .route("/status/{code}", get(status))
-        .route("/echo", post(echo))
-        .route("/panic", get(panic))
-        .route("/stream/{ms}", get(stream))
-        .route("/events", get(events))
+        .route("/", get(info.layer(f())))
+        .route("/version", get(version.layer(f())))
+        .route("/delay/{ms}", get(delay.layer(f())))
+        .route("/status/{code}", get(status.layer(f())))
+        .route("/echo", post(echo.layer(f())).with_state(chain))
+        .route("/headers", get(introspect::headers.layer(f())))
+        .route("/panic", get(panic.layer(f())))
+        .route("/stream/{ms}", get(stream.layer(f())))
+        .route("/events", get(events.layer(f())))
         .with_state(build)
 }
 
@@ -95,8 +108,25 @@ async fn status(Path(code): Path<u16>) -> Response {
     (status, Json(json!({ "status": code }))).into_response()
 }
 
-/// `POST /echo`: the body back, with its content type; the body limit applies.
-async fn echo(headers: HeaderMap, body: Bytes) -> Response {
+/// `POST /echo`: the body back, with its content type; the body limit applies. With
+/// `RODENT_BACKENDS` set, the body goes to each backend instead, and the answer says what each
+/// said (see `chain`).
+async fn echo(
+    State(chain): State<Chain>,
+    deadline: Deadline,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let hops = match chain::hops(&headers) {
+        Ok(hops) => hops,
+        Err(refused) => return refused.into_response(),
+    };
+    let backends = chain.backends();
+    if !backends.is_empty() {
+        return chain
+            .forward(&backends, &headers, deadline, body, hops)
+            .await;
+    }
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .cloned()

@@ -29,6 +29,8 @@ pub(crate) struct AccessLine<'a> {
     pub latency_ms: f64,
     pub request_id: &'a str,
     pub trace_id: Option<&'a str>,
+    /// What the application noted about the response ([`AccessNote`](crate::http::AccessNote)).
+    pub note: Option<&'a str>,
 }
 
 /// Where access-log lines go, as decided at the last (re)load.
@@ -122,6 +124,10 @@ fn format(out: &mut String, level: Level, line: &AccessLine<'_>) -> std::fmt::Re
         out.push_str(",\"trace_id\":");
         write_string(out, trace_id)?;
     }
+    if let Some(note) = line.note {
+        out.push_str(",\"note\":");
+        write_string(out, note)?;
+    }
     out.push_str(",\"target\":\"rodent::access\"}\n");
     Ok(())
 }
@@ -207,7 +213,12 @@ mod tests {
             .event_format(super::super::json::JsonLines)
             .with_writer(move || writer.clone());
         let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
-        for trace_id in [None, Some("4bf92f3577b34da6a3ce929d0e0e4736")] {
+        let cases = [
+            (None, None),
+            (Some("4bf92f3577b34da6a3ce929d0e0e4736"), None),
+            (None, Some("injected delay 120ms; injected error")),
+        ];
+        for (trace_id, note) in cases {
             let line = AccessLine {
                 method: "GET",
                 route: "/delay/{ms}",
@@ -215,9 +226,10 @@ mod tests {
                 latency_ms: 0.352,
                 request_id: "abc-\"123\"",
                 trace_id,
+                note,
             };
             tracing::dispatcher::with_default(&dispatch, || {
-                tracing::info!(target: "rodent::access", method = line.method, route = line.route, status = line.status, latency_ms = line.latency_ms, request_id = line.request_id, trace_id = line.trace_id, "request");
+                tracing::info!(target: "rodent::access", method = line.method, route = line.route, status = line.status, latency_ms = line.latency_ms, request_id = line.request_id, trace_id = line.trace_id, note = line.note, "request");
             });
             let through_tracing =
                 String::from_utf8(std::mem::take(&mut *captured.0.lock().unwrap())).unwrap();

@@ -115,6 +115,15 @@ impl Logging {
             .with(layers)
             .try_init()
             .is_ok();
+        if !installed {
+            // Said through the subscriber that is there, which is where its author looks.
+            tracing::warn!(
+                target: "rodent::logging",
+                "a tracing subscriber was installed before rodent's, so rodent's log sink and \
+                 trace export are not in it: give the application's layers to \
+                 App::tracing_layer instead"
+            );
+        }
         // Access lines skip `tracing` only on their way to rodent's own log layer.
         let access = if installed {
             AccessLog::direct(writer.clone(), directives, format)
@@ -145,6 +154,12 @@ impl Logging {
 }
 
 impl LogHandle {
+    /// Writes what is buffered, waiting for stdout at most `bound`, and stops writing: for a
+    /// process that ends at once.
+    pub(crate) fn close_within(&self, bound: std::time::Duration) {
+        self.writer.close_within(bound);
+    }
+
     /// The count of lines dropped so far, for `/metrics`.
     pub(crate) fn dropped(&self) -> DroppedLines {
         self.writer.dropped()

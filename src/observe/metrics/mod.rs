@@ -5,11 +5,13 @@
 //! Route labels are always the matched route template (`/delay/{ms}`), or `unmatched` for a
 //! 404: a raw path in a label would let any client create unbounded series.
 
+mod application;
 mod gauges;
 mod in_flight;
 mod logs;
 mod process;
 mod route;
+mod runtime;
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -20,11 +22,12 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::{Metric, Registry};
+use prometheus_client::registry::Registry;
 
 use crate::build::BuildInfo;
 use crate::lifecycle::Lifecycle;
 use crate::observe::logging::DroppedLines;
+use application::Application;
 use gauges::Gauges;
 pub(crate) use in_flight::{InFlight, InFlightGuard};
 use logs::LogLinesDropped;
@@ -84,16 +87,11 @@ pub(crate) struct Metrics {
     spans_dropped: Counter,
     log_lines_dropped: LogLinesDropped,
     in_flight: Arc<InFlight>,
+    /// Whether the application is rodent's reference service (named `rodent`), which shares
+    /// the `rodent_*` namespace.
+    reference: bool,
     /// The application's own metrics, rendered after rodent's.
     application: Mutex<Application>,
-}
-
-/// The application's registry, and the names registered in it through
-/// [`Metrics::register`].
-#[derive(Default)]
-struct Application {
-    registry: Registry,
-    names: Vec<String>,
 }
 
 impl fmt::Debug for Metrics {
@@ -104,6 +102,7 @@ impl fmt::Debug for Metrics {
 
 impl Metrics {
     pub(crate) fn new(lifecycle: Lifecycle, build: BuildInfo) -> Self {
+        let reference = build.name == crate::build::Identity::RODENT.name;
         // The `process_*` family is the same in every service: at the root, unprefixed;
         // rodent's own metrics in the `rodent_` sub-registry.
         let mut root = Registry::default();
@@ -192,6 +191,7 @@ impl Metrics {
         );
         registry.register_collector(Box::new(log_lines_dropped.clone()));
         registry.register_collector(Box::new(Gauges::new(lifecycle, in_flight.clone(), build)));
+        registry.register_collector(Box::new(runtime::RuntimeGauges));
 
         Self {
             registry: root,
@@ -209,6 +209,7 @@ impl Metrics {
             spans_dropped,
             log_lines_dropped,
             in_flight,
+            reference,
             application: Mutex::default(),
         }
     }
@@ -229,51 +230,6 @@ impl Metrics {
         };
         written.expect("writing to a String cannot fail");
         out
-    }
-
-    fn application(&self) -> std::sync::MutexGuard<'_, Application> {
-        self.application
-            .lock()
-            .expect("the application's registry is never poisoned: nothing panics holding it")
-    }
-
-    /// Registers one of the application's metrics. `name` is refused, naming it, when it is
-    /// not a valid metric name, when it is one of rodent's (`rodent_*`, `process_*`), or when
-    /// it was registered already.
-    pub(crate) fn register(
-        &self,
-        name: &str,
-        help: &str,
-        metric: impl Metric,
-    ) -> Result<(), String> {
-        let valid = name
-            .chars()
-            .enumerate()
-            .all(|(i, c)| c.is_ascii_alphabetic() || c == '_' || (i > 0 && c.is_ascii_digit()));
-        if name.is_empty() || !valid {
-            return Err(format!(
-                "{name:?} is not a metric name (letters, digits and _, not starting with a digit)"
-            ));
-        }
-        if ["rodent_", "process_"].iter().any(|p| name.starts_with(p)) {
-            return Err(format!(
-                "{name:?} is in rodent's own namespace (rodent_*, process_*): give the \
-                 application's metrics a prefix of their own"
-            ));
-        }
-        let mut application = self.application();
-        if application.names.iter().any(|n| n == name) {
-            return Err(format!("the metric {name:?} is registered twice"));
-        }
-        application.names.push(name.to_string());
-        application.registry.register(name, help, metric);
-        Ok(())
-    }
-
-    /// Gives the application's registry to `register`, for what [`register`](Self::register)
-    /// does not cover: units, sub-registries, collectors.
-    pub(crate) fn with_application_registry(&self, register: impl FnOnce(&mut Registry)) {
-        register(&mut self.application().registry);
     }
 
     pub(crate) fn in_flight(&self) -> &Arc<InFlight> {
@@ -405,41 +361,5 @@ mod tests {
         assert!(text.contains("rodent_log_lines_dropped_total 0"), "{text}");
         assert!(!text.contains("# EOF"));
         assert!(metrics.render(true).ends_with("# EOF\n"));
-    }
-
-    #[test]
-    fn the_applications_metrics_follow_rodents() {
-        let metrics = Metrics::new(
-            Lifecycle::new(),
-            crate::build::Identity::RODENT.build_info(),
-        );
-        let created = Counter::<u64>::default();
-        metrics
-            .register("notes_created", "Notes created", created.clone())
-            .unwrap();
-        created.inc();
-        let text = metrics.render(false);
-        let rodents = text.find("rodent_reloads_total").unwrap();
-        let ours = text.find("notes_created_total 1").unwrap();
-        assert!(rodents < ours, "{text}");
-        let open = metrics.render(true);
-        assert_eq!(open.matches("# EOF").count(), 1, "{open}");
-        assert!(open.ends_with("# EOF\n"));
-
-        for refused in [
-            "rodent_requests",
-            "process_threads",
-            "notes_created",
-            "9lives",
-            "a-b",
-            "",
-        ] {
-            assert!(
-                metrics
-                    .register(refused, "x", Counter::<u64>::default())
-                    .is_err(),
-                "{refused:?} must be refused"
-            );
-        }
     }
 }

@@ -1,14 +1,21 @@
 //! Trace context at the HTTP edge: what `OTEL_PROPAGATORS` reads from a request (W3C
-//! `traceparent`/`tracestate` and `baggage`, Zipkin's B3 in either form), and the
-//! `traceresponse` header that tells the client which trace and span served it.
+//! `traceparent`/`tracestate` and `baggage`, Zipkin's B3 in either form) and writes on the
+//! requests a handler makes in turn, and the `traceresponse` header that tells the client which
+//! trace and span served it.
 
-use axum::http::{HeaderMap, HeaderValue};
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry::baggage::BaggageExt;
-use opentelemetry::propagation::{Extractor, TextMapCompositePropagator, TextMapPropagator};
+use opentelemetry::propagation::{
+    Extractor, Injector, TextMapCompositePropagator, TextMapPropagator,
+};
 use opentelemetry::trace::{SpanContext, TraceContextExt};
 use opentelemetry_propagator_b3::{B3Encoding, Propagator as B3};
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use crate::config::Config;
 use crate::config::otel::Propagator;
 use crate::observe::clip::CLIENT_TEXT_LIMIT;
 
@@ -56,8 +63,27 @@ pub(crate) fn propagator(list: &[Propagator]) -> TextMapCompositePropagator {
     TextMapCompositePropagator::new(each)
 }
 
-/// Reads incoming requests for the context they continue.
-pub(crate) struct Propagation {
+struct HeadersOut<'a>(&'a mut HeaderMap);
+
+impl Injector for HeadersOut<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(key.as_bytes()),
+            HeaderValue::try_from(value),
+        ) {
+            self.0.insert(name, value);
+        }
+    }
+}
+
+/// Trace context across HTTP hops, in the formats `OTEL_PROPAGATORS` names: read from the
+/// requests the service receives, and written on those its handlers make in turn, so that the
+/// services they call join the same trace. A cheap handle, from
+/// [`Rodent::propagation`](crate::Rodent::propagation).
+#[derive(Clone)]
+pub struct Propagation(Arc<Propagators>);
+
+struct Propagators {
     propagator: TextMapCompositePropagator,
     /// The headers the propagators read: a request with none of them (most, from outside a
     /// mesh) is answered without running them.
@@ -67,12 +93,17 @@ pub(crate) struct Propagation {
 impl std::fmt::Debug for Propagation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Propagation")
-            .field("headers", &self.headers)
+            .field("headers", &self.0.headers)
             .finish()
     }
 }
 
 impl Propagation {
+    /// As `config`'s `OTEL_PROPAGATORS` says.
+    pub(crate) fn of(config: &Config) -> Self {
+        Self::new(&crate::config::otel::propagators(&config.vars))
+    }
+
     pub(crate) fn new(list: &[Propagator]) -> Self {
         let propagator = propagator(list);
         let mut headers: Vec<String> = propagator.fields().map(str::to_string).collect();
@@ -84,25 +115,47 @@ impl Propagation {
         }
         headers.sort();
         headers.dedup();
-        Self {
+        Self(Arc::new(Propagators {
             propagator,
             headers,
-        }
+        }))
     }
 
     /// The context a request continues: a valid remote span (its trace goes on), baggage, or
     /// both; `None` when it carries neither.
     pub(crate) fn incoming(&self, headers: &HeaderMap) -> Option<opentelemetry::Context> {
         if !self
+            .0
             .headers
             .iter()
             .any(|h| headers.contains_key(h.as_str()))
         {
             return None;
         }
-        let cx = self.propagator.extract(&Headers(headers));
+        let cx = self.0.propagator.extract(&Headers(headers));
         let continued = cx.span().span_context().is_valid() || !cx.baggage().is_empty();
         continued.then_some(cx)
+    }
+
+    /// Writes on `outgoing`, a request a handler is about to make, the trace context of the
+    /// request it serves, whose headers are `incoming`: when traces are exported, the current
+    /// span's (the request's server span, or a span the handler opened inside it, such as a
+    /// client span for this call), so the callee's spans are its children; otherwise the
+    /// context the request came with, unchanged, so the callee still joins the caller's
+    /// trace. Baggage is passed on either way (an exported span's context keeps its parent's).
+    /// Nothing is written when there is no context.
+    pub fn inject(&self, incoming: &HeaderMap, outgoing: &mut HeaderMap) {
+        let current = tracing::Span::current().context();
+        let cx = if current.span().span_context().is_valid() {
+            current
+        } else if let Some(came_with) = self.incoming(incoming) {
+            came_with
+        } else {
+            return;
+        };
+        self.0
+            .propagator
+            .inject_context(&cx, &mut HeadersOut(outgoing));
     }
 }
 
@@ -146,6 +199,25 @@ mod tests {
             traceresponse(&parent),
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
         );
+    }
+
+    #[test]
+    fn without_exported_spans_the_incoming_context_is_passed_on() {
+        let mut incoming = HeaderMap::new();
+        incoming.insert(
+            "traceparent",
+            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        );
+        incoming.insert("tracestate", HeaderValue::from_static("vendor=abc"));
+        let mut outgoing = HeaderMap::new();
+        w3c().inject(&incoming, &mut outgoing);
+        assert_eq!(outgoing["traceparent"], incoming["traceparent"]);
+        assert_eq!(outgoing["tracestate"], "vendor=abc");
+
+        let b3 = Propagation::new(&[Propagator::B3]);
+        let mut outgoing = HeaderMap::new();
+        b3.inject(&HeaderMap::new(), &mut outgoing);
+        assert!(outgoing.is_empty(), "{outgoing:?}");
     }
 
     #[test]

@@ -210,3 +210,23 @@ fn main_inside_a_runtime_is_refused_at_once() {
     );
     assert!(stdout.is_empty(), "nothing started: {stdout}");
 }
+
+#[test]
+fn a_subscriber_installed_before_rodents_is_warned_about() {
+    let mut app = start(fixture().env("FIXTURE_ENTRY", "own-subscriber").no_wait());
+    let warning = app.wait_log(|l| {
+        l["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("installed before rodent's"))
+    });
+    assert_eq!(warning["level"], "WARN", "{warning}");
+    assert!(
+        warning["message"]
+            .as_str()
+            .unwrap()
+            .contains("App::tracing_layer"),
+        "{warning}"
+    );
+    app.signal(SIGTERM);
+    assert_eq!(app.exit_code(PATIENCE), 0);
+}

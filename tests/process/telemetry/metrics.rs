@@ -33,6 +33,15 @@ const FAMILIES: &[(&str, PrometheusType)] = &[
     ("rodent_spans_dropped_total", PrometheusType::Counter),
     ("rodent_build_info", PrometheusType::Gauge),
     ("rodent_uptime_seconds", PrometheusType::Gauge),
+    ("rodent_runtime_workers", PrometheusType::Gauge),
+    ("rodent_runtime_alive_tasks", PrometheusType::Gauge),
+    ("rodent_runtime_global_queue_depth", PrometheusType::Gauge),
+    (
+        "rodent_runtime_worker_busy_seconds_total",
+        PrometheusType::Counter,
+    ),
+    ("rodent_runtime_worker_parks_total", PrometheusType::Counter),
+    ("rodent_faults_injected_total", PrometheusType::Counter),
 ];
 
 const REQUESTS: &str = "rodent_http_requests_total";
@@ -55,6 +64,50 @@ fn assert_families(scrape: &Scrape, absent: &[&str]) {
     }
 }
 const DURATION: &str = "rodent_http_request_duration_seconds";
+
+#[tokio::test]
+async fn the_runtime_is_described_by_tokios_stable_metrics() {
+    let rodent = rodent().spawn();
+    let idle = Scrape::of(&rodent).await;
+    let workers = idle.value("rodent_runtime_workers", &[]);
+    assert!(workers >= 1.0, "{}", idle.text());
+    // One busy-time and one park counter per worker, labelled by its index.
+    let labelled = idle.label_values("rodent_runtime_worker_busy_seconds_total", "worker");
+    assert_eq!(labelled.len() as f64, workers, "{labelled:?}");
+    assert!(labelled.contains("0"), "{labelled:?}");
+    assert_eq!(
+        idle.label_values("rodent_runtime_worker_parks_total", "worker"),
+        labelled
+    );
+    assert!(idle.value("rodent_runtime_global_queue_depth", &[]) >= 0.0);
+
+    // Each open connection is a task of its own: holding some open shows in the alive tasks.
+    let alive = idle.value("rodent_runtime_alive_tasks", &[]);
+    let held: Vec<_> = (0..5)
+        .map(|_| tokio::spawn(client().get(rodent.url("/delay/3000")).send()))
+        .collect();
+    wait_in_flight(&rodent, "/delay/{ms}", 5).await;
+    let busy = Scrape::of(&rodent).await;
+    assert!(
+        busy.value("rodent_runtime_alive_tasks", &[]) >= alive + 5.0,
+        "{} then {}",
+        alive,
+        busy.value("rodent_runtime_alive_tasks", &[])
+    );
+    let spent = |scrape: &Scrape| {
+        labelled
+            .iter()
+            .map(|w| scrape.value("rodent_runtime_worker_busy_seconds_total", &[("worker", w)]))
+            .sum::<f64>()
+    };
+    assert!(
+        spent(&busy) > spent(&idle),
+        "the workers ran something meanwhile"
+    );
+    for request in held {
+        assert_eq!(request.await.unwrap().unwrap().status(), 200);
+    }
+}
 
 #[tokio::test]
 async fn metrics_parse_as_prometheus_text_and_count_exactly_what_was_sent() {

@@ -4,6 +4,7 @@
 
 mod application;
 mod bounded;
+mod chain;
 mod metrics;
 mod pki;
 mod process;

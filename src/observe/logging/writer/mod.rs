@@ -100,6 +100,19 @@ impl LineWriter {
     pub(crate) fn dropped(&self) -> DroppedLines {
         self.queue.dropped.clone()
     }
+
+    /// Asks the flushing thread to write what is left and stop, and waits for it at most
+    /// `bound`: for a process about to end without the launcher's own close.
+    pub(crate) fn close_within(&self, bound: Duration) {
+        let mut backlog = self.queue.lock();
+        backlog.closing = true;
+        self.queue.wake.notify_one();
+        let _ = self
+            .queue
+            .finished
+            .wait_timeout_while(backlog, bound, |p| !p.done)
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+    }
 }
 
 /// Stops the flushing thread, waiting a bounded time for what is left to be written.
