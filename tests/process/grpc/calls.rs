@@ -9,7 +9,7 @@ use nix::sys::signal::Signal::SIGTERM;
 use tonic::{Code, Request};
 
 use super::pb::{DelayRequest, EchoRequest, StatusRequest, StreamRequest};
-use super::{EchoClient, SOON, channel, exit_code, raw_call};
+use super::{EchoClient, SOON, channel, exits_cleanly, raw_call};
 use kit::{PATIENCE, rodent};
 
 #[tokio::test]
@@ -148,7 +148,7 @@ async fn streams_outlive_the_request_timeout_and_end_with_unavailable_at_the_dra
     assert!(ended.message().contains("stopping"), "{ended:?}");
     // It ended when the listener closed, after the drain delay, and held nothing.
     assert!(signalled.elapsed() >= Duration::from_millis(900));
-    assert_eq!(exit_code(&mut rodent).await, 0);
+    exits_cleanly(&mut rodent).await;
 }
 
 #[tokio::test]
@@ -204,5 +204,5 @@ async fn calls_after_the_listener_closed_are_unavailable() {
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     // The call that was in flight finished.
     assert_eq!(held.await.unwrap().unwrap().get_ref().delay_ms, 3_000);
-    assert_eq!(exit_code(&mut rodent).await, 0);
+    exits_cleanly(&mut rodent).await;
 }

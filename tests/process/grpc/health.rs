@@ -11,7 +11,7 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-use super::{ECHO, SOON, channel, check, exit_code, have_health_probe, health_probe};
+use super::{ECHO, SOON, channel, check, exits_cleanly, have_health_probe, health_probe};
 use kit::{PATIENCE, client, eventually_async, free_port, rodent};
 
 #[tokio::test]
@@ -66,7 +66,7 @@ async fn a_health_client_sees_serving_then_not_serving_as_soon_as_readyz_fails()
         apart < Duration::from_millis(500),
         "/readyz failed at {readyz_failed:?}, gRPC health at {grpc_failed:?}"
     );
-    assert_eq!(exit_code(&mut rodent).await, 0);
+    exits_cleanly(&mut rodent).await;
 }
 
 #[tokio::test]
@@ -132,7 +132,7 @@ async fn open_watches_see_every_change_and_end_with_unavailable_when_the_drain_i
         );
     }
     // The watches held nothing: the exit follows at once, far inside the 30s grace.
-    assert_eq!(exit_code(&mut rodent).await, 0);
+    exits_cleanly(&mut rodent).await;
     assert!(signalled.elapsed() < Duration::from_secs(1) + PATIENCE);
     let stopped = rodent.wait_log(|l| l["message"] == "stopped");
     assert_eq!(stopped["exit_code"], 0);
@@ -184,5 +184,5 @@ async fn the_management_port_serves_the_health_service_too() {
     .await;
     let (code, printed) = health_probe(rodent.addr(), "");
     assert_eq!(code, 4, "the main port says the same: {printed}");
-    assert_eq!(exit_code(&mut rodent).await, 0);
+    exits_cleanly(&mut rodent).await;
 }

@@ -96,13 +96,19 @@ fn health_probe(addr: SocketAddr, service: &str) -> (i32, String) {
     (kit::code_of(&output), printed)
 }
 
-/// The exit code, waited for without blocking the test's runtime: its gRPC clients (their
+/// Exit 0, waited for without blocking the test's runtime: its gRPC clients (their
 /// connections' tasks run there) go on answering the server meanwhile, as a real client's do.
-async fn exit_code(rodent: &mut kit::Rodent) -> i32 {
+async fn exits_cleanly(rodent: &mut kit::Rodent) {
     let waited = std::time::Instant::now();
     loop {
         if let Some(status) = rodent.try_wait_exit(Duration::ZERO) {
-            return status.code().expect("an exit, not a signal");
+            assert_eq!(
+                status.code(),
+                Some(0),
+                "not a clean exit; the log was:\n{}",
+                rodent.raw_lines().join("\n")
+            );
+            return;
         }
         assert!(
             waited.elapsed() < kit::PATIENCE,
