@@ -9,18 +9,23 @@
 #   otlp-silent   an OTLP collector that accepts connections and never answers
 #   otlp-slow     an OTLP collector that answers one byte every 200 ms
 #   client-stuck  a client that stops reading an 8 MB response hyper already holds
+#   websocket     a WebSocket client on /ws/echo, told of the drain (close 1001), answering at once
+#   websocket-ignore  a WebSocket on /ws/echo?drain=ignore, which only the deadline ends
+#   reloaded-grace    started with a 30 s grace (RODENT_ENV_FILE), reloaded to 2 s (SIGHUP), then
+#                 every peer stalled at once: otlp-silent, a stream ignoring the drain, and
+#                 stdout-unread under load; the exit must come inside the new 2 s
 #
 # Prints one line per scenario (median and worst of RUNS runs, and the exit code) and a
 # Markdown table for BENCHMARKS.md. Knobs: BIN (default target/release/rodent, else
-# target/debug/rodent), RUNS=5. Needs python3.
+# target/debug/rodent), RUNS=5, ONLY=name,name to run some scenarios. Needs python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-$( [ -x target/release/rodent ] && echo target/release/rodent || echo target/debug/rodent )}
 [ -x "$BIN" ] || { echo "exit-times: $BIN is missing (cargo build)" >&2; exit 1; }
 export BIN RUNS=${RUNS:-5}
 exec python3 - <<'EOF'
-import http.client, json, os, shutil, signal, socket, statistics, subprocess, sys
-import tempfile, threading, time
+import base64, http.client, json, os, shutil, signal, socket, statistics, struct, subprocess
+import sys, tempfile, threading, time
 
 BIN = os.path.abspath(os.environ["BIN"])
 RUNS = int(os.environ["RUNS"])
@@ -42,7 +47,8 @@ def start(env, stdout_kind, wrapper=()):
         w = os.open(path, os.O_WRONLY)
     else:
         r, w = os.pipe()
-    p = subprocess.Popen(list(wrapper) + [BIN], env={**BASE, **env}, stdin=subprocess.DEVNULL,
+    env = {k: v for k, v in {**BASE, **env}.items() if v is not None}
+    p = subprocess.Popen(list(wrapper) + [BIN], env=env, stdin=subprocess.DEVNULL,
                          stdout=w, stderr=subprocess.DEVNULL)
     os.close(w)
     reader = os.fdopen(r, "rb", buffering=0)
@@ -173,6 +179,48 @@ def slow_collector():
     threading.Thread(target=accept, daemon=True).start()
     return s, f"http://127.0.0.1:{s.getsockname()[1]}"
 
+def recv_exact(s, n):
+    data = b""
+    while len(data) < n:
+        c = s.recv(n - len(data))
+        if not c:
+            raise OSError("closed")
+        data += c
+    return data
+
+def websocket(addr, path):
+    """A WebSocket client: the handshake by hand, then a thread that answers a close frame."""
+    host, port = addr.rsplit(":", 1)
+    s = socket.create_connection((host, int(port)), timeout=30)
+    key = base64.b64encode(os.urandom(16)).decode()
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: rodent\r\nUpgrade: websocket\r\n"
+              f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+              f"Sec-WebSocket-Version: 13\r\n\r\n".encode())
+    head = b""
+    while not head.endswith(b"\r\n\r\n"):
+        head += recv_exact(s, 1)
+    if b" 101 " not in head.split(b"\r\n")[0]:
+        raise SystemExit(f"no WebSocket on {path}: {head[:80]!r}")
+    def answer():
+        try:
+            while True:
+                h = recv_exact(s, 2)
+                n = h[1] & 0x7f
+                if n == 126:
+                    n = struct.unpack("!H", recv_exact(s, 2))[0]
+                elif n == 127:
+                    n = struct.unpack("!Q", recv_exact(s, 8))[0]
+                payload = recv_exact(s, n)
+                if h[0] & 0x0f == 8:
+                    mask, code = os.urandom(4), payload[:2]
+                    s.sendall(bytes([0x88, 0x80 | len(code)]) + mask
+                              + bytes(b ^ mask[i % 4] for i, b in enumerate(code)))
+                    return
+        except OSError:
+            return
+    threading.Thread(target=answer, daemon=True).start()
+    return s
+
 def otlp_env(endpoint):
     return {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_EXPORTER_OTLP_TIMEOUT": "60000",
             "OTEL_BSP_SCHEDULE_DELAY": "20"}
@@ -209,6 +257,34 @@ def scenario(name):
                   b"\r\ncontent-length: %d\r\n\r\n" % len(body) + body)
         s.recv(16, socket.MSG_PEEK)
         held.append(s)
+    elif name in ("websocket", "websocket-ignore"):
+        p, target, addr, reader = start({}, "devnull")
+        path = "/ws/echo" if name == "websocket" else "/ws/echo?drain=ignore"
+        held.append(websocket(addr, path))
+    elif name == "reloaded-grace":
+        tmp = tempfile.mkdtemp(prefix="rodent-exit-env-")
+        env_file = os.path.join(tmp, "rodent.env")
+        with open(env_file, "w") as f:
+            f.write("RODENT_SHUTDOWN_GRACE=30s\n")
+        collector, endpoint = silent_collector()
+        held.append(collector)
+        p, target, addr, reader = start({**otlp_env(endpoint), "RODENT_ENV_FILE": env_file,
+                                         "RODENT_SHUTDOWN_GRACE": None}, "fifo")
+        host, port = addr.rsplit(":", 1)
+        stream = http.client.HTTPConnection(host, int(port), timeout=30)
+        stream.request("GET", "/stream/60000?drain=ignore")
+        stream.getresponse().read(1)
+        held.append(stream)
+        with open(env_file, "w") as f:
+            f.write("RODENT_SHUTDOWN_GRACE=2s\n")
+        os.kill(target, signal.SIGHUP)
+        deadline = time.time() + 10
+        while metric(addr, 'rodent_reloads_total{outcome="applied"}') != 1:
+            if time.time() > deadline:
+                raise SystemExit("the grace was not reloaded")
+            time.sleep(0.02)
+        held.append(with_load(addr, True))
+        shutil.rmtree(tmp, ignore_errors=True)
     took, code = terminate(p, target)
     for h in held:
         if isinstance(h, threading.Event):
@@ -220,7 +296,10 @@ def scenario(name):
     return took, code
 
 names = ["idle", "stdout-unread", "stdout-closed", "pid1-unread", "otlp-silent", "otlp-slow",
-         "client-stuck"]
+         "client-stuck", "websocket", "websocket-ignore", "reloaded-grace"]
+only = os.environ.get("ONLY")
+if only:
+    names = [n for n in names if n in only.split(",")]
 if os.geteuid() != 0 or not shutil.which("unshare"):
     names.remove("pid1-unread")
     print("pid1-unread skipped: needs root and unshare", file=sys.stderr)

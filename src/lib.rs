@@ -30,7 +30,7 @@
 //! | `app` | [`App`]: the application's identity and the way in |
 //! | [`launch`] | the order of a process's life, from blocked signals to the exit code; the command line |
 //! | [`config`] | reading and validating `RODENT_*`, `OTEL_*` and the application's variables, and the env file |
-//! | [`lifecycle`] | the lifecycle [`State`], readiness, hooks, [`Event`]s, the [`Drain`] handle |
+//! | [`lifecycle`] | the lifecycle [`State`], readiness, hooks, background tasks, [`Event`]s, the [`Drain`] handle and its [`DrainHold`], the exit's budget |
 //! | `run` | the [`Rodent`] builder, the loop that advances the lifecycle, and the drain sequence |
 //! | `server` | the accept loop and per-connection timeouts, on hyper-util |
 //! | [`http`] | rodent's routes and middleware around the application's, and [`Problem`] errors |
@@ -65,7 +65,7 @@ pub use build::BuildInfo;
 pub use config::Config;
 pub use exit::{Crash, Exit};
 pub use http::Problem;
-pub use lifecycle::{BoxError, Drain, Event, Lifecycle, State};
+pub use lifecycle::{BoxError, Drain, DrainHold, Event, Lifecycle, State};
 pub use process::Signal;
 pub use run::Rodent;
 

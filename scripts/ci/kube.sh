@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # CI: what tests/kubernetes needs, on a Debian machine as root: the packages the cluster runs
-# (etcd, containerd and runc, the CNI plugins, socat for the API's loopback forwarder), Go (on
-# these machines at /usr/local/go), then `scripts/kube up`, which builds the cluster from source
-# the first time (tens of minutes, cached by version under /var/cache/rodent-kube) and starts it.
+# (etcd, containerd and runc, the CNI plugins, socat for the API's loopback forwarder, python3
+# for the client node's lagging relay), Go (on these machines at /usr/local/go), then
+# `scripts/kube up`, which builds the cluster from source the first time (tens of minutes, cached
+# by version under /var/cache/rodent-kube) and starts its three nodes.
 # Idempotent: a running cluster is left as it is.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -14,7 +15,7 @@ cd "$(dirname "$0")/../.."
 # init system to start it.
 install_packages() {
   local wanted=(etcd-server containerd runc containernetworking-plugins socat conntrack iptables
-    iproute2 util-linux openssl curl gcc libc6-dev binutils)
+    iproute2 util-linux openssl curl gcc libc6-dev binutils python3)
   local missing=()
   for pkg in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

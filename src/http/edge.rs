@@ -225,8 +225,13 @@ where
             } => (ready!(rewriting.as_mut().poll(cx)), state, *http1),
         };
         // Read the state after the handler: a request that began before the signal still tells
-        // its client to reconnect, and the reconnection lands on another instance.
-        if http1 && state.lifecycle.state() >= LifecycleState::Draining {
+        // its client to reconnect, and the reconnection lands on another instance. Not an
+        // upgrade (a WebSocket), whose `Connection: upgrade` makes it one: it learns of the
+        // drain from its handler instead.
+        if http1
+            && response.status() != StatusCode::SWITCHING_PROTOCOLS
+            && state.lifecycle.state() >= LifecycleState::Draining
+        {
             response
                 .headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));

@@ -325,14 +325,16 @@ fn serve_here(config: Config, layers: Vec<BoxedLayer>, started: Started, setup: 
         );
     }
     match notifier {
-        Some(Ok(notifier)) => service = service.on_event(move |event| notifier.observe(event)),
+        Some(Ok(notifier)) => {
+            service = service.on_event_in_loop(move |event| notifier.observe(event))
+        }
         Some(Err(e)) => {
             tracing::warn!(target: "rodent::notify", error = %e, "NOTIFY_SOCKET is set but cannot be used")
         }
         None => {}
     }
     if let Some(report) = report.clone() {
-        service = service.on_event(move |event| report.observe(event));
+        service = service.on_event_in_loop(move |event| report.observe(event));
     }
     let metrics = service.metrics();
     let ended = runtime.block_on(async move {

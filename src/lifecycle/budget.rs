@@ -99,6 +99,12 @@ impl ExitBudget {
         (now + self.margin / 4).min(self.hooks_stop).max(now)
     }
 
+    /// How long the application's event observers get to hear the last events, from `now`: as
+    /// long as aborted connections get to notice.
+    pub(crate) fn observers_heard(&self, now: Instant) -> Instant {
+        self.abort_settles(now)
+    }
+
     /// How long the runtime's shutdown may take, from `now`.
     pub(crate) fn runtime_shutdown_limit(&self, now: Instant) -> Duration {
         self.runtime_stopped

@@ -1,5 +1,6 @@
-//! [`Drain`]: how a long-lived response (a stream, server-sent events, a WebSocket) learns that
-//! it should end itself, cleanly, before the shutdown deadline cuts it.
+//! [`Drain`]: how a long-lived response (a stream, server-sent events, a WebSocket) or a
+//! background task learns that it should end itself, cleanly, before the shutdown deadline cuts
+//! it; and [`DrainHold`], how any code keeps the shutdown hooks waiting until it is done.
 //!
 //! It is signaled when the listener closes, at the end of the drain delay, not at the first
 //! SIGTERM. During the drain delay the instance is still in load balancers' endpoints (that is
@@ -9,11 +10,21 @@
 //! RODENT_REQUEST_TIMEOUT` fits inside the shutdown deadline, so a response has at least the
 //! request timeout to write its last words. A service stopped before it ever turned ready skips
 //! the delay, and its drain is signaled at once.
+//!
+//! Note the two words: the lifecycle's `draining` state begins at the first signal, while the
+//! service is still served as usual; the drain is *signaled* later, when the listener closes and
+//! what is long-lived should end.
+//!
+//! A [`DrainHold`] is linkerd's `ReleaseShutdown` in rodent's terms: while one is held, the
+//! shutdown hooks wait (the listener still closes on time). It gives way at the deadline, where
+//! the exit is 124 like any other drain cut short.
 
 use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
+use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use super::state::{Lifecycle, State};
 
@@ -35,6 +46,7 @@ use super::state::{Lifecycle, State};
 #[derive(Debug, Clone)]
 pub struct Drain {
     state: watch::Receiver<State>,
+    holds: TaskTracker,
 }
 
 impl Drain {
@@ -42,10 +54,32 @@ impl Drain {
     pub fn new(lifecycle: &Lifecycle) -> Self {
         Self {
             state: lifecycle.subscribe(),
+            holds: lifecycle.holds().clone(),
         }
     }
 
-    /// Whether long-lived responses should end now.
+    /// Keeps the shutdown hooks waiting until the returned hold is dropped: for work that must
+    /// finish before they run (a batch to flush, a message to acknowledge), wherever it runs (a
+    /// handler, a background task, a stream). The listener still closes on time, and at the
+    /// deadline the hooks stop waiting (exit 124).
+    ///
+    /// ```
+    /// # async fn flush() {}
+    /// async fn handler(drain: rodent::Drain) {
+    ///     let hold = drain.hold();
+    ///     tokio::spawn(async move {
+    ///         flush().await;
+    ///         drop(hold);
+    ///     });
+    /// }
+    /// ```
+    pub fn hold(&self) -> DrainHold {
+        DrainHold {
+            _token: self.holds.token(),
+        }
+    }
+
+    /// Whether long-lived responses should end now: the listener has closed.
     pub fn is_signaled(&self) -> bool {
         *self.state.borrow() >= State::Stopping
     }
@@ -59,6 +93,14 @@ impl Drain {
             let _ = state.wait_for(|state| *state >= State::Stopping).await;
         }
     }
+}
+
+/// Keeps the shutdown hooks waiting while it lives; made by [`Drain::hold`]. Dropping it
+/// releases the drain.
+#[derive(Debug)]
+#[must_use = "the drain is held only while the hold lives: bind it (`let hold = drain.hold();`)"]
+pub struct DrainHold {
+    _token: TaskTrackerToken,
 }
 
 /// The handle of the service serving the request. Routes served by rodent always have one: the

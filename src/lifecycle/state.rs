@@ -10,6 +10,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
 
 /// Where a service is in its life. States only move forward.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -60,6 +61,9 @@ struct Inner {
     started: Instant,
     /// Milliseconds since `started` at the last tick of the runtime heartbeat.
     heartbeat_ms: AtomicU64,
+    /// The drain's holds ([`Drain::hold`](super::Drain::hold)): the shutdown hooks wait until
+    /// none is left, or until the deadline.
+    holds: TaskTracker,
     /// Why liveness fails whatever the heartbeat says, once code asked for it.
     liveness_failure: OnceLock<Box<str>>,
 }
@@ -95,6 +99,7 @@ impl Lifecycle {
                 readiness_enabled: AtomicBool::new(true),
                 started: Instant::now(),
                 heartbeat_ms: AtomicU64::new(0),
+                holds: TaskTracker::new(),
                 liveness_failure: OnceLock::new(),
             }),
         }
@@ -118,6 +123,11 @@ impl Lifecycle {
             self.inner.watch.send_replace(next);
         }
         moved
+    }
+
+    /// Where the drain's holds are counted.
+    pub(crate) fn holds(&self) -> &TaskTracker {
+        &self.inner.holds
     }
 
     /// Takes the instance out of rotation (readiness fails) without stopping it.

@@ -34,11 +34,14 @@ use tower::{Layer, Service};
 use crate::config::{Config, Current};
 use crate::exit::Exit;
 use crate::http::Application;
+use crate::lifecycle::budget::ExitBudget;
 use crate::lifecycle::hooks::Hook;
 use crate::lifecycle::readiness::ReadinessCheck;
-use crate::lifecycle::{BoxError, Event, Lifecycle, Observers};
+use crate::lifecycle::tasks::Task;
+use crate::lifecycle::{BoxError, Drain, Event, Lifecycle, Observers};
 use crate::observe::logging::LogHandle;
 use crate::observe::metrics::Metrics;
+use crate::observe::telemetry::FinalFlush;
 use crate::process::successor::Restarts;
 pub(crate) use drain_sequence::Ended;
 use operator::ConfigSource;
@@ -74,7 +77,8 @@ pub struct Rodent {
     shutdown: Vec<Hook>,
     /// Runs after every shutdown hook, whatever order they were registered in: the telemetry
     /// flush, which must export the spans of the other hooks' work.
-    flush: Option<Hook>,
+    flush: Option<FinalFlush>,
+    tasks: Vec<Task>,
     observers: Observers,
     logging: Option<LogHandle>,
     config_source: ConfigSource,
@@ -97,6 +101,7 @@ impl Rodent {
             startup: Vec::new(),
             shutdown: Vec::new(),
             flush: None,
+            tasks: Vec::new(),
             observers: Observers::default(),
             logging: None,
             config_source: Box::new(Config::reread),
@@ -296,12 +301,57 @@ impl Rodent {
         self
     }
 
-    /// Calls `observer` at every lifecycle step.
+    /// Adds a background task: work that runs beside the requests for the life of the service,
+    /// such as a queue consumer or a cache refresher. It starts once the startup hooks have
+    /// succeeded, just before the service turns ready, and is given the [`Drain`]: once that is
+    /// signaled (the listener has closed), it should finish its current item and return. The
+    /// shutdown hooks wait for it; at the deadline it is aborted (exit 124).
+    ///
+    /// A task that returns an error or panics stops the service (exit 1), with its name and the
+    /// cause on one log line. One that returns `Ok` before the drain just ends.
+    ///
+    /// ```no_run
+    /// # fn example(service: rodent::Rodent) -> rodent::Rodent {
+    /// use std::time::Duration;
+    ///
+    /// service.task("refresher", |drain| async move {
+    ///     loop {
+    ///         tokio::select! {
+    ///             () = drain.signaled() => return Ok(()),
+    ///             () = tokio::time::sleep(Duration::from_secs(10)) => {}
+    ///         }
+    ///         // Refresh the cache: an item the drain lets finish.
+    ///     }
+    /// })
+    /// # }
+    /// ```
+    pub fn task<F, Fut>(mut self, name: impl Into<String>, task: F) -> Self
+    where
+        F: FnOnce(Drain) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
+    {
+        self.tasks.push(Task::new(name, task));
+        self
+    }
+
+    /// Calls `observer` at every lifecycle step, in order, on a thread of its own: an observer
+    /// that blocks or panics does not hold up the service (a panic is logged). At the exit, the
+    /// last events wait for it a moment at most.
     pub fn on_event<F>(mut self, observer: F) -> Self
     where
         F: Fn(&Event) + Send + Sync + 'static,
     {
         self.observers.push(observer);
+        self
+    }
+
+    /// Calls `observer` at every lifecycle step, on the loop, as the step happens: for rodent's
+    /// own quick observers (systemd's notification, a daemon's report to its launcher).
+    pub(crate) fn on_event_in_loop<F>(mut self, observer: F) -> Self
+    where
+        F: Fn(&Event) + Send + Sync + 'static,
+    {
+        self.observers.push_own(observer);
         self
     }
 
@@ -385,7 +435,7 @@ impl Rodent {
     }
 
     /// The telemetry flush: runs after every shutdown hook.
-    pub(crate) fn flush_last(mut self, flush: Option<Hook>) -> Self {
+    pub(crate) fn flush_last(mut self, flush: Option<FinalFlush>) -> Self {
         self.flush = flush;
         self
     }
@@ -411,8 +461,7 @@ impl Rodent {
             Err(e) => {
                 let cause = format!("cannot install signal handlers: {e}");
                 tracing::error!(target: "rodent::lifecycle", "{cause}");
-                self.observers.emit(&Event::StartFailed(cause));
-                return Exit::Failure;
+                return self.start_failed(cause).await.exit;
             }
         };
         self.bind_and_serve(Signals::Os(signals)).await.exit
@@ -448,8 +497,7 @@ impl Rodent {
             Err(e) => {
                 let cause = format!("cannot listen on {address}: {e}");
                 tracing::error!(target: "rodent::lifecycle", address = %address, error = %e, "{cause}");
-                self.observers.emit(&Event::StartFailed(cause));
-                self.start_failed()
+                self.start_failed(cause).await
             }
         }
     }
@@ -472,8 +520,7 @@ impl Rodent {
             Err(e) => {
                 let cause = format!("cannot serve on the inherited socket: {e}");
                 tracing::error!(target: "rodent::lifecycle", "{cause}");
-                self.observers.emit(&Event::StartFailed(cause));
-                self.start_failed()
+                self.start_failed(cause).await
             }
         }
     }
@@ -483,11 +530,16 @@ impl Rodent {
         serving::serve(self, listener, signals).await
     }
 
-    /// How a run ends that could not even listen.
-    fn start_failed(&self) -> Ended {
+    /// How a run ends that could not even listen, for `cause`.
+    async fn start_failed(self, cause: String) -> Ended {
+        let budget = ExitBudget::starting_now(&self.config.load());
+        self.observers.emit(&Event::StartFailed(cause));
+        self.observers
+            .delivered(budget.observers_heard(tokio::time::Instant::now()))
+            .await;
         Ended {
             exit: Exit::Failure,
-            budget: crate::lifecycle::budget::ExitBudget::starting_now(&self.config.load()),
+            budget,
         }
     }
 }

@@ -114,6 +114,11 @@ impl Operator {
         self.observers.emit(event);
     }
 
+    /// Waits until the application's observers have heard every event so far, or `deadline`.
+    pub(super) async fn events_heard(&mut self, deadline: tokio::time::Instant) {
+        self.observers.delivered(deadline).await;
+    }
+
     /// Waits for a stop, handling every other request as it comes. A restart asked for
     /// meanwhile is refused: only a ready instance restarts, from its run loop.
     pub(super) async fn next_stop(&mut self, instance: &Instance) -> StopReason {

@@ -17,100 +17,77 @@
 use std::future::Future;
 use std::os::fd::AsFd;
 use std::pin::Pin;
-use std::sync::Arc;
 
 use nix::sys::signal::{Signal as Sig, kill};
 use nix::unistd::Pid;
 use tokio::net::TcpListener;
 
-use super::drain_sequence::StopReason;
-use super::operator::{Operator, Request};
-use crate::http::Instance;
+use super::serving::Running;
 use crate::process::daemon::Outcome;
-use crate::server::Server;
 
 const TARGET: &str = "rodent::lifecycle";
 
-/// A successor being started, and how its start ends.
-type Succession = Pin<Box<dyn Future<Output = Outcome> + Send>>;
-
-/// What the loop waits for.
-enum Next {
-    Request(Request),
-    Outcome(Outcome),
+/// A restart in progress: the successor being started, and how its start ends.
+pub(super) struct Succession {
+    pid: Pid,
+    outcome: Pin<Box<dyn Future<Output = Outcome> + Send>>,
 }
 
-/// Serves until the operator asks for a stop, or until a successor has taken over; returns why
-/// this process's service ends (a handover, with accepting stopped).
-pub(super) async fn serve_until_stopped(
-    instance: &Arc<Instance>,
-    server: &Server,
-    management: Option<&Server>,
-    operator: &mut Operator,
-) -> StopReason {
-    let mut succession: Option<(Pid, Succession)> = None;
-    loop {
-        let next = tokio::select! {
-            request = operator.next_request(instance) => Next::Request(request),
-            outcome = successor_outcome(&mut succession) => Next::Outcome(outcome),
-        };
-        match next {
-            Next::Request(Request::Stop(reason)) => {
-                if let Some((pid, _)) = succession {
-                    tracing::info!(target: TARGET, successor_pid = pid.as_raw(), "stopping the new instance: this one is shutting down");
-                    let _ = kill(pid, Sig::SIGTERM);
-                }
-                return reason;
-            }
-            Next::Request(Request::Restart) if succession.is_some() => {
-                tracing::info!(target: TARGET, signal = "SIGUSR2", "a restart is already in progress");
-            }
-            Next::Request(Request::Restart) => {
-                let Some(restarts) = operator.restarts() else {
-                    continue;
-                };
-                // Both sockets go to the successor: it could bind neither while this process
-                // holds them.
-                let begin = |listener: &TcpListener| match management {
-                    Some(management) => management
-                        .with_listener(|own| restarts.begin(listener, Some(own.as_fd())))
-                        .flatten(),
-                    None => restarts.begin(listener, None),
-                };
-                let starting = match server.with_listener(begin) {
-                    Some(starting) => starting,
-                    None => {
-                        restarts.refuse("this instance no longer accepts connections".into());
-                        None
-                    }
-                };
-                succession = starting
-                    .map(|starting| (starting.pid(), Box::pin(starting.outcome()) as Succession));
-            }
-            Next::Outcome(outcome) => {
-                succession = None;
-                let done = operator
-                    .restarts()
-                    .and_then(|restarts| restarts.done(outcome));
-                if let Some(new) = done {
-                    tracing::info!(target: TARGET, successor_pid = new.as_raw(), "handed over to the new instance; draining");
-                    instance.mark_listener_outliving();
-                    // The successor accepts on the socket from now on: nothing is refused.
-                    server.stop_accepting().await;
-                    if let Some(management) = management {
-                        management.stop_accepting().await;
-                    }
-                    return StopReason::Handover { successor: new };
-                }
-            }
+/// SIGUSR2: starts a successor on the listening socket, unless one is starting already. What
+/// refuses a restart (the supervisor, systemd) says so to the command.
+pub(super) fn begin(running: &Running, succession: &mut Option<Succession>) {
+    if succession.is_some() {
+        tracing::info!(target: TARGET, signal = "SIGUSR2", "a restart is already in progress");
+        return;
+    }
+    let Some(restarts) = running.operator.restarts() else {
+        return;
+    };
+    // Both sockets go to the successor: it could bind neither while this process holds them.
+    let begin = |listener: &TcpListener| match &running.management {
+        Some(management) => management
+            .with_listener(|own| restarts.begin(listener, Some(own.as_fd())))
+            .flatten(),
+        None => restarts.begin(listener, None),
+    };
+    let starting = match running.server.with_listener(begin) {
+        Some(starting) => starting,
+        None => {
+            restarts.refuse("this instance no longer accepts connections".into());
+            None
         }
+    };
+    *succession = starting.map(|starting| Succession {
+        pid: starting.pid(),
+        outcome: Box::pin(starting.outcome()),
+    });
+}
+
+/// How the successor's start ends; never resolves when there is none.
+pub(super) async fn outcome(succession: &mut Option<Succession>) -> Outcome {
+    match succession {
+        Some(succession) => succession.outcome.as_mut().await,
+        None => std::future::pending().await,
     }
 }
 
-/// The outcome of the successor being started; never resolves when there is none.
-async fn successor_outcome(succession: &mut Option<(Pid, Succession)>) -> Outcome {
-    match succession {
-        Some((_, outcome)) => outcome.await,
-        None => std::future::pending().await,
+/// The successor's start ended. When it took over, its PID: this process must then stop
+/// accepting on both its sockets (the successor accepts everything from now on, nothing is
+/// refused), and its service ends, the handover being the reason.
+pub(super) fn finish(running: &Running, outcome: Outcome) -> Option<Pid> {
+    let successor = running
+        .operator
+        .restarts()
+        .and_then(|restarts| restarts.done(outcome))?;
+    tracing::info!(target: TARGET, successor_pid = successor.as_raw(), "handed over to the new instance; draining");
+    running.instance.mark_listener_outliving();
+    Some(successor)
+}
+
+/// This instance stops before its successor was ready: the successor stops too.
+pub(super) fn abandon(succession: Option<Succession>) {
+    if let Some(Succession { pid, .. }) = succession {
+        tracing::info!(target: TARGET, successor_pid = pid.as_raw(), "stopping the new instance: this one is shutting down");
+        let _ = kill(pid, Sig::SIGTERM);
     }
 }

@@ -1,7 +1,8 @@
 //! The run loop: from a bound listener to the stop. Startup hooks run while the listener
-//! already answers `/healthz`; then the service turns ready and waits (restarting on SIGUSR2
-//! where that is enabled: see `restart`); the first stop (a signal, a successor taking over)
-//! hands over to the [`DrainSequence`].
+//! already answers `/healthz`; then the background tasks start, the service turns ready and
+//! serves until the first stop: a signal (given its meaning by the `operator`), a failed task,
+//! or a successor taking over (SIGUSR2, where restarts are enabled: see `restart`). The
+//! [`DrainSequence`] takes it from there.
 
 use std::sync::Arc;
 
@@ -9,13 +10,15 @@ use tokio::net::TcpListener;
 
 use super::Rodent;
 use super::drain_sequence::{DrainSequence, Ended, StopReason};
-use super::operator::{Operator, Signals};
+use super::operator::{Operator, Request, Signals};
+use super::restart;
 use crate::exit::Exit;
 use crate::http::{Instance, Routes};
 use crate::lifecycle::budget::ExitBudget;
 use crate::lifecycle::hooks::Hook;
 use crate::lifecycle::readiness::Readiness;
-use crate::lifecycle::{Event, State};
+use crate::lifecycle::tasks::Tasks;
+use crate::lifecycle::{Drain, Event, State};
 use crate::observe::logging::{AccessLog, LogHandle};
 use crate::server::{Server, Timeouts};
 
@@ -24,6 +27,16 @@ pub(super) struct Listener {
     pub(super) socket: TcpListener,
     /// Inherited from a service manager or a predecessor: the socket outlives this process.
     pub(super) outlives: bool,
+}
+
+/// What a running service is made of, for the run loop and the drain sequence.
+pub(super) struct Running {
+    pub(super) instance: Arc<Instance>,
+    pub(super) server: Server,
+    /// The management port's server, when `RODENT_MANAGEMENT_PORT` is set.
+    pub(super) management: Option<Server>,
+    pub(super) operator: Operator,
+    pub(super) tasks: Tasks,
 }
 
 pub(super) async fn serve(rodent: Rodent, listener: Listener, signals: Signals) -> Ended {
@@ -36,6 +49,7 @@ pub(super) async fn serve(rodent: Rodent, listener: Listener, signals: Signals) 
         startup,
         shutdown,
         flush,
+        tasks,
         observers,
         logging,
         config_source,
@@ -77,17 +91,21 @@ pub(super) async fn serve(rodent: Rodent, listener: Listener, signals: Signals) 
             Err(e) => {
                 let cause = format!("cannot listen on {address} (RODENT_MANAGEMENT_PORT): {e}");
                 tracing::error!(target: "rodent::lifecycle", address = %address, error = %e, "{cause}");
+                let budget = ExitBudget::starting_now(&instance.config.load());
                 observers.emit(&Event::StartFailed(cause));
+                observers
+                    .delivered(budget.observers_heard(tokio::time::Instant::now()))
+                    .await;
                 return Ended {
                     exit: Exit::Failure,
-                    budget: ExitBudget::starting_now(&instance.config.load()),
+                    budget,
                 };
             }
         },
         (None, _) => None,
     };
     let heartbeat = lifecycle.spawn_heartbeat();
-    let mut operator = Operator::new(
+    let operator = Operator::new(
         signals,
         logging,
         config_source,
@@ -109,51 +127,34 @@ pub(super) async fn serve(rodent: Rodent, listener: Listener, signals: Signals) 
         }
         server
     });
+    let mut running = Running {
+        instance,
+        server,
+        management,
+        operator,
+        tasks: Tasks::default(),
+    };
 
-    let ended = match start(&instance, &mut operator, startup).await {
+    let ended = match start(&mut running, startup).await {
         Started::Ready => {
+            running.tasks = Tasks::start(tasks, &Drain::new(&lifecycle));
             lifecycle.advance(State::Ready);
             tracing::info!(target: "rodent::lifecycle", "ready");
-            operator.emit(&Event::Ready);
-            let reason = super::restart::serve_until_stopped(
-                &instance,
-                &server,
-                management.as_ref(),
-                &mut operator,
-            )
-            .await;
-            drain_sequence
-                .run(
-                    reason,
-                    &instance,
-                    &server,
-                    management.as_ref(),
-                    &mut operator,
-                )
-                .await
+            running.operator.emit(&Event::Ready);
+            let reason = serve_until_stopped(&mut running).await;
+            drain_sequence.run(reason, &mut running).await
         }
         Started::Interrupted(reason) => {
             tracing::info!(target: "rodent::lifecycle", reason = reason.as_str(), "stop asked for during startup");
-            drain_sequence
-                .run(
-                    reason,
-                    &instance,
-                    &server,
-                    management.as_ref(),
-                    &mut operator,
-                )
-                .await
+            drain_sequence.run(reason, &mut running).await
         }
         Started::Failed(cause) => {
-            let budget = ExitBudget::starting_now(&instance.config.load());
-            operator.emit(&Event::StartFailed(cause));
-            server
-                .abort(budget.abort_settles(tokio::time::Instant::now()))
-                .await;
-            if let Some(management) = &management {
-                management
-                    .abort(budget.abort_settles(tokio::time::Instant::now()))
-                    .await;
+            let budget = ExitBudget::starting_now(&running.instance.config.load());
+            running.operator.emit(&Event::StartFailed(cause));
+            let settled = budget.abort_settles(tokio::time::Instant::now());
+            running.server.abort(settled).await;
+            if let Some(management) = &running.management {
+                management.abort(settled).await;
             }
             tracing::info!(target: "rodent::lifecycle", exit_code = Exit::Failure.code(), "stopped");
             Ended {
@@ -163,7 +164,40 @@ pub(super) async fn serve(rodent: Rodent, listener: Listener, signals: Signals) 
         }
     };
     heartbeat.abort();
+    let heard = ended.budget.observers_heard(tokio::time::Instant::now());
+    running.operator.events_heard(heard).await;
     ended
+}
+
+/// Serves until the operator asks for a stop, a background task fails, or a successor has
+/// taken over (SIGUSR2, see `restart`); returns why the service ends.
+async fn serve_until_stopped(running: &mut Running) -> StopReason {
+    let mut succession = None;
+    loop {
+        let reason = tokio::select! {
+            request = running.operator.next_request(&running.instance) => match request {
+                Request::Stop(reason) => reason,
+                Request::Restart => {
+                    restart::begin(running, &mut succession);
+                    continue;
+                }
+            },
+            failure = running.tasks.next_failure() => StopReason::TaskFailed(failure),
+            outcome = restart::outcome(&mut succession) => {
+                succession = None;
+                let Some(successor) = restart::finish(running, outcome) else {
+                    continue;
+                };
+                running.server.stop_accepting().await;
+                if let Some(management) = &running.management {
+                    management.stop_accepting().await;
+                }
+                return StopReason::Handover { successor };
+            }
+        };
+        restart::abandon(succession);
+        return reason;
+    }
 }
 
 /// How the startup hooks ended.
@@ -175,13 +209,13 @@ enum Started {
     Failed(String),
 }
 
-async fn start(instance: &Instance, operator: &mut Operator, hooks: Vec<Hook>) -> Started {
+async fn start(running: &mut Running, hooks: Vec<Hook>) -> Started {
     for hook in hooks {
         let name = hook.name().to_string();
         tracing::info!(target: "rodent::lifecycle", hook = %name, "running startup hook");
         let outcome = tokio::select! {
             outcome = hook.run(None) => outcome,
-            reason = operator.next_stop(instance) => return Started::Interrupted(reason),
+            reason = running.operator.next_stop(&running.instance) => return Started::Interrupted(reason),
         };
         if let Err(cause) = outcome.log(&name, "startup") {
             return Started::Failed(format!("startup hook {name:?} {cause}"));

@@ -1,7 +1,9 @@
 //! One task per connection: serves it with hyper, enforces the header-read and idle timeouts,
-//! and follows the server's drain, close and abort signals.
+//! and follows the server's phases (drain, close, abort), past an upgrade too: an upgraded
+//! connection (a WebSocket) is counted, waited for and aborted like any other.
 
 use std::convert::Infallible;
+use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -16,6 +18,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 use tower::ServiceExt;
 use tower::util::Oneshot;
 
@@ -52,9 +55,6 @@ pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, context: Arc<Conn
         peer,
     };
     let io = TokioIo::new(Tracked::new(stream, activity.clone()));
-    let connection = context.builder.serve_connection_with_upgrades(io, service);
-    tokio::pin!(connection);
-
     let control = &context.control;
     let mut phase = control.phase.clone();
     // The phase this task has acted on; a connection accepted later acts on the current one.
@@ -65,58 +65,118 @@ pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, context: Arc<Conn
     let timer = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(timer);
     let mut closing = false;
+    // Asked to close because it was idle; one that is still open an idle timeout later is stuck
+    // on its client (an HTTP/2 stream whose last bytes wait on a window that never opens).
+    let mut closing_idle = false;
+    // Whether hyper ended the connection (rather than a timeout or an abort). Its future owns
+    // the socket until it is dropped, at the end of this block.
+    let hyper_ended = {
+        let connection = context.builder.serve_connection_with_upgrades(io, service);
+        tokio::pin!(connection);
+        loop {
+            // The connection first: a request that arrived as the listener closed is read and
+            // counted in flight before the graceful shutdown, which would otherwise close the
+            // connection under it as idle.
+            tokio::select! {
+                biased;
+                result = connection.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(target: "rodent::server", %peer, error = %e, "connection ended with an error");
+                    }
+                    break true;
+                }
+                changed = phase.changed(), if watching => {
+                    if changed.is_err() {
+                        // The server is gone without an abort: nothing more will be asked.
+                        watching = false;
+                        continue;
+                    }
+                    let now = *phase.borrow_and_update();
+                    if now == Phase::Aborting {
+                        control.aborted.fetch_add(1, Ordering::Relaxed);
+                        break false; // dropping the connection closes the socket
+                    }
+                    if acted < Phase::Draining && now >= Phase::Draining && activity.is_http2() {
+                        tracing::debug!(target: "rodent::server", %peer, "draining: GOAWAY sent to an HTTP/2 client");
+                        connection.as_mut().graceful_shutdown();
+                    }
+                    if now >= Phase::Closing && !closing {
+                        closing = true;
+                        connection.as_mut().graceful_shutdown();
+                    }
+                    acted = now;
+                }
+                () = poll_fn(|cx| {
+                    // A request head that started during the poll of hyper above is due before
+                    // whatever the timer waits for now.
+                    if let Some(due) = activity.new_head_due(header_read_ms)
+                        && due < timer.deadline()
+                    {
+                        timer.as_mut().reset(due);
+                    }
+                    timer.as_mut().poll(cx)
+                }) => match activity.verdict(header_read_ms, idle_ms) {
+                    Verdict::CheckAt(at) => timer.as_mut().reset(at),
+                    Verdict::Idle if closing_idle => {
+                        tracing::debug!(target: "rodent::server", %peer, "idle connection still open an idle timeout after it was asked to close; disconnecting");
+                        break false;
+                    }
+                    Verdict::Idle => {
+                        if !closing {
+                            closing = true;
+                            connection.as_mut().graceful_shutdown();
+                        }
+                        // Closing an idle connection completes at once, unless its client is stuck.
+                        closing_idle = true;
+                        timer.as_mut().reset(tokio::time::Instant::now() + context.timeouts.idle);
+                    }
+                    Verdict::SlowHead => {
+                        tracing::debug!(target: "rodent::server", %peer, "request head not received within the header-read timeout; disconnecting");
+                        break false;
+                    }
+                    Verdict::WriteStalled => {
+                        tracing::debug!(target: "rodent::server", %peer, "client stopped reading its response for the idle timeout; disconnecting");
+                        break false;
+                    }
+                },
+            }
+        }
+    };
+    // hyper is done with the socket. If it is still open, hyper handed it to an upgrade (a
+    // WebSocket): the connection goes on, outside hyper.
+    if hyper_ended && activity.socket_open() {
+        follow_upgrade(&activity, &mut phase, watching, control).await;
+    }
+    metrics.connection_closed();
+}
+
+/// Follows a connection that hyper handed to an upgrade until its socket closes: it is still a
+/// connection, open in the metrics and the drain's count until then. Its handler learns of the
+/// drain from [`Drain`](crate::lifecycle::Drain), as any long-lived response does; at the
+/// deadline the socket is shut down under it.
+async fn follow_upgrade(
+    activity: &Activity,
+    phase: &mut watch::Receiver<Phase>,
+    mut watching: bool,
+    control: &ConnectionControl,
+) {
+    let closed = activity.socket_closed();
+    tokio::pin!(closed);
     loop {
         tokio::select! {
             biased;
             changed = phase.changed(), if watching => {
                 if changed.is_err() {
-                    // The server is gone without an abort: nothing more will be asked.
                     watching = false;
-                    continue;
-                }
-                let now = *phase.borrow_and_update();
-                if now == Phase::Aborting {
+                } else if *phase.borrow_and_update() == Phase::Aborting {
+                    activity.shut_down_socket();
                     control.aborted.fetch_add(1, Ordering::Relaxed);
-                    break; // dropping the connection closes the socket
+                    return;
                 }
-                if acted < Phase::Draining && now >= Phase::Draining && activity.is_http2() {
-                    tracing::debug!(target: "rodent::server", %peer, "draining: GOAWAY sent to an HTTP/2 client");
-                    connection.as_mut().graceful_shutdown();
-                }
-                if now >= Phase::Closing && !closing {
-                    closing = true;
-                    connection.as_mut().graceful_shutdown();
-                }
-                acted = now;
             }
-            result = connection.as_mut() => {
-                if let Err(e) = result {
-                    tracing::debug!(target: "rodent::server", %peer, error = %e, "connection ended with an error");
-                }
-                break;
-            }
-            () = &mut timer => match activity.verdict(header_read_ms, idle_ms) {
-                Verdict::CheckAt(at) => timer.as_mut().reset(at),
-                Verdict::Idle => {
-                    if !closing {
-                        closing = true;
-                        connection.as_mut().graceful_shutdown();
-                    }
-                    // Closing an idle connection completes at once; check again to be sure.
-                    timer.as_mut().reset(tokio::time::Instant::now() + context.timeouts.idle);
-                }
-                Verdict::SlowHead => {
-                    tracing::debug!(target: "rodent::server", %peer, "request head not received within the header-read timeout; disconnecting");
-                    break;
-                }
-                Verdict::WriteStalled => {
-                    tracing::debug!(target: "rodent::server", %peer, "client stopped reading its response for the idle timeout; disconnecting");
-                    break;
-                }
-            },
+            () = &mut closed => return,
         }
     }
-    metrics.connection_closed();
 }
 
 /// Hands each request to the router, counting it on the connection until its response has been

@@ -1,13 +1,18 @@
-//! A socket wrapper that records what the connection task needs to enforce its timeouts: when
-//! the first byte of a request head arrived, and since when a write has been blocked.
+//! A socket wrapper that records what the connection task needs to enforce its timeouts (when
+//! the first byte of a request head arrived, since when a write has been blocked) and to follow
+//! the socket past an upgrade: hyper hands an upgraded socket (a WebSocket) to the handler and
+//! its connection future ends, but the socket is still this wrapper, which says when it closes
+//! and lets the connection task shut it down at the deadline.
 
+use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 const NEVER: u64 = u64::MAX;
@@ -18,15 +23,27 @@ pub(super) struct Activity {
     accepted: Instant,
     /// Requests whose response has not been fully sent.
     requests: AtomicUsize,
-    /// Whether any request has been served (the first head is timed from accept).
-    served: AtomicBool,
+    /// Known to speak HTTP/2, from its first request.
     http2: AtomicBool,
     /// When the connection last became idle: accepted, or its last response finished.
     idle_since: AtomicU64,
-    /// When the first byte arrived while idle (a new request head started), or `NEVER`.
+    /// When the request head being read started, or `NEVER` while no head is being read. The
+    /// first head is timed from accept, whatever the protocol, so a connection that never
+    /// makes a request is cut like a slow one; later HTTP/1 heads from their first byte. Bytes
+    /// that reach an idle HTTP/2 connection start no head: they are frames such as PING or
+    /// WINDOW_UPDATE, and the connection is judged by its idleness alone.
     head_started: AtomicU64,
+    /// A head started that the connection task has not yet timed: set by the socket as the
+    /// first byte arrives, taken by the task on the same poll (see [`Activity::new_head_due`]).
+    head_untimed: AtomicBool,
     /// When a write started to block (the client stopped reading), or `NEVER`.
     write_blocked_since: AtomicU64,
+    /// The socket's descriptor while the socket is open, `None` once it is closed. The lock
+    /// keeps a shutdown from outside (an upgraded connection aborted at the deadline) from
+    /// racing the close, which could let it shut down a new socket given the same number.
+    socket: Mutex<Option<RawFd>>,
+    /// Notified when the socket closes.
+    closed: Notify,
 }
 
 /// What the connection task should do now.
@@ -47,11 +64,48 @@ impl Activity {
         Self {
             accepted: Instant::now(),
             requests: AtomicUsize::new(0),
-            served: AtomicBool::new(false),
             http2: AtomicBool::new(false),
             idle_since: AtomicU64::new(0),
-            head_started: AtomicU64::new(NEVER),
+            head_started: AtomicU64::new(0),
+            head_untimed: AtomicBool::new(false),
             write_blocked_since: AtomicU64::new(NEVER),
+            socket: Mutex::new(None),
+            closed: Notify::new(),
+        }
+    }
+
+    fn socket(&self) -> MutexGuard<'_, Option<RawFd>> {
+        // Only a descriptor is kept under the lock: a panic cannot leave it inconsistent.
+        self.socket
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether the socket is still open: after hyper's connection future has ended, it is
+    /// open only if hyper handed it to an upgrade.
+    pub(super) fn socket_open(&self) -> bool {
+        self.socket().is_some()
+    }
+
+    /// Resolves once the socket has closed.
+    pub(super) async fn socket_closed(&self) {
+        let closed = self.closed.notified();
+        if self.socket_open() {
+            closed.await;
+        }
+    }
+
+    /// Shuts the socket down in both directions, if it is still open, whoever holds it: the
+    /// peer sees the connection end, and a handler reading or writing it gets an end of file or
+    /// an error at once.
+    pub(super) fn shut_down_socket(&self) {
+        let socket = self.socket();
+        if let Some(fd) = *socket {
+            // SAFETY: `fd` is open while the lock is held: `Tracked` clears it under the same
+            // lock before its stream closes it.
+            unsafe {
+                libc::shutdown(fd, libc::SHUT_RDWR);
+            }
         }
     }
 
@@ -67,7 +121,6 @@ impl Activity {
         if http2 {
             self.http2.store(true, Ordering::Relaxed);
         }
-        self.served.store(true, Ordering::Relaxed);
         self.requests.fetch_add(1, Ordering::AcqRel);
         self.head_started.store(NEVER, Ordering::Relaxed);
     }
@@ -85,9 +138,23 @@ impl Activity {
     fn bytes_read(&self) {
         if self.requests.load(Ordering::Acquire) == 0
             && self.head_started.load(Ordering::Relaxed) == NEVER
+            && !self.is_http2()
         {
             self.head_started.store(self.now_ms(), Ordering::Relaxed);
+            self.head_untimed.store(true, Ordering::Relaxed);
         }
+    }
+
+    /// When the head that started since the last call is due, if one did. The socket reads
+    /// inside the connection task's poll of hyper, so the task asks right after that poll and
+    /// re-arms its timer without being woken for it.
+    pub(super) fn new_head_due(&self, header_read_ms: u64) -> Option<Instant> {
+        if !self.head_untimed.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.head_untimed.store(false, Ordering::Relaxed);
+        let started = self.head_started.load(Ordering::Relaxed);
+        (started != NEVER).then(|| self.at(started.saturating_add(header_read_ms)))
     }
 
     fn write_blocked(&self, blocked: bool) {
@@ -116,36 +183,28 @@ impl Activity {
             };
         }
         if self.requests.load(Ordering::Acquire) > 0 {
-            // Busy: handlers are bounded by the request timeout and bodies by the stall timeout.
+            // Busy: handlers are bounded by the request timeout and bodies by the stall timeout;
+            // an HTTP/2 stream that stops taking its response, by the stall of its own task
+            // (see `stream`).
             return Verdict::CheckAt(self.at(now + idle_ms));
         }
-        // Idle or reading a head. The first head is timed from accept, so a connection that never
-        // sends anything is cut like a slow one; later heads from their first byte.
-        let head = match self.head_started.load(Ordering::Relaxed) {
-            NEVER if !self.served.load(Ordering::Relaxed) => Some(0),
-            NEVER => None,
-            started => Some(started),
-        };
-        match head {
-            Some(started) => {
-                let due = started.saturating_add(header_read_ms);
-                if now >= due {
-                    Verdict::SlowHead
-                } else {
-                    Verdict::CheckAt(self.at(due))
-                }
-            }
-            None => {
-                let due = self
-                    .idle_since
-                    .load(Ordering::Relaxed)
-                    .saturating_add(idle_ms);
-                if now >= due {
-                    Verdict::Idle
-                } else {
-                    Verdict::CheckAt(self.at(due))
-                }
-            }
+        let started = self.head_started.load(Ordering::Relaxed);
+        if started != NEVER {
+            let due = started.saturating_add(header_read_ms);
+            return if now >= due {
+                Verdict::SlowHead
+            } else {
+                Verdict::CheckAt(self.at(due))
+            };
+        }
+        let due = self
+            .idle_since
+            .load(Ordering::Relaxed)
+            .saturating_add(idle_ms);
+        if now >= due {
+            Verdict::Idle
+        } else {
+            Verdict::CheckAt(self.at(due))
         }
     }
 }
@@ -158,7 +217,16 @@ pub(super) struct Tracked {
 
 impl Tracked {
     pub(super) fn new(stream: TcpStream, activity: Arc<Activity>) -> Self {
+        *activity.socket() = Some(stream.as_raw_fd());
         Self { stream, activity }
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        // Before `stream` closes the descriptor (fields drop after this), under the lock.
+        self.activity.socket().take();
+        self.activity.closed.notify_waiters();
     }
 }
 
@@ -248,6 +316,35 @@ mod tests {
         assert!(matches!(activity.verdict(HEAD, IDLE), Verdict::CheckAt(_)));
         tokio::time::advance(std::time::Duration::from_millis(1)).await;
         assert_eq!(activity.verdict(HEAD, IDLE), Verdict::SlowHead);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_head_that_starts_tells_the_connection_task_when_it_is_due_once() {
+        let activity = Activity::new();
+        activity.request_started(false);
+        activity.request_finished();
+        assert_eq!(activity.new_head_due(HEAD), None, "no head started yet");
+        tokio::time::advance(std::time::Duration::from_millis(2_000)).await;
+        activity.bytes_read();
+        let due = activity.new_head_due(HEAD).expect("a head started");
+        assert_eq!(due, Instant::now() + std::time::Duration::from_millis(HEAD));
+        activity.bytes_read();
+        assert_eq!(activity.new_head_due(HEAD), None, "told once per head");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bytes_on_an_idle_http2_connection_start_no_head() {
+        let activity = Activity::new();
+        activity.request_started(true);
+        activity.request_finished();
+        tokio::time::advance(std::time::Duration::from_millis(100)).await;
+        // A PING or a WINDOW_UPDATE.
+        activity.bytes_read();
+        assert_eq!(activity.new_head_due(HEAD), None);
+        tokio::time::advance(std::time::Duration::from_millis(HEAD * 2)).await;
+        assert!(matches!(activity.verdict(HEAD, IDLE), Verdict::CheckAt(_)));
+        tokio::time::advance(std::time::Duration::from_millis(IDLE)).await;
+        assert_eq!(activity.verdict(HEAD, IDLE), Verdict::Idle);
     }
 
     #[tokio::test(start_paused = true)]

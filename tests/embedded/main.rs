@@ -9,6 +9,8 @@
 mod routes;
 mod unbounded;
 
+mod inside_the_drain;
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -1,7 +1,9 @@
 //! The cluster `scripts/kube` runs, found through `scripts/kube env`, and what the tests drive it
-//! with: kubectl and helm on the host (through the API server's loopback forwarder), `ctr` for the
-//! node's own containerd, and a tokio runtime whose threads live in the cluster's network
-//! namespace, for traffic to pod and Service addresses, which exist nowhere else.
+//! with: kubectl and helm on the host (through the API server's loopback forwarder), `ctr` for
+//! each node's own containerd, and a tokio runtime whose threads live in the client node's network
+//! namespace, for traffic to pod and Service addresses, which exist nowhere else. The client node
+//! runs no pod, only a kube-proxy: whatever a test sends to a Service from there is routed by
+//! rules that no pod's own node wrote, as a client on another node of a real cluster is.
 
 use std::fs::File;
 use std::future::Future;
@@ -25,14 +27,23 @@ pub struct Cluster {
     pub kubeconfig: String,
     pub kubectl: PathBuf,
     pub helm: PathBuf,
-    /// The network namespace the cluster lives in (`/run/netns/rodent-kube`).
-    pub netns: PathBuf,
-    pub node: String,
-    /// The node's containerd socket, for `ctr`.
-    pub containerd: String,
+    pub nodes: Vec<Node>,
+    /// The client node's network namespace (`/run/netns/rodent-client`).
+    pub client_netns: PathBuf,
+    /// The file holding how many milliseconds the client node's kube-proxy learns of every
+    /// change late (see [`crate::nodes::Lag`]).
+    pub client_lag: PathBuf,
     pub version: String,
     /// How long `scripts/kube up` took, as it recorded it.
     pub start_seconds: String,
+}
+
+pub struct Node {
+    pub name: String,
+    /// Its network namespace.
+    pub netns: PathBuf,
+    /// Its containerd's socket, for `ctr`.
+    pub containerd: String,
 }
 
 /// The cluster, or `None` with SKIPPED printed when there is none outside CI. Under CI (`CI`
@@ -96,16 +107,34 @@ fn find() -> Result<Cluster, String> {
     if on_path("ctr").is_none() {
         return Err("ctr is not installed (Debian's containerd)".into());
     }
+    let names = var("RODENT_KUBE_NODES")?;
+    let sockets = var("RODENT_KUBE_CONTAINERD_SOCKETS")?;
+    let nodes: Vec<Node> = unquote(&names)
+        .split_whitespace()
+        .zip(unquote(&sockets).split_whitespace())
+        .map(|(name, socket)| Node {
+            name: name.to_string(),
+            netns: Path::new("/run/netns").join(name),
+            containerd: socket.to_string(),
+        })
+        .collect();
+    if nodes.is_empty() {
+        return Err("`scripts/kube env` lists no node".into());
+    }
     Ok(Cluster {
         kubeconfig: var("KUBECONFIG")?,
         kubectl: bin.join("kubectl"),
         helm,
-        netns: PathBuf::from(var("RODENT_KUBE_NETNS")?),
-        node: var("RODENT_KUBE_NODE")?,
-        containerd: var("CONTAINERD_ADDRESS")?,
+        nodes,
+        client_netns: PathBuf::from(var("RODENT_KUBE_CLIENT_NETNS")?),
+        client_lag: PathBuf::from(var("RODENT_KUBE_CLIENT_LAG")?),
         version: var("RODENT_KUBE_VERSION")?,
         start_seconds: var("RODENT_KUBE_START_SECONDS")?,
     })
+}
+
+fn unquote(value: &str) -> &str {
+    value.trim_matches('"')
 }
 
 pub fn on_path(name: &str) -> Option<PathBuf> {
@@ -115,8 +144,8 @@ pub fn on_path(name: &str) -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
-/// The tests share one node of two cores: they run one at a time, so that none skews another's
-/// timing and the drain test's cordon never strands another test's pods.
+/// The tests share one machine of two cores: they run one at a time, so that none skews another's
+/// timing and no test's cordon or slowed kube-proxy changes another's.
 pub fn one_at_a_time() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
@@ -190,9 +219,26 @@ impl Cluster {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    pub fn ctr(&self, args: &[&str]) -> String {
+    /// Whether the cluster has at least `n` nodes; when it has fewer (`scripts/kube up` with
+    /// `RODENT_KUBE_NODE_COUNT`), says so and returns false, or fails the test under CI.
+    pub fn has_nodes(&self, n: usize) -> bool {
+        if self.nodes.len() >= n {
+            return true;
+        }
+        let why = format!(
+            "the test needs {n} nodes and the cluster has {} (scripts/kube up starts 3 unless \
+             RODENT_KUBE_NODE_COUNT says otherwise)",
+            self.nodes.len()
+        );
+        assert!(std::env::var_os("CI").is_none(), "CI is set but {why}");
+        eprintln!("SKIPPED: {why}");
+        false
+    }
+
+    /// `ctr ARGS` against `node`'s containerd.
+    pub fn ctr(&self, node: &Node, args: &[&str]) -> String {
         let out = Command::new("ctr")
-            .args(["--address", &self.containerd, "--namespace", "k8s.io"])
+            .args(["--address", &node.containerd, "--namespace", "k8s.io"])
             .args(args)
             .stdin(Stdio::null())
             .output()
@@ -207,30 +253,36 @@ impl Cluster {
     }
 
     /// The host PID of a container's first process (rodent, as the container's PID 1), from the
-    /// `containerd://ID` in a pod's status.
+    /// `containerd://ID` in a pod's status: the nodes share the machine's PID namespace.
     pub fn container_pid(&self, container_id: &str) -> i32 {
         let id = container_id
             .strip_prefix("containerd://")
             .unwrap_or(container_id);
-        self.ctr(&["tasks", "ls"])
-            .lines()
-            .filter_map(|line| {
-                let mut fields = line.split_whitespace();
-                Some((fields.next()?, fields.next()?))
+        self.nodes
+            .iter()
+            .flat_map(|node| {
+                self.ctr(node, &["tasks", "ls"])
+                    .lines()
+                    .filter_map(|line| {
+                        let mut fields = line.split_whitespace();
+                        Some((fields.next()?.to_string(), fields.next()?.parse().ok()?))
+                    })
+                    .collect::<Vec<(String, i32)>>()
             })
-            .find(|(task, _)| *task == id)
-            .and_then(|(_, pid)| pid.parse().ok())
-            .unwrap_or_else(|| panic!("containerd runs no task {id}"))
+            .find(|(task, _)| task == id)
+            .map(|(_, pid)| pid)
+            .unwrap_or_else(|| panic!("no node's containerd runs a task {id}"))
     }
 
-    /// A multi-threaded tokio runtime whose every thread is in the cluster's network namespace.
+    /// A multi-threaded tokio runtime whose every thread is in the client node's network
+    /// namespace.
     pub fn runtime(&self) -> tokio::runtime::Runtime {
-        let netns = self.netns.clone();
+        let netns = self.client_netns.clone();
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .on_thread_start(move || {
-                let file = File::open(&netns).expect("the cluster's network namespace exists");
+                let file = File::open(&netns).expect("the client node's network namespace exists");
                 setns(file, CloneFlags::CLONE_NEWNET)
                     .expect("a thread can enter a network namespace");
             })

@@ -1,68 +1,69 @@
-//! `kubectl drain` of the node, with the chart's PodDisruptionBudget (two replicas, at most one
-//! unavailable), under load through the Service.
+//! `kubectl drain` of a node holding both of the chart's pods, under load from the client node,
+//! with the chart's PodDisruptionBudget (two replicas, at most one unavailable).
 //!
-//! On a single node a drain can never finish while the budget protects the last pod: the pod it
-//! evicts first is replaced by one that cannot be scheduled (the node is cordoned), so the
-//! budget then refuses the second eviction for as long as the drain retries. That is the
-//! budget's promise, and what this test proves on one node: the first pod is evicted and drains
-//! without losing a request, the other keeps serving alone, the drain gives up with the budget
-//! named, and once the node is uncordoned the Deployment is whole again. (With more nodes the
-//! replacement would start elsewhere and the drain would go on; that needs a second node.)
+//! The pods are first placed on the last node (the others cordoned while they start), so that the
+//! drain must evict both. The budget lets one go at a time: the first eviction is accepted, its
+//! replacement is scheduled on another node, and the second eviction is refused (kubectl drain
+//! retries it every 5 s) until that replacement is Ready. The drain must finish, the pods must
+//! end up on the other nodes, one serving pod must have been left at every moment, and rodent
+//! must lose no request; the baseline, whose pods stop listening at once, must lose some. The
+//! client node's kube-proxy is [`SLOW_PROXY`] late meanwhile, as a busy cluster's are (see
+//! there why).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
 use crate::cluster::{Cluster, Namespace};
-use crate::images::images;
-use crate::release::{ROLLOUT_TIMEOUT, install, values};
-use crate::watch::{Watch, name, restart_count, uid};
+use crate::nodes::{Cordon, Lag, node_of};
+use crate::propagation::Propagation;
+use crate::scenario::{Event, Run, SLOW_PROXY, Server, deploy};
+use crate::watch::{Watch, name, pod_ready, uid};
 use kit::load::{Counts, Load};
 
-/// How long the drain keeps retrying the refused eviction: several times the evicted pod's whole
-/// drain (5 s), and several of kubectl's 5 s retries.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(25);
+/// How long kubectl may take to drain the node: bounds only a failure.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Uncordons the node when dropped, so a failing test never leaves it unschedulable.
-struct Cordon<'a>(&'a Cluster);
+pub const FIGURE: &str = "kubernetes-drain";
 
-impl Drop for Cordon<'_> {
-    fn drop(&mut self) {
-        let _ = self.0.kubectl().args(["uncordon", &self.0.node]).output();
-    }
-}
-
-pub fn drain_with_the_disruption_budget(cluster: &Cluster) {
-    let image = &images(cluster).rodent;
+pub fn drain_a_node(cluster: &Cluster, server: Server) -> Run {
     let namespace = Namespace::restricted(cluster, "drain");
-    let release = install(cluster, &namespace, "rodent", &values(image, json!({})));
+    let target = cluster.nodes.last().expect("a node").name.clone();
+    let others: Vec<&str> = cluster
+        .nodes
+        .iter()
+        .map(|n| n.name.as_str())
+        .filter(|n| *n != target)
+        .collect();
+    let release = {
+        let _only_target = Cordon::new(cluster, &others);
+        deploy(cluster, &namespace, server, json!({}))
+    };
+    let before = release.ready_pods();
+    assert_eq!(before.len(), 2, "the chart's two replicas");
+    assert!(
+        before.iter().all(|p| node_of(p) == target),
+        "both pods on {target} before the drain"
+    );
     let budget = namespace.json(&["get", "poddisruptionbudget", &release.fullname]);
     assert_eq!(
         budget["spec"]["maxUnavailable"], 1,
         "the chart's budget: {budget}"
     );
-    let before: Vec<String> = release
-        .ready_pods()
-        .iter()
-        .map(|p| uid(p).to_string())
-        .collect();
-    assert_eq!(before.len(), 2);
-    let pods = Watch::start(
-        cluster,
-        &["pods", "-n", &namespace.name, "-l", &release.selector()],
-    );
+    let propagation = Propagation::watch(cluster, &release);
     let runtime = cluster.runtime();
     let load = Load::start(runtime.handle(), &release.service_url());
     load.wait_for_successes(Counts::default(), 1000);
 
-    let cordon = Cordon(cluster);
+    let slowed = Lag::set(cluster, SLOW_PROXY);
+    let _uncordon = Cordon::after(cluster, &[target.as_str()]);
     let timeout = format!("{}s", DRAIN_TIMEOUT.as_secs());
-    let selector = release.selector();
     let started = Instant::now();
-    let drain_started = load.elapsed();
+    let from = load.elapsed();
     let drain = cluster
         .kubectl()
-        .args(["drain", &cluster.node, "--pod-selector", &selector])
+        .args(["drain", &target, "--pod-selector", &release.selector()])
         .args([
             "--ignore-daemonsets",
             "--delete-emptydir-data",
@@ -71,88 +72,161 @@ pub fn drain_with_the_disruption_budget(cluster: &Cluster) {
         ])
         .output()
         .expect("kubectl runs");
+    let drained = load.elapsed();
     let took = started.elapsed();
-    let drain_ended = load.elapsed();
-    let stderr = String::from_utf8_lossy(&drain.stderr);
-    let counts = load.counts();
-    eprintln!(
-        "kubectl drain gave up after {took:?} ({}); meanwhile {} requests, {} failed",
-        drain.status,
-        counts.sent(),
-        counts.failed
-    );
+    let said = String::from_utf8_lossy(&drain.stderr).into_owned();
     assert!(
-        !drain.status.success(),
-        "the drain finished on a single node, so the budget protected nothing:\n{stderr}"
+        drain.status.success(),
+        "kubectl drain of {target} did not finish ({}) in {took:?}:\n{said}",
+        drain.status
     );
+    // The Deployment whole again, on the other nodes, and every kube-proxy sending there alone;
+    // then the new pods take their share.
+    release.wait_for_pods(2);
+    propagation.wait_caught_up(&release);
+    let to = load.elapsed();
+    drop(slowed);
+    let after = release.ready_pods();
     assert!(
-        stderr.contains("disruption budget"),
-        "the drain failed, but not because of the budget:\n{stderr}"
+        after.iter().all(|p| node_of(p) != target),
+        "the pods were rescheduled to the other nodes: {:?}",
+        after.iter().map(node_of).collect::<Vec<_>>()
     );
-
-    let now = release.pods();
-    let survivors: Vec<&String> = before
-        .iter()
-        .filter(|id| now.iter().any(|p| uid(p) == id.as_str()))
-        .collect();
-    assert_eq!(
-        survivors.len(),
-        1,
-        "exactly one of the two pods was evicted (pods now: {:?})",
-        now.iter().map(name).collect::<Vec<_>>()
-    );
-    for event in pods
-        .events()
-        .iter()
-        .filter(|e| uid(&e.object) == survivors[0].as_str())
-    {
-        assert_eq!(
-            restart_count(&event.object),
-            0,
-            "the pod left serving restarted"
-        );
-        assert!(
-            !event.object["metadata"]["deletionTimestamp"].is_string(),
-            "the budget let the last pod be evicted"
-        );
-    }
-    let pending = now
-        .iter()
-        .filter(|p| p["status"]["phase"] == "Pending")
-        .count();
-    assert_eq!(
-        pending, 1,
-        "the evicted pod's replacement waits for a schedulable node"
-    );
-
-    drop(cordon);
-    let uncordoned = load.elapsed();
-    let deadline = Instant::now() + ROLLOUT_TIMEOUT;
-    while release.ready_pods().len() < 2 {
-        assert!(
-            Instant::now() < deadline,
-            "the Deployment was not whole again within {ROLLOUT_TIMEOUT:?} of the uncordon"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    load.wait_for_successes(load.counts(), 1000);
     let report = runtime.block_on(load.stop());
-    eprintln!(
-        "drain and recovery: {} requests, {} failed",
-        report.counts.sent(),
-        report.counts.failed
-    );
-    let failures: Vec<String> = report
-        .failures
-        .iter()
-        .take(10)
-        .map(|f| format!("  {:.3} s GET {}: {}", f.at.as_secs_f64(), f.path, f.what))
-        .collect();
-    assert_eq!(
-        report.counts.failed,
-        0,
-        "requests failed (drain from {drain_started:?} to {drain_ended:?}, uncordoned at \
-         {uncordoned:?}): {:?}\nfirst failures:\n{}",
-        report.failure_kinds(),
-        failures.join("\n")
-    );
+    let (pods, lags) = propagation.lags();
+
+    let original: Vec<String> = before.iter().map(|p| uid(p).to_string()).collect();
+    let history = History::of(&pods, load_clock(started, from));
+    history.check_one_at_a_time(&original);
+    let retries = said.matches("Cannot evict pod").count();
+    let mut marks = vec![(from.as_secs_f64(), "kubectl drain".to_string())];
+    for (i, at) in history.evicted(&original).iter().enumerate() {
+        marks.push((at.as_secs_f64(), format!("eviction {}", i + 1)));
+    }
+    marks.push((drained.as_secs_f64(), "drained".to_string()));
+    let evicted = history.evicted(&original);
+    Run {
+        scenario: "node drain",
+        server,
+        report,
+        event: Event {
+            what: format!("kubectl drain {target}"),
+            from,
+            to,
+        },
+        marks,
+        lag: Some(SLOW_PROXY),
+        lags,
+        notes: vec![
+            format!(
+                "kubectl drain returned after {:.1} s, every kube-proxy sent to the new pods \
+                 alone after {:.1} s",
+                took.as_secs_f64(),
+                to.saturating_sub(from).as_secs_f64()
+            ),
+            format!(
+                "evictions at {} s after the drain began; the budget refused {retries} \
+                 eviction(s) meanwhile",
+                evicted
+                    .iter()
+                    .map(|at| format!("{:.1}", at.saturating_sub(from).as_secs_f64()))
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            ),
+            format!(
+                "pods now on {:?}",
+                after.iter().map(node_of).collect::<BTreeSet<_>>()
+            ),
+        ],
+    }
+}
+
+/// Turns an `Instant` into the load's clock, given one moment known on both.
+fn load_clock(instant: Instant, elapsed: Duration) -> impl Fn(Instant) -> Duration {
+    move |at| {
+        if at >= instant {
+            elapsed + at.duration_since(instant)
+        } else {
+            elapsed.saturating_sub(instant.duration_since(at))
+        }
+    }
+}
+
+/// The pods' history from the watch, on the load's clock.
+struct History {
+    /// For each pod: when it turned Ready, when its deletion began.
+    ready: BTreeMap<String, Duration>,
+    deleting: BTreeMap<String, Duration>,
+    names: BTreeMap<String, String>,
+    /// After each event: how many pods were Ready and not being deleted.
+    serving: Vec<(Duration, usize)>,
+}
+
+impl History {
+    fn of(pods: &Watch, clock: impl Fn(Instant) -> Duration) -> Self {
+        let mut ready = BTreeMap::new();
+        let mut deleting = BTreeMap::new();
+        let mut names = BTreeMap::new();
+        let mut state = BTreeMap::<String, bool>::new();
+        let mut serving = Vec::new();
+        for event in pods.events() {
+            let id = uid(&event.object).to_string();
+            let at = clock(event.at);
+            names.insert(id.clone(), name(&event.object).to_string());
+            let is_ready = pod_ready(&event.object) == Some(true);
+            let is_deleting = event.object["metadata"]["deletionTimestamp"].is_string();
+            if is_ready {
+                ready.entry(id.clone()).or_insert(at);
+            }
+            if is_deleting {
+                deleting.entry(id.clone()).or_insert(at);
+            }
+            state.insert(id, is_ready && !is_deleting && event.kind != "DELETED");
+            serving.push((at, state.values().filter(|s| **s).count()));
+        }
+        Self {
+            ready,
+            deleting,
+            names,
+            serving,
+        }
+    }
+
+    /// When each of `pods` was evicted (its deletion began), in order.
+    fn evicted(&self, pods: &[String]) -> Vec<Duration> {
+        let mut at: Vec<Duration> = pods
+            .iter()
+            .filter_map(|id| self.deleting.get(id).copied())
+            .collect();
+        at.sort();
+        at
+    }
+
+    /// The budget's promise: both original pods evicted, the second only once a replacement was
+    /// Ready, and a serving pod at every moment.
+    fn check_one_at_a_time(&self, original: &[String]) {
+        let evicted = self.evicted(original);
+        assert_eq!(evicted.len(), 2, "both pods on the node were evicted");
+        let replacement_ready = self
+            .ready
+            .iter()
+            .filter(|(id, _)| !original.contains(id))
+            .map(|(_, at)| *at)
+            .min()
+            .expect("a replacement turned Ready");
+        assert!(
+            replacement_ready <= evicted[1],
+            "the second pod was evicted at {:?}, before any replacement was Ready ({:?})",
+            evicted[1],
+            replacement_ready
+        );
+        let emptiest = self.serving.iter().map(|(_, n)| *n).min().unwrap_or(0);
+        assert!(
+            emptiest >= 1,
+            "at some moment no pod was serving: {:?} (pods: {:?})",
+            self.serving,
+            self.names.values().collect::<Vec<_>>()
+        );
+    }
 }

@@ -1,10 +1,13 @@
 //! gRPC on the real cluster. With the chart's `probes.grpc.enabled`, the kubelet's own `grpc:`
-//! readiness probe (grpc.health.v1.Health/Check) takes a draining pod out of the endpoints. Under
-//! gRPC load from ghz (built from its Go module by scripts/ci/grpc.sh), sent to the Service's
-//! cluster IP through kube-proxy over long-lived HTTP/2 connections, two rollout restarts and a
-//! scale-down lose no call with rodent; the bare tonic server (`examples/grpc_baseline.rs`, whose
-//! health service never leaves SERVING), deployed from the same rendering, loses some, which
-//! proves the scenario can fail.
+//! readiness probe (grpc.health.v1.Health/Check) takes a draining pod out of the endpoints.
+//! Under gRPC load from ghz (built from its Go module by scripts/ci/grpc.sh), sent from the
+//! client node to the Service's cluster IP over long-lived HTTP/2 connections, two rollout
+//! restarts and a scale-down from three pods to one lose no call with rodent; the bare tonic
+//! server (`examples/grpc_baseline.rs`, tonic's graceful shutdown at SIGTERM and a health
+//! service that never leaves SERVING), deployed from the same rendering, loses some, which proves
+//! the scenario can fail. Both run with the client node's kube-proxy slowed down
+//! ([`SLOW_PROXY`]), as the HTTP rollouts' slowed run does: on this quiet cluster a kube-proxy
+//! otherwise often stops sending to a pod before its kubelet even sends SIGTERM.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -18,9 +21,11 @@ use serde_json::{Value, json};
 use crate::cluster::{Cluster, Namespace, REPO, TempFile};
 use crate::deletion::unix_seconds;
 use crate::images::{Image, images};
+use crate::nodes::Lag;
 use crate::probes::{condition, probe_events, watches};
-use crate::release::{deploy_baseline, install, values};
-use crate::rollouts::Server;
+use crate::propagation::Propagation;
+use crate::release::{Release, deploy_rendered, install, values};
+use crate::scenario::{SLOW_PROXY, Server, one_per_node};
 use crate::watch::{endpoint_conditions, name, pod_ready, restart_count, uid};
 
 /// The chart's default drain delay: the generous bound for the pod to leave the endpoints.
@@ -28,9 +33,14 @@ const DRAIN_DELAY: Duration = Duration::from_secs(5);
 /// Calls each phase of the load scenario must hold for its count of lost calls to mean anything.
 const CALLS_PER_PHASE: usize = 500;
 
-/// The chart's values with Kubernetes' `grpc:` probes for startup and readiness.
-fn grpc_values(image: &Image) -> Value {
-    values(image, json!({"probes": {"grpc": {"enabled": true}}}))
+/// Pods in the load scenario: one per node, so that every rollout stops pods on all three.
+const REPLICAS: usize = 3;
+
+/// The chart's values with Kubernetes' `grpc:` probes for startup and readiness, and `extra`.
+fn grpc_values(image: &Image, extra: Value) -> Value {
+    let mut values = values(image, extra);
+    values["probes"] = json!({"grpc": {"enabled": true}});
+    values
 }
 
 /// SIGTERM sent on the node to the container's process, with no deletion, so nothing but the
@@ -41,7 +51,12 @@ fn grpc_values(image: &Image) -> Value {
 pub fn grpc_readiness_takes_a_draining_pod_out(cluster: &Cluster) {
     let image = &images(cluster).rodent;
     let namespace = Namespace::restricted(cluster, "grpc-probes");
-    let release = install(cluster, &namespace, "rodent", &grpc_values(image));
+    let release = install(
+        cluster,
+        &namespace,
+        "rodent",
+        &grpc_values(image, json!({})),
+    );
     let pod = release.ready_pods().remove(0);
     let readiness = &pod["spec"]["containers"][0]["readinessProbe"];
     assert!(
@@ -151,21 +166,13 @@ impl GrpcRun {
     }
 }
 
-/// Two `kubectl rollout restart`s, then a scale-down from two pods to one, under one ghz run of
-/// `Echo/Delay` calls (20 ms each, so calls are in flight at every moment) over eight
+/// Two `kubectl rollout restart`s, then a scale-down from three pods to one, under one ghz run
+/// of `Echo/Delay` calls (20 ms each, so calls are in flight at every moment) over eight
 /// connections, which stay where kube-proxy put them until the server sends GOAWAY.
 pub fn grpc_rollouts_and_scale_down(cluster: &Cluster, server: Server) -> GrpcRun {
-    let all = images(cluster);
     let namespace = Namespace::restricted(cluster, "grpc-rollouts");
-    let release = match server {
-        Server::Rodent => install(cluster, &namespace, "rodent", &grpc_values(&all.rodent)),
-        Server::Baseline => deploy_baseline(
-            cluster,
-            &namespace,
-            "baseline",
-            &grpc_values(&all.grpc_baseline),
-        ),
-    };
+    let release = deploy(cluster, &namespace, server);
+    let propagation = Propagation::watch(cluster, &release);
     let target = release
         .service_url()
         .trim_start_matches("http://")
@@ -174,20 +181,54 @@ pub fn grpc_rollouts_and_scale_down(cluster: &Cluster, server: Server) -> GrpcRu
     // ghz prints nothing while it runs: the phases' windows, checked against its report
     // afterwards, show that calls were made throughout each one.
     std::thread::sleep(Duration::from_secs(3));
+    let slowed = Lag::set(cluster, SLOW_PROXY);
     let mut phases = Vec::new();
     for cycle in 1..=2 {
         let from = now();
         namespace.run(&["rollout", "restart", &release.deployment()]);
         release.wait_rolled_out();
+        propagation.wait_caught_up(&release);
         phases.push((format!("rollout restart {cycle}"), from, now()));
     }
     let from = now();
     namespace.run(&["scale", &release.deployment(), "--replicas=1"]);
     release.wait_rolled_out();
-    phases.push(("scale-down from 2 pods to 1".to_string(), from, now()));
+    propagation.wait_caught_up(&release);
+    phases.push((format!("scale-down from {REPLICAS} pods to 1"), from, now()));
+    drop(slowed);
     GrpcRun {
         load: ghz.stop(),
         phases,
+    }
+}
+
+/// `server` with `grpc:` probes, three replicas, one per node, ready.
+fn deploy<'a>(cluster: &'a Cluster, namespace: &'a Namespace<'a>, server: Server) -> Release<'a> {
+    let all = images(cluster);
+    let mut extra = one_per_node();
+    extra["replicaCount"] = json!(REPLICAS);
+    match server {
+        Server::Rodent => install(
+            cluster,
+            namespace,
+            "rodent",
+            &grpc_values(&all.rodent, extra),
+        ),
+        Server::Baseline => deploy_rendered(
+            cluster,
+            namespace,
+            "baseline",
+            &grpc_values(&all.grpc_baseline, extra),
+            |container| {
+                // The bare tonic server speaks no HTTP: liveness asks its health service too.
+                let grpc = container["readinessProbe"]["grpc"].clone();
+                let liveness = container["livenessProbe"]
+                    .as_object_mut()
+                    .expect("the chart sets a liveness probe");
+                liveness.remove("httpGet");
+                liveness.insert("grpc".into(), grpc);
+            },
+        ),
     }
 }
 
@@ -198,7 +239,7 @@ fn now() -> f64 {
         .as_secs_f64()
 }
 
-/// ghz in the cluster's network namespace, running until stopped.
+/// ghz on the client node (in its network namespace), running until stopped.
 struct Ghz {
     child: Child,
     report: TempFile,
@@ -209,7 +250,7 @@ impl Ghz {
         let report = TempFile::new("ghz.json", "");
         let proto = Path::new(REPO).join("proto");
         let child = Command::new("nsenter")
-            .arg(format!("--net={}", cluster.netns.display()))
+            .arg(format!("--net={}", cluster.client_netns.display()))
             .arg("ghz")
             .args(["--insecure", "--import-paths"])
             .arg(&proto)

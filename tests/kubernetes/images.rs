@@ -1,6 +1,6 @@
 //! The images the cluster runs, built once per test run the way the container tests build theirs
 //! (the Dockerfile's `prebuilt` stage around the static binaries `scripts/test` compiled) and
-//! imported into the node's containerd, since the cluster can pull from nowhere.
+//! imported into every node's containerd, since the cluster can pull from nowhere.
 //!
 //! The baseline image is the very same Dockerfile around `examples/baseline.rs`: same user,
 //! same scratch base, same entrypoint path, so the two differ only in the program.
@@ -77,12 +77,20 @@ fn build_and_import(cluster: &Cluster, repository: &str, binary: &Path) -> Image
     docker(&["tag", &id, &reference]);
     let archive = TempFile::new("image.tar", "");
     docker(&["save", "--output", archive.path(), &reference]);
-    cluster.ctr(&["images", "import", archive.path()]);
-    let listed = cluster.ctr(&["images", "ls", "--quiet"]);
-    assert!(
-        listed.lines().any(|l| l.ends_with(&reference)),
-        "{reference} is not in the node's containerd after the import:\n{listed}"
-    );
+    std::thread::scope(|scope| {
+        for node in &cluster.nodes {
+            let (archive, reference) = (&archive, &reference);
+            scope.spawn(move || {
+                cluster.ctr(node, &["images", "import", archive.path()]);
+                let listed = cluster.ctr(node, &["images", "ls", "--quiet"]);
+                assert!(
+                    listed.lines().any(|l| l.ends_with(reference.as_str())),
+                    "{reference} is not in {}'s containerd after the import:\n{listed}",
+                    node.name
+                );
+            });
+        }
+    });
     Image {
         repository: repository.to_string(),
         tag,

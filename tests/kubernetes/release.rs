@@ -1,6 +1,6 @@
 //! The chart installed for real: `helm install --wait` of `helm/rodent` with an image from
-//! [`crate::images`], and the baseline deployed from the very same rendering, with only what the
-//! baseline cannot do changed.
+//! [`crate::images`], or the very same rendering applied with only what the chart cannot say
+//! changed (see [`crate::scenario::deploy`]).
 
 use std::time::{Duration, Instant};
 
@@ -10,7 +10,7 @@ use crate::cluster::{CHART, Cluster, Namespace, TempFile};
 use crate::images::Image;
 use crate::watch::pod_ready;
 
-/// How long a rollout or an install may take on the two-core node; generous, since it only
+/// How long a rollout or an install may take on the two-core machine; generous, since it only
 /// bounds a failure.
 pub const ROLLOUT_TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -72,16 +72,16 @@ pub fn install<'a>(
     Release::new(namespace, name)
 }
 
-/// The baseline, deployed from `helm template` of the same chart and values: the same
-/// Deployment, Service, PodDisruptionBudget and security context. Only the startup and liveness
-/// probes are changed, from `/healthz` to `/readyz`, since the baseline has no `/healthz` (its
-/// `/readyz` answers 200 for as long as it listens, which is all a bare server can say), or,
-/// with `grpc:` readiness probes, to the same `grpc:` check.
-pub fn deploy_baseline<'a>(
+/// The chart rendered by `helm template` (same chart, same values) and applied with kubectl, with
+/// `patch` applied to each container of the Deployment: how a server the chart cannot describe
+/// (the baseline, a setting the chart refuses) runs in the very same Deployment, Service,
+/// PodDisruptionBudget and security context. Returns once it has rolled out.
+pub fn deploy_rendered<'a>(
     cluster: &'a Cluster,
     namespace: &'a Namespace<'a>,
     name: &str,
     values: &Value,
+    patch: impl Fn(&mut Value),
 ) -> Release<'a> {
     let file = values_file(values);
     let rendered = cluster.helm_ok(&[
@@ -107,18 +107,7 @@ pub fn deploy_baseline<'a>(
                 .as_array_mut()
                 .expect("the Deployment has containers")
             {
-                // With `grpc:` readiness probes the baseline is the bare tonic server, which
-                // speaks no HTTP: every probe asks its health service.
-                let grpc = container["readinessProbe"]["grpc"].clone();
-                for probe in ["startupProbe", "livenessProbe"] {
-                    if grpc.is_object() {
-                        let probe = container[probe].as_object_mut().expect("a probe");
-                        probe.remove("httpGet");
-                        probe.insert("grpc".into(), grpc.clone());
-                    } else {
-                        container[probe]["httpGet"]["path"] = json!("/readyz");
-                    }
-                }
+                patch(container);
             }
         }
         items.push(object);
@@ -130,7 +119,7 @@ pub fn deploy_baseline<'a>(
     );
     assert!(
         out.status.success(),
-        "the baseline cannot be applied: {}",
+        "the rendered chart cannot be applied: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     let release = Release::new(namespace, name);
@@ -188,6 +177,29 @@ impl<'a> Release<'a> {
                 .to_string()
         });
         pods
+    }
+
+    /// The Service's port as kube-proxy names it in its rules: `namespace/name:http`.
+    pub fn service_port(&self) -> String {
+        format!("{}/{}:http", self.namespace.name, self.fullname)
+    }
+
+    /// Blocks until exactly `n` pods are left and all of them are Ready and not terminating.
+    pub fn wait_for_pods(&self, n: usize) {
+        let deadline = Instant::now() + ROLLOUT_TIMEOUT;
+        loop {
+            let pods = self.pods();
+            if pods.len() == n && self.ready_pods().len() == n {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not settle at {n} ready pods within {ROLLOUT_TIMEOUT:?} ({} now)",
+                self.deployment(),
+                pods.len()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     pub fn service_url(&self) -> String {

@@ -1,117 +1,63 @@
-//! Three `kubectl rollout restart` cycles under constant keep-alive load, sent to the Service's
-//! cluster IP, so through kube-proxy's iptables rules, from inside the cluster's network
-//! namespace. Every request that does not get its 2xx is counted. rodent (the chart's defaults:
-//! a 5 s drain delay, readiness probed every second) must lose none; the bare baseline, deployed
-//! from the same rendering, must lose some, which proves the scenario can fail.
+//! `kubectl rollout restart` under constant keep-alive load, sent from the client node to the
+//! Service's cluster IP, so through rules written by a kube-proxy that is no pod's own. Three
+//! replicas, one per node (the chart's `topologySpreadConstraints`), so that every rollout stops
+//! and starts pods on all three nodes. Every request that does not get its 2xx is counted. rodent
+//! (the chart's defaults: a 5 s drain delay, readiness probed every second) must lose none over
+//! three cycles; the bare baseline, deployed from the same rendering, must lose some, which proves
+//! the scenario can fail.
+//!
+//! The same rollout, once, with the client node's kube-proxy slowed down
+//! ([`crate::scenario::SLOW_PROXY`]: it learns of every change that late, less than the drain
+//! delay) shows what `RODENT_DRAIN_DELAY` buys: with the chart's 5 s, nothing is lost; with 0,
+//! requests are.
+//!
+//! Every rollout also measures what each node's kube-proxy did: how long after the EndpointSlice
+//! marked an old pod's endpoint terminating its rules stopped sending to it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
 use crate::cluster::{Cluster, Namespace};
-use crate::images::images;
-use crate::release::{deploy_baseline, install, values};
+use crate::nodes::{Lag, spread};
+use crate::propagation::Propagation;
+use crate::release::Release;
+use crate::scenario::{Event, Run, Server, deploy, one_per_node, spread_of};
 use crate::watch::{Watch, pod_ready, uid};
-use kit::load::{Counts, Load, Report};
-use kit::plot;
+use kit::load::{Counts, Load};
 
 pub const CYCLES: usize = 3;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Server {
-    Rodent,
-    Baseline,
-}
-
-pub struct Run {
-    pub report: Report,
+pub const REPLICAS: usize = 3;
+pub struct Rollouts {
+    pub run: Run,
     pub cycles: Vec<Counts>,
-    pub cycle_times: Vec<Duration>,
-    /// From a pod's creation to its Ready condition, for every pod the rollouts started.
-    pub start_to_ready: Vec<Duration>,
-    /// From a pod's deletion to its disappearance, for every pod the rollouts stopped.
-    pub deletion_to_gone: Vec<Duration>,
-    pub marks: Vec<(f64, String)>,
 }
 
-impl Run {
-    pub fn summary(&self, server: Server) -> String {
-        let mut text = format!(
-            "{server:?} through kube-proxy: {} requests in {:.1} s ({:.0}/s), {} failed, {} pods \
-             answered",
-            self.report.counts.sent(),
-            self.report.elapsed.as_secs_f64(),
-            self.report.counts.sent() as f64 / self.report.elapsed.as_secs_f64(),
-            self.report.counts.failed,
-            self.report.instances.len(),
-        );
-        for (i, (cycle, took)) in self.cycles.iter().zip(&self.cycle_times).enumerate() {
-            text.push_str(&format!(
-                "\n  rollout {}: {} requests, {} failed, {:.1} s",
-                i + 1,
-                cycle.sent(),
-                cycle.failed,
-                took.as_secs_f64()
-            ));
-        }
-        text.push_str(&format!(
-            "\n  pod start to Ready: {}\n  pod deletion to gone: {}",
-            spread(&self.start_to_ready),
-            spread(&self.deletion_to_gone)
-        ));
-        for (what, n) in self.report.failure_kinds() {
-            text.push_str(&format!("\n  {n} × {what}"));
-        }
-        text
-    }
-}
-
-fn spread(durations: &[Duration]) -> String {
-    if durations.is_empty() {
-        return "none".into();
-    }
-    let mut sorted = durations.to_vec();
-    sorted.sort();
-    format!(
-        "median {:.2} s, min {:.2} s, max {:.2} s over {}",
-        sorted[sorted.len() / 2].as_secs_f64(),
-        sorted[0].as_secs_f64(),
-        sorted[sorted.len() - 1].as_secs_f64(),
-        sorted.len()
-    )
-}
-
-pub fn rolling_restarts(cluster: &Cluster, server: Server) -> Run {
-    let images = images(cluster);
+/// `cycles` rollout restarts of `server` under load, the client node's kube-proxy `lag` late.
+pub fn rolling_restarts(
+    cluster: &Cluster,
+    server: Server,
+    cycles: usize,
+    lag: Option<Duration>,
+) -> Rollouts {
     let namespace = Namespace::restricted(cluster, "rollouts");
-    let release = match server {
-        Server::Rodent => install(
-            cluster,
-            &namespace,
-            "rodent",
-            &values(&images.rodent, json!({})),
-        ),
-        Server::Baseline => deploy_baseline(
-            cluster,
-            &namespace,
-            "baseline",
-            &values(&images.baseline, json!({})),
-        ),
-    };
+    let mut extra = one_per_node();
+    extra["replicaCount"] = json!(REPLICAS);
+    let release = deploy(cluster, &namespace, server, extra);
+    check_one_per_node(&release, "before the rollouts");
     let initial: Vec<String> = release.pods().iter().map(|p| uid(p).to_string()).collect();
-    let pods = Watch::start(
-        cluster,
-        &["pods", "-n", &namespace.name, "-l", &release.selector()],
-    );
+    let propagation = Propagation::watch(cluster, &release);
     let runtime = cluster.runtime();
     let load = Load::start(runtime.handle(), &release.service_url());
     load.wait_for_successes(Counts::default(), 1000);
 
-    let mut cycles = Vec::new();
+    let slowed = lag.map(|lag| Lag::set(cluster, lag));
+    let mut cycle_counts = Vec::new();
     let mut cycle_times = Vec::new();
     let mut marks = Vec::new();
-    for cycle in 0..CYCLES {
+    let from = load.elapsed();
+    for cycle in 0..cycles {
         let before = load.counts();
         let started = Instant::now();
         marks.push((
@@ -120,21 +66,78 @@ pub fn rolling_restarts(cluster: &Cluster, server: Server) -> Run {
         ));
         namespace.run(&["rollout", "restart", &release.deployment()]);
         release.wait_rolled_out();
+        // The rollout is over for the clients once every kube-proxy (the slowed one too) sends
+        // only to the new pods.
+        propagation.wait_caught_up(&release);
         cycle_times.push(started.elapsed());
+        check_one_per_node(&release, &format!("after rollout {}", cycle + 1));
         // The new pods take their share before the next rollout.
         load.wait_for_successes(load.counts(), 1000);
-        cycles.push(load.counts().since(before));
+        cycle_counts.push(load.counts().since(before));
     }
+    let to = load.elapsed();
+    drop(slowed);
     let report = runtime.block_on(load.stop());
+    let (pods, lags) = propagation.lags();
     let (start_to_ready, deletion_to_gone) = pod_timings(&pods, &initial);
-    Run {
-        report,
-        cycles,
-        cycle_times,
-        start_to_ready,
-        deletion_to_gone,
-        marks,
+
+    let what = match lag {
+        Some(lag) => format!(
+            "the rollout, the client node's kube-proxy {:.1} s late,",
+            lag.as_secs_f64()
+        ),
+        None => format!("{cycles} rollouts"),
+    };
+    let mut notes: Vec<String> = cycle_counts
+        .iter()
+        .zip(&cycle_times)
+        .enumerate()
+        .map(|(i, (counts, took))| {
+            format!(
+                "rollout {}: {} requests, {} failed, {:.1} s",
+                i + 1,
+                counts.sent(),
+                counts.failed,
+                took.as_secs_f64()
+            )
+        })
+        .collect();
+    notes.push(format!(
+        "pod start to Ready: {}",
+        spread_of(&start_to_ready)
+    ));
+    notes.push(format!(
+        "pod deletion to gone: {}",
+        spread_of(&deletion_to_gone)
+    ));
+    Rollouts {
+        run: Run {
+            scenario: if lag.is_some() {
+                "slowed kube-proxy rollout"
+            } else {
+                "rollout restarts"
+            },
+            server,
+            report,
+            event: Event { what, from, to },
+            marks,
+            notes,
+            lag,
+            lags,
+        },
+        cycles: cycle_counts,
     }
+}
+
+/// Each pod of the current rollout on a node of its own.
+fn check_one_per_node(release: &Release, when: &str) {
+    let pods = release.ready_pods();
+    assert_eq!(
+        spread(&pods),
+        REPLICAS,
+        "{when}, the {REPLICAS} pods are not on {REPLICAS} nodes: {:?}",
+        pods.iter().map(crate::nodes::node_of).collect::<Vec<_>>()
+    );
 }
 
 /// From the watch: each new pod's first sighting to its first Ready, and each deleted pod's
@@ -169,19 +172,20 @@ fn pod_timings(pods: &Watch, initial: &[String]) -> (Vec<Duration>, Vec<Duration
     (start_to_ready, deletion_to_gone)
 }
 
-pub fn check_the_load_ran(server: Server, run: &Run) {
-    for (i, cycle) in run.cycles.iter().enumerate() {
+pub fn check_the_load_ran(rollouts: &Rollouts) {
+    for (i, cycle) in rollouts.cycles.iter().enumerate() {
         assert!(
             cycle.sent() >= 1000,
             "too little load in rollout {} to prove anything:\n{}",
             i + 1,
-            run.summary(server)
+            rollouts.run.summary()
         );
     }
     // Every generation of pods (the first, and each rollout's) served `GET /`: pod names are
     // `<deployment>-<pod-template-hash>-<suffix>`. (Not every pod need have: kept-alive
     // connections stay where they are until a drain's `Connection: close` moves them.)
-    let generations: std::collections::BTreeSet<&str> = run
+    let generations: BTreeSet<&str> = rollouts
+        .run
         .report
         .instances
         .iter()
@@ -189,32 +193,8 @@ pub fn check_the_load_ran(server: Server, run: &Run) {
         .collect();
     assert_eq!(
         generations.len(),
-        CYCLES + 1,
+        rollouts.cycles.len() + 1,
         "every rollout's pods served requests:\n{}",
-        run.summary(server)
+        rollouts.run.summary()
     );
-}
-
-/// Draws the run into `target/…/figures/kubernetes-rollouts.svg`, beside the other server's.
-pub fn plot(server: Server, run: &Run) {
-    let (key, title) = match server {
-        Server::Rodent => ("rodent", "rodent, the chart's defaults (drain delay 5 s)"),
-        Server::Baseline => (
-            "baseline",
-            "bare axum baseline, same Deployment (no drain delay)",
-        ),
-    };
-    let panel = plot::Panel {
-        title: title.to_string(),
-        timeline: run.report.timeline.clone(),
-        marks: run.marks.clone(),
-    };
-    let svg = plot::save(
-        "kubernetes-rollouts",
-        "Three kubectl rollout restarts through kube-proxy, requests per second",
-        key,
-        &["rodent", "baseline"],
-        &panel,
-    );
-    eprintln!("figure: {}", svg.display());
 }

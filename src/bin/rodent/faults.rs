@@ -155,16 +155,25 @@ struct Replacement {
 }
 
 /// `PUT /admin/faults` with `{"error_rate": 0.5, "delay": "100ms..300ms"}`: replaces the faults
-/// in effect until the next reload, checked as the variables are.
+/// in effect until the next reload, checked as the variables are. A body that is not JSON is a
+/// 400; JSON that is not such an object, or holds a value out of its range, a 422 naming the
+/// field (axum's `Json` draws the same line). The content type is not required, so that a bare
+/// `curl -X PUT -d` works.
 async fn replace(State(faults): State<Arc<Faults>>, body: Bytes) -> Response {
-    let invalid = |detail: String| Problem::new(StatusCode::BAD_REQUEST).detail(detail);
+    let refuse = |status, detail: String| Problem::new(status).detail(detail).into_response();
+    let unprocessable = |detail| refuse(StatusCode::UNPROCESSABLE_ENTITY, detail);
     let replacement: Replacement = match serde_json::from_slice(&body) {
         Ok(replacement) => replacement,
         Err(e) => {
-            return invalid(format!(
-                "expected {{\"error_rate\": 0.5, \"delay\": \"100ms..300ms\"}}: {e}"
-            ))
-            .into_response();
+            let status = if e.is_data() {
+                StatusCode::UNPROCESSABLE_ENTITY
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            return refuse(
+                status,
+                format!("expected {{\"error_rate\": 0.5, \"delay\": \"100ms..300ms\"}}: {e}"),
+            );
         }
     };
     let rate = match replacement.error_rate {
@@ -175,15 +184,13 @@ async fn replace(State(faults): State<Arc<Faults>>, body: Bytes) -> Response {
     };
     let rate = match rate {
         Ok(rate) => rate,
-        Err(expected) => {
-            return invalid(format!("error_rate: expected {expected}")).into_response();
-        }
+        Err(expected) => return unprocessable(format!("error_rate: expected {expected}")),
     };
     let delay = match replacement.delay.as_deref().map(str::trim) {
         None | Some("") => None,
         Some(raw) => match DelayRange::parse(raw) {
             Ok(range) => Some(range),
-            Err(expected) => return invalid(format!("delay: expected {expected}")).into_response(),
+            Err(expected) => return unprocessable(format!("delay: expected {expected}")),
         },
     };
     let set = FaultSet {

@@ -5,6 +5,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{Extension, Path, Query, State};
 use axum::handler::Handler;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -29,6 +30,10 @@ const EVENTS_EVERY: Duration = Duration::from_secs(1);
 /// What the last line or event of a long-lived response (the gRPC `Stream`'s status too) says
 /// when the drain ended it.
 pub(crate) const STOPPING: &str = "the service is stopping; reconnect to reach another instance";
+/// The reason of a WebSocket's close frame when the drain ended it (at most 123 bytes).
+const GOING_AWAY: &str = "the service is stopping";
+/// How long `/ws/echo` waits for the client to answer its close frame.
+const CLOSE_ANSWER_WITHIN: Duration = Duration::from_secs(1);
 
 /// The reference routes, each behind the injected faults; `build` is what `GET /` and
 /// `GET /version` report, `chain` where `POST /echo` forwards.
@@ -48,6 +53,7 @@ pub(crate) fn routes(build: BuildInfo, chain: Chain, faults: FaultLayer) -> Rout
         .route("/panic", get(panic.layer(f())))
         .route("/stream/{ms}", get(stream.layer(f())))
         .route("/events", get(events.layer(f())))
+        .route("/ws/echo", get(ws_echo.layer(f())))
         .with_state(build)
 }
 
@@ -239,4 +245,60 @@ where
             }
         }
     })
+}
+
+/// `GET /ws/echo[?drain=ignore]`: a WebSocket that sends back each text or binary message it
+/// receives. When the drain is signaled it sends a close frame, 1001 ("going away"), waits a
+/// moment for the client's answer, and ends; a client then reconnects, to another instance.
+/// With `drain=ignore` it echoes on through the drain, to see the deadline abort it.
+async fn ws_echo(
+    upgrade: WebSocketUpgrade,
+    Query(query): Query<StreamQuery>,
+    drain: Drain,
+) -> Response {
+    let ignore_drain = query.drain.as_deref() == Some("ignore");
+    upgrade.on_upgrade(move |socket| echo_until_drained(socket, (!ignore_drain).then_some(drain)))
+}
+
+async fn echo_until_drained(mut socket: WebSocket, drain: Option<Drain>) {
+    let drained = async {
+        match drain {
+            Some(drain) => drain.signaled().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(drained);
+    loop {
+        let message = tokio::select! {
+            biased;
+            () = &mut drained => break,
+            message = socket.recv() => message,
+        };
+        let reply = match message {
+            Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => message,
+            // Pings are answered by the socket itself; pongs need nothing.
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            // The client closed (the socket answers its close frame), or the connection broke.
+            Some(Ok(Message::Close(_)) | Err(_)) | None => return,
+        };
+        if socket.send(reply).await.is_err() {
+            return;
+        }
+    }
+    let farewell = Message::Close(Some(CloseFrame {
+        code: close_code::AWAY,
+        reason: GOING_AWAY.into(),
+    }));
+    if socket.send(farewell).await.is_err() {
+        return;
+    }
+    // The closing handshake: the client answers with a close frame of its own.
+    let _ = tokio::time::timeout(CLOSE_ANSWER_WITHIN, async {
+        while let Some(Ok(message)) = socket.recv().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
 }

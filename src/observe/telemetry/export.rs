@@ -38,22 +38,22 @@ enum ExportOrder {
     Shutdown { deadline: Instant, done: Reply },
 }
 
-/// How the export thread says it is done: to an async caller (the shutdown hook) or to a
-/// thread that blocks (the SDK's `SpanProcessor` methods).
+/// How the export thread says it is done, and how many spans it dropped doing it: to an async
+/// caller (the final flush) or to a thread that blocks (the SDK's `SpanProcessor` methods).
 enum Reply {
-    Async(oneshot::Sender<()>),
-    Blocking(std::sync::mpsc::Sender<()>),
+    Async(oneshot::Sender<u64>),
+    Blocking(std::sync::mpsc::Sender<u64>),
 }
 
 impl Reply {
-    fn send(self) {
+    fn send(self, dropped: u64) {
         // The caller may have stopped waiting (its timeout passed): nothing to tell then.
         match self {
             Self::Async(tx) => {
-                let _ = tx.send(());
+                let _ = tx.send(dropped);
             }
             Self::Blocking(tx) => {
-                let _ = tx.send(());
+                let _ = tx.send(dropped);
             }
         }
     }
@@ -97,6 +97,7 @@ impl ExportQueue {
             counts: counts.clone(),
             log: Dispatch::none(),
             failing: false,
+            dropped: 0,
         };
         std::thread::Builder::new()
             .name("rodent-otel".into())
@@ -117,17 +118,28 @@ impl ExportQueue {
         &self.counts
     }
 
-    /// Exports every span ended so far, for at most `limit`, then stops the export thread.
-    pub(crate) async fn shut_down(&self, limit: Duration) -> Result<(), String> {
+    /// Exports every span ended so far, until `deadline` at the latest, then stops the export
+    /// thread. Returns how many spans were dropped (each counted in the metrics) rather than
+    /// exported: those the collector did not take in time, those still queued at the deadline.
+    pub(crate) async fn shut_down(&self, deadline: Instant) -> Result<u64, String> {
         let (tx, rx) = oneshot::channel();
         self.control
             .send(ExportOrder::Shutdown {
-                deadline: Instant::now() + limit,
+                deadline,
                 done: Reply::Async(tx),
             })
             .map_err(|_| "the export thread has already stopped".to_string())?;
-        rx.await
-            .map_err(|_| "the export thread stopped before flushing".to_string())
+        match tokio::time::timeout_at(deadline.into(), rx).await {
+            Ok(Ok(dropped)) => Ok(dropped),
+            Ok(Err(_)) => Err("the export thread stopped before flushing".to_string()),
+            // The thread is stuck outside an export (its exporter's own shutdown, a lookup):
+            // what is still queued is dropped here.
+            Err(_) => {
+                let left = self.queue.clear() as u64;
+                self.counts.dropped(left);
+                Ok(left)
+            }
+        }
     }
 
     fn ask_and_wait(
@@ -140,6 +152,7 @@ impl ExportQueue {
             .send(message(Reply::Blocking(tx)))
             .map_err(|_| OTelSdkError::AlreadyShutdown)?;
         rx.recv_timeout(limit)
+            .map(|_dropped| ())
             .map_err(|_| OTelSdkError::Timeout(limit))
     }
 }
@@ -182,6 +195,8 @@ struct Worker {
     /// Whether the last export failed: failures are logged when they start and when they end,
     /// not once per batch.
     failing: bool,
+    /// Spans this thread dropped (the queue's refusals are counted where they happen).
+    dropped: u64,
 }
 
 impl Worker {
@@ -196,8 +211,12 @@ impl Worker {
                     self.log = log;
                     break;
                 }
-                Some(ExportOrder::Flush(done)) => done.send(),
-                Some(ExportOrder::Shutdown { done, .. }) => return done.send(),
+                Some(ExportOrder::Flush(done)) => done.send(0),
+                Some(ExportOrder::Shutdown { done, .. }) => {
+                    let left = self.queue.clear() as u64;
+                    self.counts.dropped(left);
+                    return done.send(left);
+                }
                 None => return,
             }
         }
@@ -237,8 +256,8 @@ impl Worker {
         self.counts.dropped(self.queue.clear() as u64);
         while let Some(control) = self.control.blocking_recv() {
             match control {
-                ExportOrder::Flush(done) => done.send(),
-                ExportOrder::Shutdown { done, .. } => return done.send(),
+                ExportOrder::Flush(done) => done.send(0),
+                ExportOrder::Shutdown { done, .. } => return done.send(0),
                 ExportOrder::Start(_) => {}
             }
         }
@@ -254,13 +273,15 @@ impl Worker {
                 control = self.control.recv() => match control {
                     Some(ExportOrder::Flush(done)) => {
                         self.export_queued(&exporter, None).await;
-                        done.send();
+                        done.send(0);
                     }
                     Some(ExportOrder::Shutdown { deadline, done }) => {
                         self.queue.close(false);
+                        let before = self.dropped;
                         self.export_queued(&exporter, Some(deadline)).await;
+                        // Told before the exporter's own shutdown, which may block.
+                        done.send(self.dropped - before);
                         let _ = exporter.shutdown();
-                        done.send();
                         return;
                     }
                     Some(ExportOrder::Start(_)) => {}
@@ -299,6 +320,7 @@ impl Worker {
         let left = self.queue.clear() as u64;
         if left > 0 {
             self.counts.dropped(left);
+            self.dropped += left;
             self.log_failure(left, cause);
         }
     }
@@ -334,6 +356,7 @@ impl Worker {
             }
             Err(cause) => {
                 self.counts.dropped(n);
+                self.dropped += n;
                 self.log_failure(n, &cause);
             }
         }

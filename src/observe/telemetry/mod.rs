@@ -1,6 +1,8 @@
 //! Traces: an OpenTelemetry server span per request (made in `http::observe`), a span for the
 //! drain and one per shutdown hook, exported over OTLP when an endpoint is configured and
-//! flushed by the last shutdown hook, inside the grace period.
+//! flushed after the last shutdown hook, inside the grace period, as best it can be: a flush
+//! the collector stalls is cut at the hooks' hard stop, its spans dropped and counted, and the
+//! exit code is unchanged.
 //!
 //! The `OTEL_*` variables are read and validated with the rest of the configuration
 //! ([`crate::config::otel`]).
@@ -18,8 +20,8 @@
 //!
 //! The order in the launcher matters, and [`Telemetry`] is shaped by it: it starts before logging
 //! (its layer goes into the subscriber), and [connecting](Telemetry::connect) it to the service
-//! yields its flush, which the service keeps apart from the shutdown hooks and runs after all of
-//! them, so the spans of the other hooks' work are in it.
+//! yields its [`FinalFlush`], which the service keeps apart from the shutdown hooks and runs
+//! after all of them, so the spans of the other hooks' work are in it.
 
 pub(crate) mod context;
 mod export;
@@ -40,7 +42,6 @@ use std::sync::Arc;
 use crate::build::{self, Identity};
 use crate::config::Vars;
 use crate::config::otel::{self, Export, Off, Settings};
-use crate::lifecycle::hooks::Hook;
 use crate::observe::logging::BoxedLayer;
 use crate::observe::metrics::Metrics;
 use export::ExportQueue;
@@ -149,9 +150,9 @@ impl Telemetry {
     }
 
     /// Connects telemetry to the service: says in the log what is exported where, counts exported
-    /// and dropped spans in `metrics`, and returns the flush, which must run after every shutdown
-    /// hook; `None` when nothing is exported.
-    pub(crate) fn connect(self, metrics: &Arc<Metrics>) -> Option<Hook> {
+    /// and dropped spans in `metrics`, and returns the final flush, which must run after every
+    /// shutdown hook; `None` when nothing is exported.
+    pub(crate) fn connect(self, metrics: &Arc<Metrics>) -> Option<FinalFlush> {
         let pipeline = match self.state {
             Status::On(pipeline) => pipeline,
             Status::Off(off) => {
@@ -180,10 +181,43 @@ impl Telemetry {
         );
         queue.counts().report_to(metrics.clone());
         queue.start(tracing::dispatcher::get_default(Clone::clone));
-        let limit = settings.batch.export_timeout;
-        Some(Hook::new("telemetry", limit, move || async move {
-            queue.shut_down(limit).await.map_err(Into::into)
-        }))
+        Some(FinalFlush {
+            queue,
+            limit: settings.batch.export_timeout,
+        })
+    }
+}
+
+/// The export, at shutdown, of the spans still queued: the drain's own among them. Best effort:
+/// what the collector does not take in time is dropped and counted, and the exit code does not
+/// change.
+pub(crate) struct FinalFlush {
+    queue: ExportQueue,
+    /// `OTEL_BSP_EXPORT_TIMEOUT`.
+    limit: std::time::Duration,
+}
+
+impl FinalFlush {
+    /// Flushes for at most the export timeout, and until `hard_stop` at the latest.
+    pub(crate) async fn run(self, hard_stop: tokio::time::Instant) {
+        let started = tokio::time::Instant::now();
+        let deadline = (started + self.limit).min(hard_stop);
+        tracing::info!(target: "rodent::telemetry", "flushing traces");
+        let elapsed_ms = || started.elapsed().as_millis() as u64;
+        match self.queue.shut_down(deadline.into_std()).await {
+            Ok(0) => {
+                tracing::info!(target: "rodent::telemetry", elapsed_ms = elapsed_ms(), "traces flushed")
+            }
+            Ok(dropped) => tracing::warn!(
+                target: "rodent::telemetry",
+                dropped,
+                elapsed_ms = elapsed_ms(),
+                "the final flush of traces was cut short; the spans left are dropped (rodent_spans_dropped_total)"
+            ),
+            Err(cause) => {
+                tracing::warn!(target: "rodent::telemetry", cause, "the final flush of traces failed")
+            }
+        }
     }
 }
 

@@ -5,7 +5,9 @@
 //! at every instant some requests are in flight for a few hundred milliseconds, the ones a
 //! careless shutdown cuts. A request succeeds when it gets a 2xx and its whole body; anything
 //! else (another status, a reset, a timeout) is a failure, recorded with what happened.
-//! Every outcome is also counted in the second it completed in, for the figures' timelines.
+//! Every outcome is also counted in the second it completed in, for the figures' timelines, and
+//! every request is kept as a [`Sample`] (when it ended, its status, its latency), so that a
+//! scenario can tell what latency clients saw while something happened.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -47,6 +49,20 @@ struct Tally {
     instances: Mutex<BTreeSet<String>>,
     /// Outcomes by the second (since the load started) they completed in.
     seconds: Mutex<Vec<Counts>>,
+    samples: Mutex<Vec<Sample>>,
+}
+
+/// One request, as the client saw it.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    /// When it ended, since the load started.
+    pub at: Duration,
+    pub latency: Duration,
+    /// The response's status; `None` when no response came (refused, reset, timed out).
+    pub status: Option<u16>,
+    /// Whether it was a fast `GET /` (or one of the slow `GET /delay/{ms}`).
+    pub fast: bool,
+    pub ok: bool,
 }
 
 impl Tally {
@@ -100,6 +116,8 @@ pub struct Report {
     pub instances: BTreeSet<String>,
     /// Requests by the second they completed in, from the start of the load.
     pub timeline: Vec<Counts>,
+    /// Every request, in the order they ended.
+    pub samples: Vec<Sample>,
 }
 
 impl Report {
@@ -114,6 +132,30 @@ impl Report {
         let mut kinds: Vec<_> = kinds.into_iter().collect();
         kinds.sort_by_key(|kind| std::cmp::Reverse(kind.1));
         kinds
+    }
+
+    /// The requests that ended between `from` and `to` (since the load started).
+    pub fn between(&self, from: Duration, to: Duration) -> impl Iterator<Item = &Sample> {
+        self.samples
+            .iter()
+            .filter(move |s| s.at >= from && s.at <= to)
+    }
+
+    /// The latency quantile `q` (0–1) of the fast `GET /` requests that ended between `from` and
+    /// `to`, failed ones included (a request that failed after a wait was slow too); `None` when
+    /// there were none.
+    pub fn fast_latency(&self, from: Duration, to: Duration, q: f64) -> Option<Duration> {
+        let mut latencies: Vec<Duration> = self
+            .between(from, to)
+            .filter(|s| s.fast)
+            .map(|s| s.latency)
+            .collect();
+        if latencies.is_empty() {
+            return None;
+        }
+        latencies.sort();
+        let rank = ((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len());
+        Some(latencies[rank - 1])
     }
 
     /// The first `n` failures, one line each, with when they happened.
@@ -242,6 +284,7 @@ impl Load {
             pids: std::mem::take(&mut *self.tally.pids.lock().unwrap()),
             instances: std::mem::take(&mut *self.tally.instances.lock().unwrap()),
             timeline: std::mem::take(&mut *self.tally.seconds.lock().unwrap()),
+            samples: std::mem::take(&mut *self.tally.samples.lock().unwrap()),
         }
     }
 }
@@ -256,10 +299,21 @@ struct Worker {
 
 impl Worker {
     async fn request(&self, read_pid: bool) {
-        match self.outcome(read_pid).await {
+        let sent = Instant::now();
+        let mut status = None;
+        let outcome = self.outcome(read_pid, &mut status).await;
+        let at = self.started.elapsed();
+        self.tally.samples.lock().unwrap().push(Sample {
+            at,
+            latency: sent.elapsed(),
+            status,
+            fast: read_pid,
+            ok: outcome.is_ok(),
+        });
+        match outcome {
             Ok(who) => {
                 self.tally.ok.fetch_add(1, Ordering::Relaxed);
-                self.tally.count(self.started.elapsed(), true);
+                self.tally.count(at, true);
                 if let Some((pid, instance)) = who {
                     if let Some(pid) = pid {
                         self.tally.pids.lock().unwrap().insert(pid);
@@ -270,7 +324,6 @@ impl Worker {
                 }
             }
             Err(what) => {
-                let at = self.started.elapsed();
                 self.tally.failed.fetch_add(1, Ordering::Relaxed);
                 self.tally.count(at, false);
                 self.tally.failures.lock().unwrap().push(Failure {
@@ -283,7 +336,11 @@ impl Worker {
     }
 
     /// `Ok` with the answering instance's PID and name (for `GET /`), or what went wrong.
-    async fn outcome(&self, read_pid: bool) -> Result<Option<Answerer>, String> {
+    async fn outcome(
+        &self,
+        read_pid: bool,
+        answered: &mut Option<u16>,
+    ) -> Result<Option<Answerer>, String> {
         let response = self
             .client
             .get(&self.url)
@@ -291,6 +348,7 @@ impl Worker {
             .await
             .map_err(|e| format!("request error: {}", error_chain(&e.without_url())))?;
         let status = response.status();
+        *answered = Some(status.as_u16());
         let body = response.bytes().await.map_err(|e| {
             format!(
                 "body error after {status}: {}",

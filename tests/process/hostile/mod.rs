@@ -5,6 +5,7 @@
 
 mod descriptors;
 mod garbage;
+mod http2;
 mod orphans;
 mod properties;
 mod slow;

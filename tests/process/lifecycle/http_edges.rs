@@ -185,6 +185,44 @@ fn keep_alive_outlives_the_header_timeout_and_ends_at_the_idle_timeout() {
     );
 }
 
+#[test]
+fn a_slow_second_head_on_a_kept_alive_connection_is_cut_at_the_header_read_timeout() {
+    // The idle timeout is long, so a cut at the header-read timeout cannot be an idle close.
+    let rodent = rodent()
+        .env("RODENT_HEADER_READ_TIMEOUT", "1s")
+        .env("RODENT_IDLE_TIMEOUT", "30s")
+        .spawn();
+    let mut stream = connect(rodent.addr());
+    assert_eq!(get_on(&mut stream, "/").unwrap().status, 200);
+    // Idle for a while first: the head is timed from its first byte, not from the last response.
+    std::thread::sleep(Duration::from_millis(1500));
+    let started = Instant::now();
+    let mut reader = stream.try_clone().unwrap();
+    let cut = std::thread::spawn(move || (read_to_close(&mut reader), started.elapsed()));
+    // A byte every 100 ms, never finishing the head, until the connection is cut (or for twice
+    // the patience, which fails below).
+    for byte in b"GET / HTTP/1.1\r\nHost: rodent\r\nX-Slow: ".iter().cycle() {
+        if cut.is_finished() || started.elapsed() > 2 * kit::PATIENCE {
+            break;
+        }
+        if stream.write_all(&[*byte]).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (ended, took) = cut.join().expect("the reading thread does not panic");
+    let rest = ended.unwrap_or_default();
+    assert!(rest.is_empty(), "no response to an unfinished head");
+    assert!(
+        took >= Duration::from_millis(950) && took < Duration::from_secs(5),
+        "the second head was cut {took:?} after its first byte (header-read timeout 1s, idle \
+         timeout 30s)"
+    );
+    rodent.wait_log(|l| {
+        l["message"] == "request head not received within the header-read timeout; disconnecting"
+    });
+}
+
 #[tokio::test]
 async fn a_panicking_handler_answers_500_and_the_next_request_succeeds() {
     let rodent = rodent().spawn();

@@ -2,9 +2,12 @@
 
 mod app_settings;
 mod application;
+mod background;
+mod budget;
 mod config;
 mod drain;
 mod http_edges;
 mod management;
 mod operator;
 mod sinks;
+mod upgrades;

@@ -180,14 +180,23 @@ async fn the_admin_api_changes_the_faults_until_a_reload_resets_them() {
     assert_eq!(problem["fault"]["set_by"], "PUT /admin/faults");
 
     // Bad values are refused, naming the field, and change nothing.
-    for (body, field) in [
-        (r#"{"error_rate": 1.5}"#, "error_rate"),
-        (r#"{"delay": "2s..1s"}"#, "delay"),
-        (r#"{"error_rate": 0, "dealy": "1s"}"#, "dealy"),
-        ("not json", "expected"),
+    // Not JSON is a 400; JSON that cannot be these faults a 422.
+    for (body, status_wanted, field) in [
+        (r#"{"error_rate": 1.5}"#, 422, "error_rate"),
+        (r#"{"error_rate": -0.1}"#, 422, "error_rate"),
+        (r#"{"error_rate": "half"}"#, 422, "error_rate"),
+        (r#"{"delay": "2s..1s"}"#, 422, "delay"),
+        (r#"{"delay": "25h"}"#, 422, "delay"),
+        (r#"{"delay": 100}"#, 422, "expected"),
+        (r#"{"error_rate": 0, "dealy": "1s"}"#, 422, "dealy"),
+        ("[0.5]", 422, "expected"),
+        ("not json", 400, "expected"),
+        (r#"{"error_rate": 0.5"#, 400, "expected"),
+        ("", 400, "expected"),
     ] {
         let (status, problem) = admin(&rodent, Method::PUT, "/admin/faults", Some(body)).await;
-        assert_eq!(status, 400, "{body}: {problem}");
+        assert_eq!(status, status_wanted, "{body}: {problem}");
+        assert_eq!(problem["status"], status_wanted, "{body}: {problem}");
         assert!(
             problem["detail"].as_str().unwrap().contains(field),
             "{body}: {problem}"
@@ -281,4 +290,67 @@ fn bad_fault_and_backend_values_are_named_at_start_and_shown_by_config() {
     ] {
         assert!(stdout.lines().any(|l| l == line), "{line} in {stdout}");
     }
+}
+
+#[tokio::test]
+async fn with_a_management_port_the_fault_routes_move_there_and_its_routes_stay_untouched() {
+    let rodent = rodent()
+        .env("RODENT_ADMIN_TOKEN", TOKEN)
+        .env("RODENT_MANAGEMENT_PORT", "0")
+        .env("RODENT_FAULT_ERROR_RATE", "1")
+        .spawn();
+    let line = rodent.wait_log(|l| l["message"] == "management listening");
+    let management = line["address"].as_str().expect("an address").to_string();
+    let on = |path: &str| format!("http://{management}{path}");
+    let send = async |method: Method, url: String, token: Option<&str>, body: Option<&str>| {
+        let mut request = client().request(method, &url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.body(body.to_string());
+        }
+        let response = request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    };
+
+    // The application's routes on the main port take the faults...
+    assert_eq!(rodent.get("/").await.status(), 500);
+    // ...the management port's routes none of them.
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let (status, _) = send(Method::GET, on(path), None, None).await;
+        assert_eq!(status, 200, "{path} on the management port");
+    }
+    // The fault routes are with the rest of the admin API, behind the same token.
+    let (status, faults) = send(Method::GET, on("/admin/faults"), Some(TOKEN), None).await;
+    assert_eq!(status, 200, "{faults}");
+    assert_eq!(faults["error_rate"], 1.0);
+    let (status, _) = send(Method::GET, on("/admin/faults"), Some("wrong"), None).await;
+    assert_eq!(status, 401);
+    let (status, _) = send(Method::GET, rodent.url("/admin/faults"), Some(TOKEN), None).await;
+    assert_eq!(status, 404, "/admin/faults on the main port");
+    let body = Some(r#"{"error_rate": 0}"#);
+    let (status, faults) = send(Method::PUT, on("/admin/faults"), Some(TOKEN), body).await;
+    assert_eq!(status, 200, "{faults}");
+    assert_eq!(rodent.get("/").await.status(), 200);
+    // /env stays an application route, on the main port, behind the token.
+    let (status, env) = send(Method::GET, rodent.url("/env"), Some(TOKEN), None).await;
+    assert_eq!(status, 200, "{env}");
+    assert_eq!(env["RODENT_ADMIN_TOKEN"], "***");
+    let (status, _) = send(Method::GET, rodent.url("/env"), None, None).await;
+    assert_eq!(status, 401);
+
+    let metrics = client().get(on("/metrics")).send().await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    assert!(
+        metrics.contains("rodent_faults_injected_total{kind=\"error\"} 1\n"),
+        "{metrics}"
+    );
 }

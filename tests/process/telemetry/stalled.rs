@@ -40,7 +40,8 @@ fn slow_collector() -> TcpListener {
 }
 
 /// Serves a few requests (each exported to `endpoint`), then SIGTERM: the exit comes inside the
-/// grace, with code 1 (the telemetry hook timed out) and a log line saying so.
+/// grace, with code 0 (telemetry is best effort) and a log line saying how many spans the cut
+/// flush dropped.
 async fn exits_inside_the_grace(endpoint: String, protocol: &str) {
     let mut rodent = rodent()
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
@@ -67,8 +68,16 @@ async fn exits_inside_the_grace(endpoint: String, protocol: &str) {
         took < GRACE,
         "took {took:?} to exit, past the {GRACE:?} grace"
     );
-    assert_eq!(code, 1);
-    rodent.wait_log(|l| l["message"] == "hook timed out" && l["hook"] == "telemetry");
+    assert_eq!(
+        code, 0,
+        "telemetry is best effort: the exit code is the drain's"
+    );
+    let cut = rodent.wait_log(|l| {
+        l["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("the final flush of traces was cut short"))
+    });
+    assert!(cut["dropped"].as_u64().unwrap() > 0, "{cut}");
 }
 
 #[tokio::test]

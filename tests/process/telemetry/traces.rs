@@ -323,16 +323,24 @@ async fn a_collector_that_never_answers_holds_neither_requests_nor_the_exit() {
 
     let signalled = Instant::now();
     rodent.signal(SIGTERM);
-    // The flush is cut at the end of the grace (minus half the safety margin): the hook times
-    // out, which makes the exit code 1.
+    // The flush is cut at the end of the grace (minus half the safety margin): its spans are
+    // dropped and counted, and the exit code stays the drain's.
     let code = rodent.exit_code(PATIENCE);
     let took = signalled.elapsed();
     assert!(
         took < grace,
         "took {took:?} to exit, past the {grace:?} grace"
     );
-    assert_eq!(code, 1);
-    rodent.wait_log(|l| l["message"] == "hook timed out" && l["hook"] == "telemetry");
+    assert_eq!(
+        code, 0,
+        "telemetry is best effort: the exit code is the drain's"
+    );
+    let cut = rodent.wait_log(|l| {
+        l["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("the final flush of traces was cut short"))
+    });
+    assert!(cut["dropped"].as_u64().unwrap() > 0, "{cut}");
     drop(silent);
 }
 
@@ -368,8 +376,8 @@ async fn without_an_endpoint_nothing_is_traced_but_the_callers_trace_id_is_logge
         !rodent
             .raw_lines()
             .iter()
-            .any(|l| l.contains("running shutdown hook")),
-        "no flush hook without telemetry"
+            .any(|l| l.contains("flushing traces")),
+        "no flush without telemetry"
     );
 }
 
