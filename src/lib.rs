@@ -43,8 +43,9 @@
 //!
 //! The API speaks in the types of a few crates, re-exported here so that an application uses
 //! the same versions: [`axum`] (routes), [`tokio`] (the runtime, and the listener
-//! [`Rodent::serve`] takes), [`prometheus_client`] (the application's metrics) and
-//! [`tracing_subscriber`] (the application's tracing layers).
+//! [`Rodent::serve`] takes), [`tower`] (the `Layer` and `Service` of [`Rodent::layer`]),
+//! [`prometheus_client`] (the application's metrics), [`tracing_subscriber`] (the application's
+//! tracing layers) and [`serde`] (the values of [`Problem::extension`]).
 
 #![warn(missing_docs, unreachable_pub)]
 
@@ -71,5 +72,7 @@ pub use run::Rodent;
 
 pub use axum;
 pub use prometheus_client;
+pub use serde;
 pub use tokio;
+pub use tower;
 pub use tracing_subscriber;

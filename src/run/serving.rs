@@ -114,14 +114,20 @@ pub(super) async fn serve(rodent: Rodent, listener: Listener, signals: Signals) 
         routes.clone(),
     );
     let address = listener.socket.local_addr().ok();
-    let server = Server::start(listener.socket, routes.main(), timeouts, metrics.clone());
+    let server = Server::start(
+        listener.socket,
+        routes.main(),
+        instance.config.clone(),
+        timeouts,
+        metrics.clone(),
+    );
     if let Some(address) = address {
         tracing::info!(target: "rodent::lifecycle", address = %address, port = address.port(), "listening");
         operator.emit(&Event::Listening(address));
     }
     let management = management_socket.zip(routes.management()).map(|(socket, router)| {
         let address = socket.local_addr().ok();
-        let server = Server::start(socket, router, timeouts, metrics);
+        let server = Server::start(socket, router, instance.config.clone(), timeouts, metrics);
         if let Some(address) = address {
             tracing::info!(target: "rodent::lifecycle", address = %address, port = address.port(), "management listening");
         }
@@ -136,7 +142,7 @@ pub(super) async fn serve(rodent: Rodent, listener: Listener, signals: Signals) 
     };
 
     let ended = match start(&mut running, startup).await {
-        Started::Ready => {
+        StartupOutcome::Ready => {
             running.tasks = Tasks::start(tasks, &Drain::new(&lifecycle));
             lifecycle.advance(State::Ready);
             tracing::info!(target: "rodent::lifecycle", "ready");
@@ -144,11 +150,11 @@ pub(super) async fn serve(rodent: Rodent, listener: Listener, signals: Signals) 
             let reason = serve_until_stopped(&mut running).await;
             drain_sequence.run(reason, &mut running).await
         }
-        Started::Interrupted(reason) => {
+        StartupOutcome::Interrupted(reason) => {
             tracing::info!(target: "rodent::lifecycle", reason = reason.as_str(), "stop asked for during startup");
             drain_sequence.run(reason, &mut running).await
         }
-        Started::Failed(cause) => {
+        StartupOutcome::Failed(cause) => {
             let budget = ExitBudget::starting_now(&running.instance.config.load());
             running.operator.emit(&Event::StartFailed(cause));
             let settled = budget.abort_settles(tokio::time::Instant::now());
@@ -201,7 +207,7 @@ async fn serve_until_stopped(running: &mut Running) -> StopReason {
 }
 
 /// How the startup hooks ended.
-enum Started {
+enum StartupOutcome {
     Ready,
     /// A stop was asked for first.
     Interrupted(StopReason),
@@ -209,19 +215,19 @@ enum Started {
     Failed(String),
 }
 
-async fn start(running: &mut Running, hooks: Vec<Hook>) -> Started {
+async fn start(running: &mut Running, hooks: Vec<Hook>) -> StartupOutcome {
     for hook in hooks {
         let name = hook.name().to_string();
         tracing::info!(target: "rodent::lifecycle", hook = %name, "running startup hook");
         let outcome = tokio::select! {
             outcome = hook.run(None) => outcome,
-            reason = running.operator.next_stop(&running.instance) => return Started::Interrupted(reason),
+            reason = running.operator.next_stop(&running.instance) => return StartupOutcome::Interrupted(reason),
         };
         if let Err(cause) = outcome.log(&name, "startup") {
-            return Started::Failed(format!("startup hook {name:?} {cause}"));
+            return StartupOutcome::Failed(format!("startup hook {name:?} {cause}"));
         }
     }
-    Started::Ready
+    StartupOutcome::Ready
 }
 
 /// The management port's listener: the one a predecessor handed down, or one bound here.

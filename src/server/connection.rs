@@ -5,8 +5,10 @@
 use std::convert::Infallible;
 use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -15,16 +17,27 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, Response, Version};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::conn::auto;
+use pin_project_lite::pin_project;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tower::ServiceExt;
 use tower::util::Oneshot;
 
 use super::io::{Activity, Tracked, Verdict};
+use super::stall::{self, StreamExecutor};
 use super::{ConnectionControl, Phase};
 use crate::observe::metrics::Metrics;
+
+/// How long after it was accepted a connection that has not made its first request is given to
+/// make it once the listener has closed. It is not idle: its client connected while the listener
+/// was open and may have its request on the wire. Closing it at once would drop that request,
+/// since hyper-util cancels a connection still reading its first bytes (to tell HTTP/1 from
+/// HTTP/2) when asked to shut down gracefully; Go's `net/http` spares new connections the same
+/// way (for 5 s there). Its answer carries `Connection: close`. The header-read timeout, when
+/// shorter, still cuts it first.
+const FIRST_REQUEST_AT_CLOSE: Duration = Duration::from_secs(1);
 
 /// The per-connection timeouts, fixed for the life of the server.
 #[derive(Clone, Copy)]
@@ -35,7 +48,7 @@ pub(crate) struct Timeouts {
 
 /// What the accept loop hands every connection task.
 pub(super) struct ConnectionContext {
-    pub builder: auto::Builder<TokioExecutor>,
+    pub builder: auto::Builder<StreamExecutor>,
     /// The current router, read once per request: a reload swaps in a new one.
     pub router: Arc<ArcSwap<Router>>,
     pub metrics: Arc<Metrics>,
@@ -68,6 +81,9 @@ pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, context: Arc<Conn
     // Asked to close because it was idle; one that is still open an idle timeout later is stuck
     // on its client (an HTTP/2 stream whose last bytes wait on a window that never opens).
     let mut closing_idle = false;
+    // When a connection yet to make its first request closes, if the listener closed before
+    // (see `FIRST_REQUEST_AT_CLOSE`).
+    let mut close_at: Option<tokio::time::Instant> = None;
     // Whether hyper ended the connection (rather than a timeout or an abort). Its future owns
     // the socket until it is dropped, at the end of this block.
     let hyper_ended = {
@@ -100,9 +116,19 @@ pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, context: Arc<Conn
                         tracing::debug!(target: "rodent::server", %peer, "draining: GOAWAY sent to an HTTP/2 client");
                         connection.as_mut().graceful_shutdown();
                     }
-                    if now >= Phase::Closing && !closing {
-                        closing = true;
-                        connection.as_mut().graceful_shutdown();
+                    if now >= Phase::Closing && !closing && close_at.is_none() {
+                        match activity.first_request_due(FIRST_REQUEST_AT_CLOSE) {
+                            Some(due) if due > tokio::time::Instant::now() => {
+                                close_at = Some(due);
+                                if due < timer.deadline() {
+                                    timer.as_mut().reset(due);
+                                }
+                            }
+                            _ => {
+                                closing = true;
+                                connection.as_mut().graceful_shutdown();
+                            }
+                        }
                     }
                     acted = now;
                 }
@@ -115,30 +141,45 @@ pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, context: Arc<Conn
                         timer.as_mut().reset(due);
                     }
                     timer.as_mut().poll(cx)
-                }) => match activity.verdict(header_read_ms, idle_ms) {
-                    Verdict::CheckAt(at) => timer.as_mut().reset(at),
-                    Verdict::Idle if closing_idle => {
-                        tracing::debug!(target: "rodent::server", %peer, "idle connection still open an idle timeout after it was asked to close; disconnecting");
-                        break false;
-                    }
-                    Verdict::Idle => {
+                }) => {
+                    if let Some(due) = close_at
+                        && due <= tokio::time::Instant::now()
+                    {
+                        // Its first request has started by now (its answer says
+                        // `Connection: close`), or will not come.
+                        close_at = None;
                         if !closing {
                             closing = true;
                             connection.as_mut().graceful_shutdown();
                         }
-                        // Closing an idle connection completes at once, unless its client is stuck.
-                        closing_idle = true;
-                        timer.as_mut().reset(tokio::time::Instant::now() + context.timeouts.idle);
                     }
-                    Verdict::SlowHead => {
-                        tracing::debug!(target: "rodent::server", %peer, "request head not received within the header-read timeout; disconnecting");
-                        break false;
+                    match activity.verdict(header_read_ms, idle_ms) {
+                        Verdict::CheckAt(at) => {
+                            timer.as_mut().reset(close_at.map_or(at, |due| due.min(at)));
+                        }
+                        Verdict::Idle if closing_idle => {
+                            tracing::debug!(target: "rodent::server", %peer, "idle connection still open an idle timeout after it was asked to close; disconnecting");
+                            break false;
+                        }
+                        Verdict::Idle => {
+                            if !closing {
+                                closing = true;
+                                connection.as_mut().graceful_shutdown();
+                            }
+                            // Closing an idle connection completes at once, unless its client is stuck.
+                            closing_idle = true;
+                            timer.as_mut().reset(tokio::time::Instant::now() + context.timeouts.idle);
+                        }
+                        Verdict::SlowHead => {
+                            tracing::debug!(target: "rodent::server", %peer, "request head not received within the header-read timeout; disconnecting");
+                            break false;
+                        }
+                        Verdict::WriteStalled => {
+                            tracing::debug!(target: "rodent::server", %peer, "client stopped reading its response for the idle timeout; disconnecting");
+                            break false;
+                        }
                     }
-                    Verdict::WriteStalled => {
-                        tracing::debug!(target: "rodent::server", %peer, "client stopped reading its response for the idle timeout; disconnecting");
-                        break false;
-                    }
-                },
+                }
             }
         }
     };
@@ -211,15 +252,42 @@ impl Drop for RequestOnConnection {
 impl hyper::service::Service<Request<Incoming>> for ConnectionService {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = Oneshot<Router, Request<Incoming>>;
+    type Future = Answer;
 
     fn call(&self, mut req: Request<Incoming>) -> Self::Future {
-        self.activity
-            .request_started(req.version() == Version::HTTP_2);
+        let http2 = req.version() == Version::HTTP_2;
+        self.activity.request_started(http2);
         let extensions = req.extensions_mut();
         extensions.insert(ConnectInfo(self.peer));
         extensions.insert(RequestOnConnection(Some(self.activity.clone())));
         // The request keeps this router until it is answered, even if a reload swaps another in.
-        Router::clone(&self.router.load()).oneshot(req)
+        Answer {
+            routed: Router::clone(&self.router.load()).oneshot(req),
+            http2,
+        }
+    }
+}
+
+pin_project! {
+    /// The router's answer; an HTTP/2 one with its body reporting to its stream's task, which
+    /// resets the stream if its client makes no room for it (see `stall`).
+    pub(super) struct Answer {
+        #[pin]
+        routed: Oneshot<Router, Request<Incoming>>,
+        http2: bool,
+    }
+}
+
+impl Future for Answer {
+    type Output = Result<Response<Body>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Ok(response) = ready!(this.routed.poll(cx));
+        Poll::Ready(Ok(if *this.http2 {
+            response.map(stall::reported)
+        } else {
+            response
+        }))
     }
 }

@@ -25,6 +25,8 @@ pub(super) struct Activity {
     requests: AtomicUsize,
     /// Known to speak HTTP/2, from its first request.
     http2: AtomicBool,
+    /// Whether a request has started on it: until then, its first request may be on the wire.
+    requested: AtomicBool,
     /// When the connection last became idle: accepted, or its last response finished.
     idle_since: AtomicU64,
     /// When the request head being read started, or `NEVER` while no head is being read. The
@@ -65,6 +67,7 @@ impl Activity {
             accepted: Instant::now(),
             requests: AtomicUsize::new(0),
             http2: AtomicBool::new(false),
+            requested: AtomicBool::new(false),
             idle_since: AtomicU64::new(0),
             head_started: AtomicU64::new(0),
             head_untimed: AtomicBool::new(false),
@@ -122,7 +125,14 @@ impl Activity {
             self.http2.store(true, Ordering::Relaxed);
         }
         self.requests.fetch_add(1, Ordering::AcqRel);
+        self.requested.store(true, Ordering::Relaxed);
         self.head_started.store(NEVER, Ordering::Relaxed);
+    }
+
+    /// `wait` after the connection was accepted, while it has made no request yet; `None` once
+    /// it has.
+    pub(super) fn first_request_due(&self, wait: std::time::Duration) -> Option<Instant> {
+        (!self.requested.load(Ordering::Relaxed)).then(|| self.accepted + wait)
     }
 
     pub(super) fn request_finished(&self) {
@@ -292,6 +302,23 @@ mod tests {
         assert!(matches!(activity.verdict(HEAD, IDLE), Verdict::CheckAt(_)));
         tokio::time::advance(std::time::Duration::from_millis(HEAD)).await;
         assert_eq!(activity.verdict(HEAD, IDLE), Verdict::SlowHead);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_close_waits_for_the_first_request_only() {
+        let activity = Activity::new();
+        let wait = std::time::Duration::from_millis(HEAD);
+        let accepted = Instant::now();
+        tokio::time::advance(std::time::Duration::from_millis(300)).await;
+        assert_eq!(activity.first_request_due(wait), Some(accepted + wait));
+        activity.request_started(false);
+        assert_eq!(activity.first_request_due(wait), None, "it has made one");
+        activity.request_finished();
+        assert_eq!(
+            activity.first_request_due(wait),
+            None,
+            "kept alive: idle now"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -216,6 +216,7 @@ fn variables_the_chart_owns_cannot_be_set_through_env() {
         "RODENT_SHUTDOWN_GRACE",
         "RODENT_DRAIN_DELAY",
         "RODENT_REQUEST_TIMEOUT",
+        "RODENT_MAX_CONNECTIONS",
         "RODENT_PORT",
         "RODENT_MANAGEMENT_PORT",
         "RODENT_PID_FILE",

@@ -57,6 +57,18 @@ fn helm_test_pod_probes_the_service_from_the_same_image() {
 }
 
 #[test]
+fn max_connections_is_rodents_default_unless_set() {
+    let Some(tools) = tools() else { return };
+    let defaults = check(tools, Values::defaults());
+    assert!(
+        defaults.env_entry("RODENT_MAX_CONNECTIONS").is_none(),
+        "rodent's own default, which fits the default memory limit"
+    );
+    let m = check(tools, Values::defaults().set("maxConnections=4096"));
+    assert_eq!(m.env()["RODENT_MAX_CONNECTIONS"], "4096");
+}
+
+#[test]
 fn faults_and_backends_become_the_reference_services_variables() {
     let Some(tools) = tools() else { return };
     let none = check(tools, Values::defaults());

@@ -175,12 +175,12 @@ margin is a tenth of the grace up to 5s, so grace >= needed / 0.9 below 50s, nee
 Everything the schema cannot say about values, checked once (included by the Deployment).
 */}}
 {{- define "rodent.validate" -}}
-{{- $managed := list "RODENT_PORT" "RODENT_MANAGEMENT_PORT" "RODENT_PID_FILE" "RODENT_SHUTDOWN_GRACE" "RODENT_DRAIN_DELAY" "RODENT_REQUEST_TIMEOUT" "RODENT_ADMIN_TOKEN" "RODENT_FAULT_ERROR_RATE" "RODENT_FAULT_DELAY" "RODENT_FAULT_UNREADY" "RODENT_FAULT_UNHEALTHY" "RODENT_BACKENDS" }}
+{{- $managed := list "RODENT_PORT" "RODENT_MANAGEMENT_PORT" "RODENT_PID_FILE" "RODENT_SHUTDOWN_GRACE" "RODENT_DRAIN_DELAY" "RODENT_REQUEST_TIMEOUT" "RODENT_MAX_CONNECTIONS" "RODENT_ADMIN_TOKEN" "RODENT_FAULT_ERROR_RATE" "RODENT_FAULT_DELAY" "RODENT_FAULT_UNREADY" "RODENT_FAULT_UNHEALTHY" "RODENT_BACKENDS" }}
 {{- range .Values.env }}
 {{- if eq .name "RODENT_PID_FILE" }}
 {{- fail "\n\nenv: RODENT_PID_FILE is set by the chart, to empty: the root filesystem is read-only with no volume, and `kubectl exec` finds rodent as the container's PID 1 without a PID file." }}
 {{- else if has .name $managed }}
-{{- fail (printf "\n\nenv: %s is set by the chart (from containerPort, managementPort, shutdown.*, adminToken.*, faults.* or backends); set those values instead, so the probes, the grace period and the variable cannot disagree." .name) }}
+{{- fail (printf "\n\nenv: %s is set by the chart (from containerPort, managementPort, shutdown.*, maxConnections, adminToken.*, faults.* or backends); set those values instead, so the probes, the grace period and the variable cannot disagree." .name) }}
 {{- end }}
 {{- end }}
 {{- if and (include "rodent.management" .) (eq (.Values.managementPort | int64) (.Values.containerPort | int64)) }}

@@ -82,6 +82,8 @@ pub(crate) struct Metrics {
     zombies_reaped: Counter,
     connections_aborted: Counter,
     accept_errors: Counter,
+    connections_refused: Counter,
+    streams_reset: Counter,
     open_connections: Gauge,
     spans_exported: Counter,
     spans_dropped: Counter,
@@ -123,6 +125,8 @@ impl Metrics {
         let zombies_reaped = Counter::default();
         let connections_aborted = Counter::default();
         let accept_errors = Counter::default();
+        let connections_refused = Counter::default();
+        let streams_reset = Counter::default();
         let open_connections = Gauge::default();
         let spans_exported = Counter::default();
         let spans_dropped = Counter::default();
@@ -151,7 +155,7 @@ impl Metrics {
         );
         registry.register(
             "http_requests_shed",
-            "Requests refused with 503 (gRPC calls UNAVAILABLE) because RODENT_MAX_INFLIGHT was reached",
+            "Requests refused with 503 (gRPC calls UNAVAILABLE) because RODENT_MAX_INFLIGHT, or the bound on scrapes of /metrics answered at once, was reached",
             shed.clone(),
         );
         registry.register(
@@ -173,6 +177,16 @@ impl Metrics {
             "accept_errors",
             "Errors accepting connections (such as running out of file descriptors)",
             accept_errors.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections closed as they were accepted because RODENT_MAX_CONNECTIONS were open",
+            connections_refused.clone(),
+        );
+        registry.register(
+            "http2_streams_reset",
+            "HTTP/2 streams reset because the client made no room for their response for the idle timeout",
+            streams_reset.clone(),
         );
         registry.register(
             "connections_open",
@@ -204,6 +218,8 @@ impl Metrics {
             zombies_reaped,
             connections_aborted,
             accept_errors,
+            connections_refused,
+            streams_reset,
             open_connections,
             spans_exported,
             spans_dropped,
@@ -275,6 +291,14 @@ impl Metrics {
 
     pub(crate) fn accept_error(&self) {
         self.accept_errors.inc();
+    }
+
+    pub(crate) fn connection_refused(&self) {
+        self.connections_refused.inc();
+    }
+
+    pub(crate) fn stream_reset(&self) {
+        self.streams_reset.inc();
     }
 
     pub(crate) fn connection_opened(&self) {

@@ -199,6 +199,43 @@ fn a_kept_alive_connection_is_told_to_close_and_never_reset() {
     assert_eq!(rodent.exit_code(PATIENCE), 0);
 }
 
+/// A client whose connection was accepted shortly before the listener closed, and whose first
+/// request reaches rodent only after, gets an answer, not a dropped connection: a connection that
+/// has not sent its first request is not idle (its request may be on the wire), so it is given a
+/// moment after it connected to send it. One that sends nothing in that moment is closed, and
+/// holds up nothing.
+#[test]
+fn a_first_request_that_arrives_just_after_the_listener_closed_is_answered() {
+    let mut rodent = rodent().env("RODENT_DRAIN_DELAY", "300ms").spawn();
+    let mut late = connect(rodent.addr());
+    let mut silent = connect(rodent.addr());
+    let connected = Instant::now();
+
+    rodent.signal(SIGTERM);
+    rodent.wait_log(|l| l["message"] == "listener closed");
+    let answer = get_on(&mut late, "/").expect("the first request is answered");
+    assert_eq!(
+        answer.status, 503,
+        "the listener is closed: come back later"
+    );
+    assert_eq!(answer.header("connection"), Some("close"));
+    assert!(
+        read_to_close(&mut late).unwrap().is_empty(),
+        "closed with a FIN after the answer"
+    );
+
+    assert!(
+        read_to_close(&mut silent).unwrap().is_empty(),
+        "a connection that never sent anything is closed cleanly"
+    );
+    assert_eq!(rodent.exit_code(PATIENCE), 0);
+    assert!(
+        connected.elapsed() < Duration::from_secs(5),
+        "a silent connection held the exit for {:?}",
+        connected.elapsed()
+    );
+}
+
 #[test]
 fn a_signal_during_startup_is_not_lost() {
     // The signal lands while configuration is read or the runtime starts; it must stop the

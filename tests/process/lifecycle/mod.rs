@@ -8,6 +8,7 @@ mod config;
 mod drain;
 mod http_edges;
 mod management;
+mod notes;
 mod operator;
 mod sinks;
 mod upgrades;

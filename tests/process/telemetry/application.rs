@@ -40,3 +40,26 @@ async fn the_applications_layer_joins_rodents_log_and_export() {
     app.signal(SIGTERM);
     assert_eq!(app.exit_code(PATIENCE), 0);
 }
+
+#[tokio::test]
+async fn the_notes_example_is_exported_under_its_own_name() {
+    let notes = example("notes");
+    assert!(
+        notes.exists(),
+        "{} is missing: build the examples first (scripts/test --no-run)",
+        notes.display()
+    );
+    let receiver = Receiver::start();
+    let dir = TempDir::new("notes-traces");
+    let mut app = rodent()
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint())
+        .env("OTEL_BSP_SCHEDULE_DELAY", "20")
+        .env("NOTES_DATABASE", dir.join("notes.db").to_str().unwrap())
+        .spawn_program(&notes);
+    assert_eq!(app.get("/notes").await.status(), 200);
+    let span = receiver.wait_for("GET /notes", |s| s.span.name == "GET /notes");
+    assert_eq!(span.resource["service.name"], "notes");
+    assert_eq!(span.resource["service.version"], "1.0.0");
+    app.signal(SIGTERM);
+    assert_eq!(app.exit_code(PATIENCE), 0);
+}
