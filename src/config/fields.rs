@@ -19,6 +19,13 @@ use super::{Config, ConfigErrors, InitMode, LogFormat, Secret, Spec};
 pub(crate) const MAX_BODY_LIMIT: usize = 1 << 30;
 /// The largest `RODENT_MAX_INFLIGHT`: far more requests than one process can run at once.
 pub(crate) const MAX_INFLIGHT: usize = 1_000_000;
+/// The largest `RODENT_MAX_CONNECTIONS`: far more sockets than one process can hold open.
+pub(crate) const MAX_CONNECTIONS: usize = 1_000_000;
+/// The default `RODENT_MAX_CONNECTIONS`: as many as `RODENT_MAX_INFLIGHT`'s default, so that
+/// HTTP/1 clients, one request per connection, can reach it; and with
+/// `server::MAX_HTTP2_STREAMS`, what keeps clients that never read inside the chart's memory
+/// limit (see the README's limits).
+pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
 /// The raw strings, mapped by envy from `RODENT_*` names to fields. Every field is optional and a
 /// string so that mapping cannot fail: the typed parsing happens field by field afterwards, which
@@ -37,6 +44,7 @@ pub(super) struct Raw {
     idle_timeout: Option<String>,
     body_limit: Option<String>,
     max_inflight: Option<String>,
+    max_connections: Option<String>,
     pid_file: Option<String>,
     init: Option<String>,
     env_file: Option<String>,
@@ -154,6 +162,12 @@ impl Fields {
         let max_inflight = self.parse("RODENT_MAX_INFLIGHT", raw.max_inflight, 1024, |r| {
             parse::count(r, 1, MAX_INFLIGHT)
         });
+        let max_connections = self.parse(
+            "RODENT_MAX_CONNECTIONS",
+            raw.max_connections,
+            DEFAULT_MAX_CONNECTIONS,
+            |r| parse::count(r, 1, MAX_CONNECTIONS),
+        );
         // Empty disables the PID file, so only a missing variable means the default.
         let pid_file = match raw.pid_file {
             None => source::default_pid_file(&vars, spec.identity.name),
@@ -224,6 +238,7 @@ impl Fields {
             idle_timeout,
             body_limit,
             max_inflight,
+            max_connections,
             pid_file,
             init,
             env_file: path(raw.env_file),

@@ -107,6 +107,8 @@ pub struct Config {
     pub(crate) idle_timeout: Duration,
     pub(crate) body_limit: usize,
     pub(crate) max_inflight: usize,
+    /// Connections open at once on a listener; one more is closed as it is accepted.
+    pub(crate) max_connections: usize,
     pub(crate) pid_file: Option<PathBuf>,
     pub(crate) init: InitMode,
     pub(crate) env_file: Option<PathBuf>,
@@ -311,6 +313,11 @@ impl Config {
         self.max_inflight
     }
 
+    /// `RODENT_MAX_CONNECTIONS`: connections open at once on each listener.
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
+    }
+
     /// `RODENT_PID_FILE`, or the default for this application; `None` when disabled.
     pub fn pid_file(&self) -> Option<&Path> {
         self.pid_file.as_deref()
@@ -423,6 +430,7 @@ impl Config {
             ("RODENT_IDLE_TIMEOUT", format_duration(self.idle_timeout)),
             ("RODENT_BODY_LIMIT", self.body_limit.to_string()),
             ("RODENT_MAX_INFLIGHT", self.max_inflight.to_string()),
+            ("RODENT_MAX_CONNECTIONS", self.max_connections.to_string()),
             ("RODENT_PID_FILE", path(&self.pid_file)),
             ("RODENT_INIT", self.init.as_str().to_string()),
             ("RODENT_ENV_FILE", path(&self.env_file)),

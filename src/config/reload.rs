@@ -64,6 +64,7 @@ impl Reload {
             request_timeout: next.request_timeout,
             body_limit: next.body_limit,
             max_inflight: next.max_inflight,
+            max_connections: next.max_connections,
             admin_token: next.admin_token,
             unknown: next.unknown,
             vars: next.vars,

@@ -25,6 +25,7 @@ fn defaults_match_the_contract() {
     assert_eq!(c.idle_timeout, Duration::from_secs(60));
     assert_eq!(c.body_limit, 1_048_576);
     assert_eq!(c.max_inflight, 1024);
+    assert_eq!(c.max_connections, 1024);
     assert_eq!(c.pid_file, None);
     assert_eq!(c.init, InitMode::Auto);
     assert_eq!(c.admin_token, None);
@@ -177,6 +178,24 @@ fn reload_applies_only_reloadable_settings() {
 }
 
 #[test]
+fn max_connections_is_a_positive_count_and_reloads() {
+    for bad in ["0", "-1", "many", "1.5"] {
+        let errors = config(&[("RODENT_MAX_CONNECTIONS", bad)]).unwrap_err();
+        assert_eq!(
+            invalid_variables(&errors),
+            ["RODENT_MAX_CONNECTIONS"],
+            "{bad}"
+        );
+    }
+    let running = config(&[("RODENT_PID_FILE", "")]).unwrap();
+    let next = config(&[("RODENT_MAX_CONNECTIONS", "10"), ("RODENT_PID_FILE", "")]).unwrap();
+    let reload = Reload::of(&running, next);
+    assert_eq!(reload.config.max_connections, 10);
+    assert_eq!(reload.changed, ["RODENT_MAX_CONNECTIONS"]);
+    assert!(reload.needs_restart.is_empty());
+}
+
+#[test]
 fn rendering_masks_the_token() {
     let c = config(&[("RODENT_ADMIN_TOKEN", "abc")]).unwrap();
     let rendered: BTreeMap<_, _> = c.render().into_iter().collect();
@@ -205,6 +224,7 @@ fn every_number_has_an_upper_bound() {
         ("RODENT_HEADER_READ_TIMEOUT", "25h"),
         ("RODENT_BODY_LIMIT", "1073741825"),
         ("RODENT_MAX_INFLIGHT", "1000001"),
+        ("RODENT_MAX_CONNECTIONS", "1000001"),
         ("RODENT_PORT", "65536"),
     ])
     .unwrap_err();
@@ -215,7 +235,8 @@ fn every_number_has_an_upper_bound() {
             "RODENT_HEADER_READ_TIMEOUT",
             "RODENT_IDLE_TIMEOUT",
             "RODENT_BODY_LIMIT",
-            "RODENT_MAX_INFLIGHT"
+            "RODENT_MAX_INFLIGHT",
+            "RODENT_MAX_CONNECTIONS"
         ]
     );
     let c = config(&[

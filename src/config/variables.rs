@@ -29,6 +29,7 @@ pub const VARIABLES: &[Variable] = &[
     var("RODENT_IDLE_TIMEOUT", "60s", false),
     var("RODENT_BODY_LIMIT", "1048576", true),
     var("RODENT_MAX_INFLIGHT", "1024", true),
+    var("RODENT_MAX_CONNECTIONS", "1024", true),
     var("RODENT_PID_FILE", "(per platform)", false),
     var("RODENT_INIT", "auto", false),
     var("RODENT_ENV_FILE", "", false),

@@ -129,6 +129,7 @@ pub(super) async fn serve(rodent: Rodent, listener: Listener, signals: Signals) 
     let server = Server::start(
         listener.socket,
         routes.main(),
+        instance.config.clone(),
         timeouts,
         metrics.clone(),
         acceptor,
@@ -140,7 +141,7 @@ pub(super) async fn serve(rodent: Rodent, listener: Listener, signals: Signals) 
     let management = management_socket.zip(routes.management()).map(|(socket, router)| {
         let address = socket.local_addr().ok();
         // Plain HTTP, whatever the main port speaks: the kubelet's and Prometheus' side.
-        let server = Server::start(socket, router, timeouts, metrics, None);
+        let server = Server::start(socket, router, instance.config.clone(), timeouts, metrics, None);
         if let Some(address) = address {
             tracing::info!(target: "rodent::lifecycle", address = %address, port = address.port(), "management listening");
         }

@@ -5,8 +5,10 @@
 use std::convert::Infallible;
 use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -15,8 +17,9 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, Response, Version};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::conn::auto;
+use pin_project_lite::pin_project;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
@@ -25,6 +28,7 @@ use tower::util::Oneshot;
 
 use super::handshake;
 use super::io::{Activity, Tracked, Verdict};
+use super::stall::{self, StreamExecutor};
 use super::{ConnectionControl, Phase};
 use crate::observe::metrics::Metrics;
 
@@ -46,7 +50,7 @@ pub(crate) struct Timeouts {
 
 /// What the accept loop hands every connection task.
 pub(super) struct ConnectionContext {
-    pub builder: auto::Builder<TokioExecutor>,
+    pub builder: auto::Builder<StreamExecutor>,
     /// The current router, read once per request: a reload swaps in a new one.
     pub router: Arc<ArcSwap<Router>>,
     pub metrics: Arc<Metrics>,
@@ -259,15 +263,42 @@ impl Drop for RequestOnConnection {
 impl hyper::service::Service<Request<Incoming>> for ConnectionService {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = Oneshot<Router, Request<Incoming>>;
+    type Future = Answer;
 
     fn call(&self, mut req: Request<Incoming>) -> Self::Future {
-        self.activity
-            .request_started(req.version() == Version::HTTP_2);
+        let http2 = req.version() == Version::HTTP_2;
+        self.activity.request_started(http2);
         let extensions = req.extensions_mut();
         extensions.insert(ConnectInfo(self.peer));
         extensions.insert(RequestOnConnection(Some(self.activity.clone())));
         // The request keeps this router until it is answered, even if a reload swaps another in.
-        Router::clone(&self.router.load()).oneshot(req)
+        Answer {
+            routed: Router::clone(&self.router.load()).oneshot(req),
+            http2,
+        }
+    }
+}
+
+pin_project! {
+    /// The router's answer; an HTTP/2 one with its body reporting to its stream's task, which
+    /// resets the stream if its client makes no room for it (see `stall`).
+    pub(super) struct Answer {
+        #[pin]
+        routed: Oneshot<Router, Request<Incoming>>,
+        http2: bool,
+    }
+}
+
+impl Future for Answer {
+    type Output = Result<Response<Body>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Ok(response) = ready!(this.routed.poll(cx));
+        Poll::Ready(Ok(if *this.http2 {
+            response.map(stall::reported)
+        } else {
+            response
+        }))
     }
 }

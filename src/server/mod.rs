@@ -10,6 +10,7 @@
 mod connection;
 mod handshake;
 mod io;
+mod stall;
 
 pub(crate) use connection::{RequestOnConnection, Timeouts};
 
@@ -19,7 +20,6 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use axum::Router;
-use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -28,10 +28,19 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::config::Config;
 use crate::observe::metrics::Metrics;
 
 /// Largest request head accepted; beyond it hyper answers 431.
 const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// Concurrent streams an HTTP/2 client may open on one connection (`SETTINGS_MAX_CONCURRENT_
+/// STREAMS`); more are refused by h2 (`REFUSED_STREAM`), and clients queue them. With
+/// `RODENT_MAX_CONNECTIONS`' default it bounds what clients that never read can make rodent
+/// hold to 1024 × 32 streams of about 2 KiB each (measured: the README's limits), inside the
+/// chart's 128 MiB; hyper's default, 200, would allow six times that. Below the 100 RFC 9113
+/// suggests, traded for connections: an HTTP/1 client needs one per request in flight.
+pub(crate) const MAX_HTTP2_STREAMS: u32 = 32;
 
 /// Where the server is in its stop. Phases only move forward, one after the other: one value
 /// every connection task watches, so no task can see the listener closed before the drain
@@ -80,11 +89,13 @@ pub(crate) struct Server {
 }
 
 impl Server {
-    /// Starts accepting on `listener`, serving each request with the router `router` holds then;
-    /// over TLS when `tls` is set.
+    /// Starts accepting on `listener`, serving each request with the router `router` holds then,
+    /// up to the `RODENT_MAX_CONNECTIONS` that `config` holds at each accept; over TLS when `tls`
+    /// is set.
     pub(crate) fn start(
         listener: TcpListener,
         router: Arc<ArcSwap<Router>>,
+        config: Arc<ArcSwap<Config>>,
         timeouts: Timeouts,
         metrics: Arc<Metrics>,
         tls: Option<TlsAcceptor>,
@@ -103,13 +114,17 @@ impl Server {
         let accept_loop = tokio::spawn(accept_loop(
             listener.clone(),
             Arc::new(connection::ConnectionContext {
-                builder: builder(),
+                builder: builder(stall::StreamExecutor {
+                    stall: timeouts.idle,
+                    metrics: metrics.clone(),
+                }),
                 router,
                 metrics,
                 control: control.clone(),
                 timeouts,
                 tls,
             }),
+            config,
             accepting.clone(),
             connections.clone(),
         ));
@@ -194,8 +209,8 @@ impl Server {
     }
 }
 
-fn builder() -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+fn builder(executor: stall::StreamExecutor) -> auto::Builder<stall::StreamExecutor> {
+    let mut builder = auto::Builder::new(executor);
     // No hyper timer on HTTP/1: hyper's header-read timeout also runs while a keep-alive
     // connection waits for its next request, which would make it the idle timeout too. The
     // connection task enforces both (see `connection`).
@@ -206,7 +221,8 @@ fn builder() -> auto::Builder<TokioExecutor> {
         .max_buf_size(MAX_HEADER_BYTES);
     builder
         .http2()
-        .max_header_list_size(MAX_HEADER_BYTES as u32);
+        .max_header_list_size(MAX_HEADER_BYTES as u32)
+        .max_concurrent_streams(MAX_HTTP2_STREAMS);
     builder
 }
 
@@ -217,12 +233,14 @@ const ACCEPT_ERROR_LOG_EVERY: Duration = Duration::from_secs(5);
 async fn accept_loop(
     listener: Arc<TcpListener>,
     context: Arc<connection::ConnectionContext>,
+    config: Arc<ArcSwap<Config>>,
     accepting: Accepting,
     connections: TaskTracker,
 ) {
     let _stopped = accepting.stopped.drop_guard();
     let stop = accepting.stop;
     let mut errors = AcceptErrors::default();
+    let mut refusals = Refusals::default();
     loop {
         let accepted = tokio::select! {
             biased;
@@ -232,6 +250,15 @@ async fn accept_loop(
         match accepted {
             Ok((stream, peer)) => {
                 errors.recovered();
+                let max = config.load().max_connections;
+                if connections.len() >= max {
+                    // Closed at once rather than left in the backlog: the client learns now,
+                    // and a load balancer tries another instance.
+                    drop(stream);
+                    context.metrics.connection_refused();
+                    refusals.refused(max);
+                    continue;
+                }
                 connections.spawn(connection::serve(stream, peer, context.clone()));
             }
             Err(e) if is_per_connection(&e) => {
@@ -261,6 +288,32 @@ fn is_per_connection(e: &std::io::Error) -> bool {
         e.kind(),
         ConnectionAborted | ConnectionReset | ConnectionRefused | Interrupted
     )
+}
+
+/// Rate-limits the logging of connections refused at `RODENT_MAX_CONNECTIONS`.
+#[derive(Default)]
+struct Refusals {
+    unlogged: u64,
+    last_logged: Option<Instant>,
+}
+
+impl Refusals {
+    fn refused(&mut self, max: usize) {
+        self.unlogged += 1;
+        let due = self
+            .last_logged
+            .is_none_or(|at| at.elapsed() >= ACCEPT_ERROR_LOG_EVERY);
+        if due {
+            tracing::warn!(
+                target: "rodent::server",
+                refused = self.unlogged,
+                max_connections = max,
+                "connection refused: RODENT_MAX_CONNECTIONS connections are open"
+            );
+            self.unlogged = 0;
+            self.last_logged = Some(Instant::now());
+        }
+    }
 }
 
 /// Rate-limits the logging of accept errors.

@@ -175,7 +175,7 @@ margin is a tenth of the grace up to 5s, so grace >= needed / 0.9 below 50s, nee
 Everything the schema cannot say about values, checked once (included by the Deployment).
 */}}
 {{- define "rodent.validate" -}}
-{{- $managed := list "RODENT_PORT" "RODENT_MANAGEMENT_PORT" "RODENT_PID_FILE" "RODENT_SHUTDOWN_GRACE" "RODENT_DRAIN_DELAY" "RODENT_REQUEST_TIMEOUT" "RODENT_ADMIN_TOKEN" "RODENT_FAULT_ERROR_RATE" "RODENT_FAULT_DELAY" "RODENT_FAULT_UNREADY" "RODENT_FAULT_UNHEALTHY" "RODENT_BACKENDS" "RODENT_ENV_FILE" "RODENT_TLS_CERT" "RODENT_TLS_KEY" }}
+{{- $managed := list "RODENT_PORT" "RODENT_MANAGEMENT_PORT" "RODENT_PID_FILE" "RODENT_SHUTDOWN_GRACE" "RODENT_DRAIN_DELAY" "RODENT_REQUEST_TIMEOUT" "RODENT_MAX_CONNECTIONS" "RODENT_ADMIN_TOKEN" "RODENT_FAULT_ERROR_RATE" "RODENT_FAULT_DELAY" "RODENT_FAULT_UNREADY" "RODENT_FAULT_UNHEALTHY" "RODENT_BACKENDS" "RODENT_ENV_FILE" "RODENT_TLS_CERT" "RODENT_TLS_KEY" }}
 {{- $names := list }}
 {{- range .Values.env }}{{ $names = append $names (list "env" .name) }}{{ end }}
 {{- range $name, $value := .Values.config }}{{ $names = append $names (list "config" $name) }}{{ end }}
@@ -185,13 +185,16 @@ Everything the schema cannot say about values, checked once (included by the Dep
 {{- if eq $name "RODENT_PID_FILE" }}
 {{- fail (printf "\n\n%s: RODENT_PID_FILE is set by the chart, to empty: the root filesystem is read-only, and `kubectl exec` finds rodent as the container's PID 1 without a PID file." $where) }}
 {{- else if has $name $managed }}
-{{- fail (printf "\n\n%s: %s is set by the chart (from containerPort, managementPort, shutdown.*, adminToken.*, faults.*, backends, config or tls.secretName); set those values instead, so the probes, the grace period and the variable cannot disagree." $where $name) }}
+{{- fail (printf "\n\n%s: %s is set by the chart (from containerPort, managementPort, shutdown.*, maxConnections, adminToken.*, faults.*, backends, config or tls.secretName); set those values instead, so the probes, the grace period and the variable cannot disagree." $where $name) }}
 {{- end }}
 {{- end }}
 {{- range $name, $value := .Values.config }}
 {{- if contains "\r" (toString $value) }}
 {{- fail (printf "\n\nconfig.%s: a carriage return cannot be written into the env file." $name) }}
 {{- end }}
+{{- end }}
+{{- if and .Values.probes.grpc.enabled .Values.tls.secretName (not (include "rodent.management" .)) }}
+{{- fail "\n\nprobes.grpc: Kubernetes' gRPC probe speaks plaintext, and with tls.secretName containerPort speaks TLS; set managementPort too (its gRPC health service is plain), or keep the HTTPS probes." }}
 {{- end }}
 {{- if and (include "rodent.management" .) (eq (.Values.managementPort | int64) (.Values.containerPort | int64)) }}
 {{- fail (printf "\n\nmanagementPort (%d) must differ from containerPort: it takes the probes, /metrics and the admin API away from the application's port." (.Values.managementPort | int64)) }}
@@ -245,6 +248,33 @@ written whole (YAML numbers arrive as floats: 1048576, not 1.048576e+06).
 {{- $text = $text | replace "\\" "\\\\" | replace "\"" "\\\"" | replace "$" "\\$" | replace "\n" "\\n" }}
 {{ $name }}="{{ $text }}"
 {{- end }}
+{{- end }}
+
+{{/*
+How the startup and readiness probes ask: `httpGet` of `path` on the port the probes answer on,
+or, with probes.grpc.enabled, Kubernetes' own `grpc:` probe, which calls
+grpc.health.v1.Health/Check in plaintext: SERVING once ready, NOT_SERVING from the first
+SIGTERM, as /readyz. A gRPC probe names its port by number; it is the management port when
+there is one (which serves the health service too), containerPort otherwise.
+Called with (dict "root" $ "path" "/readyz").
+*/}}
+{{- define "rodent.probeAction" -}}
+{{- $root := .root }}
+{{- if $root.Values.probes.grpc.enabled }}
+grpc:
+  port: {{ include "rodent.grpcProbePort" $root }}
+  service: {{ $root.Values.probes.grpc.service | quote }}
+{{- else }}
+httpGet:
+  path: {{ .path }}
+  port: {{ include "rodent.managementPortName" $root }}
+  scheme: {{ include "rodent.probeScheme" $root }}
+{{- end }}
+{{- end }}
+
+{{/* The port number Kubernetes' gRPC probes call. */}}
+{{- define "rodent.grpcProbePort" -}}
+{{- if include "rodent.management" . }}{{ .Values.managementPort | int64 }}{{ else }}{{ .Values.containerPort | int64 }}{{ end }}
 {{- end }}
 
 {{/*

@@ -54,6 +54,15 @@ impl InFlight {
         }
     }
 
+    /// Requests in flight right now on one route (`0` before its first).
+    pub(crate) fn on_route(&self, route: &str) -> i64 {
+        self.routes
+            .read()
+            .expect("in-flight lock poisoned: a panic while holding it is a bug")
+            .get(route)
+            .map_or(0, |gauge| gauge.load(Ordering::Relaxed))
+    }
+
     /// Requests in flight right now, all routes together.
     pub(crate) fn total(&self) -> i64 {
         self.total.load(Ordering::Relaxed)

@@ -84,6 +84,8 @@ pub(crate) struct Metrics {
     zombies_reaped: Counter,
     connections_aborted: Counter,
     accept_errors: Counter,
+    connections_refused: Counter,
+    streams_reset: Counter,
     open_connections: Gauge,
     spans_exported: Counter,
     spans_dropped: Counter,
@@ -126,6 +128,8 @@ impl Metrics {
         let zombies_reaped = Counter::default();
         let connections_aborted = Counter::default();
         let accept_errors = Counter::default();
+        let connections_refused = Counter::default();
+        let streams_reset = Counter::default();
         let open_connections = Gauge::default();
         let spans_exported = Counter::default();
         let spans_dropped = Counter::default();
@@ -145,7 +149,7 @@ impl Metrics {
         );
         registry.register(
             "http_request_timeouts",
-            "Requests answered 503 because the handler exceeded RODENT_REQUEST_TIMEOUT",
+            "Requests answered 503 (gRPC calls DEADLINE_EXCEEDED) because the handler exceeded RODENT_REQUEST_TIMEOUT",
             timeouts.clone(),
         );
         registry.register(
@@ -155,7 +159,7 @@ impl Metrics {
         );
         registry.register(
             "http_requests_shed",
-            "Requests refused with 503 because RODENT_MAX_INFLIGHT was reached",
+            "Requests refused with 503 (gRPC calls UNAVAILABLE) because RODENT_MAX_INFLIGHT, or the bound on scrapes of /metrics answered at once, was reached",
             shed.clone(),
         );
         registry.register(
@@ -177,6 +181,16 @@ impl Metrics {
             "accept_errors",
             "Errors accepting connections (such as running out of file descriptors)",
             accept_errors.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections closed as they were accepted because RODENT_MAX_CONNECTIONS were open",
+            connections_refused.clone(),
+        );
+        registry.register(
+            "http2_streams_reset",
+            "HTTP/2 streams reset because the client made no room for their response for the idle timeout",
+            streams_reset.clone(),
         );
         registry.register(
             "connections_open",
@@ -209,6 +223,8 @@ impl Metrics {
             zombies_reaped,
             connections_aborted,
             accept_errors,
+            connections_refused,
+            streams_reset,
             open_connections,
             spans_exported,
             spans_dropped,
@@ -286,6 +302,14 @@ impl Metrics {
 
     pub(crate) fn accept_error(&self) {
         self.accept_errors.inc();
+    }
+
+    pub(crate) fn connection_refused(&self) {
+        self.connections_refused.inc();
+    }
+
+    pub(crate) fn stream_reset(&self) {
+        self.streams_reset.inc();
     }
 
     pub(crate) fn connection_opened(&self) {

@@ -8,8 +8,8 @@
 //! - **stop then start on the held socket** (`systemctl restart` of a socket-activated
 //!   service): nothing accepts for a moment, but the socket stays open, so connections wait in
 //!   its backlog instead of being refused. Measured, and asserted only to refuse nothing: the
-//!   stopping process, with nobody else accepting, closes its last connections under load, and
-//!   a request written on one at that moment fails (a couple in thousands).
+//!   stopping process, with nobody else accepting, closes its idle kept-alive connections, and
+//!   a request a client writes on one at that instant fails, as HTTP/1.1 allows.
 //! - **stop then start, each instance binding the port itself** (the baseline: a restart
 //!   without socket activation): while nothing listens, connections are refused. It must lose
 //!   requests, which proves the scenario can tell.

@@ -2,6 +2,7 @@
 //! window, and idle connections that send only control frames (PING, WINDOW_UPDATE).
 
 mod frames;
+mod stalled_readers;
 
 use std::time::{Duration, Instant};
 

@@ -29,6 +29,8 @@ const FAMILIES: &[(&str, PrometheusType)] = &[
     ("rodent_connections_open", PrometheusType::Gauge),
     ("rodent_connections_aborted_total", PrometheusType::Counter),
     ("rodent_accept_errors_total", PrometheusType::Counter),
+    ("rodent_connections_refused_total", PrometheusType::Counter),
+    ("rodent_http2_streams_reset_total", PrometheusType::Counter),
     ("rodent_spans_exported_total", PrometheusType::Counter),
     ("rodent_spans_dropped_total", PrometheusType::Counter),
     ("rodent_build_info", PrometheusType::Gauge),
