@@ -44,6 +44,14 @@ fn wrong_types_and_typos_are_rejected_by_the_schema() {
             "managementPort",
         ),
         (
+            Values::defaults().set_string("probes.grpc.enabled=yes"),
+            "probes.grpc.enabled",
+        ),
+        (
+            Values::defaults().set("probes.grpc.port=9090"),
+            "probes.grpc",
+        ),
+        (
             Values::defaults().set("faults.errorRate=2"),
             "faults.errorRate",
         ),
@@ -208,6 +216,7 @@ fn variables_the_chart_owns_cannot_be_set_through_env() {
         "RODENT_SHUTDOWN_GRACE",
         "RODENT_DRAIN_DELAY",
         "RODENT_REQUEST_TIMEOUT",
+        "RODENT_MAX_CONNECTIONS",
         "RODENT_PORT",
         "RODENT_MANAGEMENT_PORT",
         "RODENT_PID_FILE",

@@ -57,6 +57,18 @@ fn helm_test_pod_probes_the_service_from_the_same_image() {
 }
 
 #[test]
+fn max_connections_is_rodents_default_unless_set() {
+    let Some(tools) = tools() else { return };
+    let defaults = check(tools, Values::defaults());
+    assert!(
+        defaults.env_entry("RODENT_MAX_CONNECTIONS").is_none(),
+        "rodent's own default, which fits the default memory limit"
+    );
+    let m = check(tools, Values::defaults().set("maxConnections=4096"));
+    assert_eq!(m.env()["RODENT_MAX_CONNECTIONS"], "4096");
+}
+
+#[test]
 fn faults_and_backends_become_the_reference_services_variables() {
     let Some(tools) = tools() else { return };
     let none = check(tools, Values::defaults());
@@ -381,4 +393,37 @@ fn a_management_port_takes_the_probes_the_scrapes_and_the_test() {
     assert!(m.management_service().is_none());
     assert!(m.env_entry("RODENT_MANAGEMENT_PORT").is_none());
     assert_eq!(m.container()["readinessProbe"]["httpGet"]["port"], "http");
+}
+
+#[test]
+fn grpc_probes_call_the_health_service_on_the_port_the_probes_answer_on() {
+    let Some(tools) = tools() else { return };
+    let m = check(
+        tools,
+        Values::all_features().set("probes.grpc.enabled=true"),
+    );
+    let container = m.container();
+    for probe in ["startupProbe", "readinessProbe"] {
+        assert_eq!(
+            container[probe]["grpc"],
+            json!({"port": 8080, "service": ""}),
+            "{probe}"
+        );
+    }
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_lifecycle_facts(&m);
+
+    // With a management port they call it: it serves the health service too, in plaintext.
+    let m = check(
+        tools,
+        Values::all_features()
+            .set("probes.grpc.enabled=true")
+            .set("managementPort=9090")
+            .set("probes.grpc.service=rodent.echo.v1.Echo"),
+    );
+    assert_eq!(
+        m.container()["readinessProbe"]["grpc"],
+        json!({"port": 9090, "service": "rodent.echo.v1.Echo"})
+    );
+    assert_lifecycle_facts(&m);
 }

@@ -175,12 +175,12 @@ margin is a tenth of the grace up to 5s, so grace >= needed / 0.9 below 50s, nee
 Everything the schema cannot say about values, checked once (included by the Deployment).
 */}}
 {{- define "rodent.validate" -}}
-{{- $managed := list "RODENT_PORT" "RODENT_MANAGEMENT_PORT" "RODENT_PID_FILE" "RODENT_SHUTDOWN_GRACE" "RODENT_DRAIN_DELAY" "RODENT_REQUEST_TIMEOUT" "RODENT_ADMIN_TOKEN" "RODENT_FAULT_ERROR_RATE" "RODENT_FAULT_DELAY" "RODENT_FAULT_UNREADY" "RODENT_FAULT_UNHEALTHY" "RODENT_BACKENDS" }}
+{{- $managed := list "RODENT_PORT" "RODENT_MANAGEMENT_PORT" "RODENT_PID_FILE" "RODENT_SHUTDOWN_GRACE" "RODENT_DRAIN_DELAY" "RODENT_REQUEST_TIMEOUT" "RODENT_MAX_CONNECTIONS" "RODENT_ADMIN_TOKEN" "RODENT_FAULT_ERROR_RATE" "RODENT_FAULT_DELAY" "RODENT_FAULT_UNREADY" "RODENT_FAULT_UNHEALTHY" "RODENT_BACKENDS" }}
 {{- range .Values.env }}
 {{- if eq .name "RODENT_PID_FILE" }}
 {{- fail "\n\nenv: RODENT_PID_FILE is set by the chart, to empty: the root filesystem is read-only with no volume, and `kubectl exec` finds rodent as the container's PID 1 without a PID file." }}
 {{- else if has .name $managed }}
-{{- fail (printf "\n\nenv: %s is set by the chart (from containerPort, managementPort, shutdown.*, adminToken.*, faults.* or backends); set those values instead, so the probes, the grace period and the variable cannot disagree." .name) }}
+{{- fail (printf "\n\nenv: %s is set by the chart (from containerPort, managementPort, shutdown.*, maxConnections, adminToken.*, faults.* or backends); set those values instead, so the probes, the grace period and the variable cannot disagree." .name) }}
 {{- end }}
 {{- end }}
 {{- if and (include "rodent.management" .) (eq (.Values.managementPort | int64) (.Values.containerPort | int64)) }}
@@ -209,6 +209,32 @@ Everything the schema cannot say about values, checked once (included by the Dep
 {{/* The container port the probes, /metrics and the admin API answer on. */}}
 {{- define "rodent.managementPortName" -}}
 {{- if include "rodent.management" . }}management{{ else }}http{{ end }}
+{{- end }}
+
+{{/*
+How the startup and readiness probes ask: `httpGet` of `path` on the port the probes answer on,
+or, with probes.grpc.enabled, Kubernetes' own `grpc:` probe, which calls
+grpc.health.v1.Health/Check in plaintext: SERVING once ready, NOT_SERVING from the first
+SIGTERM, as /readyz. A gRPC probe names its port by number; it is the management port when
+there is one (which serves the health service too), containerPort otherwise.
+Called with (dict "root" $ "path" "/readyz").
+*/}}
+{{- define "rodent.probeAction" -}}
+{{- $root := .root }}
+{{- if $root.Values.probes.grpc.enabled }}
+grpc:
+  port: {{ include "rodent.grpcProbePort" $root }}
+  service: {{ $root.Values.probes.grpc.service | quote }}
+{{- else }}
+httpGet:
+  path: {{ .path }}
+  port: {{ include "rodent.managementPortName" $root }}
+{{- end }}
+{{- end }}
+
+{{/* The port number Kubernetes' gRPC probes call. */}}
+{{- define "rodent.grpcProbePort" -}}
+{{- if include "rodent.management" . }}{{ .Values.managementPort | int64 }}{{ else }}{{ .Values.containerPort | int64 }}{{ end }}
 {{- end }}
 
 {{/*

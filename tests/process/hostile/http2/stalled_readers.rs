@@ -308,6 +308,15 @@ async fn a_stream_whose_reader_makes_no_room_is_reset_at_the_idle_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_past_the_limit_are_refused_and_a_reload_raises_it() {
+    let (code, _, stderr) = rodent()
+        .env("RODENT_MAX_CONNECTIONS", "0")
+        .run(&["config", "check"]);
+    assert_eq!(code, 78, "{stderr}");
+    assert!(
+        stderr.contains("RODENT_MAX_CONNECTIONS=\"0\" is invalid"),
+        "{stderr}"
+    );
+
     let dir = TempDir::new("max-connections");
     let env_file = dir.join("rodent.env");
     std::fs::write(&env_file, "RODENT_MAX_CONNECTIONS=3\n").unwrap();
