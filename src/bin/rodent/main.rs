@@ -46,7 +46,7 @@ fn main() -> std::process::ExitCode {
             let configured = settings.get();
             let crash = service.crash_handle();
             let mut service = service
-                .routes(routes::routes(build, chain, faults.layer()))
+                .routes(routes::routes(build, chain, &faults))
                 .protected_routes(
                     Router::new()
                         .route("/env", get(introspect::env))
