@@ -33,6 +33,24 @@ fn main() {
         "cargo:rustc-env=BUILD_INFO_PROFILE={}",
         std::env::var("PROFILE").unwrap_or_default()
     );
+    pack_relative_relocations();
+}
+
+/// A statically linked glibc build (the image's binary) is position independent, so it carries
+/// one relocation for every pointer in its data, 24 bytes each: 0.6 MB of a 10 MB binary.
+/// Packed (DT_RELR, glibc 2.36 and binutils 2.38 on), the same relocations take a few kilobytes,
+/// and the binary keeps its address randomization. glibc's own start-up code applies them, so a
+/// static binary asks nothing of the machine it runs on; a dynamically linked one would need a
+/// loader of glibc 2.36 or later, so those are left as they are. An older linker ignores the
+/// option with a warning.
+fn pack_relative_relocations() {
+    let var = |name: &str| std::env::var(name).unwrap_or_default();
+    let static_crt = var("CARGO_CFG_TARGET_FEATURE")
+        .split(',')
+        .any(|feature| feature == "crt-static");
+    if static_crt && var("CARGO_CFG_TARGET_OS") == "linux" && var("CARGO_CFG_TARGET_ENV") == "gnu" {
+        println!("cargo:rustc-link-arg=-Wl,-z,pack-relative-relocs");
+    }
 }
 
 fn output(program: &str, args: &[&str]) -> Option<String> {

@@ -18,7 +18,11 @@
 #   5. user-space instructions per request (valgrind's callgrind): exact and repeatable, so the
 #      one figure that a busy machine does not disturb, with the functions they go to (rodent,
 #      both references, rodent with RODENT_LOG=warn);
-#   6. with PROFILE=1, where rodent's CPU goes under load (perf).
+#   6. with PROFILE=1, where rodent's CPU goes under load (perf);
+#   7. gRPC: unary `rodent.echo.v1.Echo/Echo` calls per second (ghz, h2c) against the bare tonic
+#      server (examples/grpc_baseline.rs) round after round, with server CPU per call; and
+#      resident memory with idle gRPC connections held (each having made one call), from which
+#      the memory per idle gRPC connection, for both.
 #
 # The server and wrk are pinned to different cores (taskset) so they do not take turns on one.
 # CPU time per request (from /proc/PID/stat) is the figure least disturbed by other work on the
@@ -33,13 +37,17 @@
 #                              that opens more between readings; the file-descriptor limit
 #                              (ulimit -n) is raised to the largest count plus 1,024 if lower
 #   RUNS=50                    section 3: start/stop runs per server
+#   GRPC_CONCURRENCY=50 GRPC_CONNECTIONS=4  section 7a (ghz's -c and --connections; ROUNDS and
+#                              DURATION as above)
+#   GRPC_HOLD=1000             section 7b: idle gRPC connections held
 #   CALLGRIND=1 PROFILE=0 OUT=target/bench
 #   BEFORE=REV                 section 5 also counts rodent as it was at git revision REV
 #                              (`rodent-before`), built from a copy of that tree into the same
 #                              target directory (kept as $OUT/rodent-before): a change's cost,
 #                              measured side by side. BEFORE=path/to/binary reuses such a build
 # Needs wrk, curl, python3, taskset (scripts/ci/tools.sh installs them); valgrind for section 5
-# and perf for section 6 (Debian's valgrind and linux-perf).
+# and perf for section 6 (Debian's valgrind and linux-perf); ghz and grpc-health-probe for
+# section 7 (scripts/ci/grpc.sh builds them from their Go modules).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -48,7 +56,10 @@ DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-64}
 RUNS=${RUNS:-50}
 HOLD=${HOLD:-1000 10000}
-SECTIONS=${SECTIONS:-1 1b 2 3 4 5 6}
+SECTIONS=${SECTIONS:-1 1b 2 3 4 5 6 7}
+GRPC_CONCURRENCY=${GRPC_CONCURRENCY:-50}
+GRPC_CONNECTIONS=${GRPC_CONNECTIONS:-4}
+GRPC_HOLD=${GRPC_HOLD:-1000}
 CALLGRIND=${CALLGRIND:-1}
 PROFILE=${PROFILE:-0}
 OUT=${OUT:-target/bench}
@@ -88,12 +99,13 @@ elif [ -n "$BEFORE" ]; then
   rm -rf "$before_src"
 fi
 cargo build --release --locked --target "$host" --target-dir "$build" --bin rodent \
-  --example baseline --example typical >&2
+  --example baseline --example typical --example grpc_baseline >&2
 declare -A BIN=(
   [rodent]="$build/$host/release/rodent"
   [rodent-warn]="$build/$host/release/rodent"
   [baseline]="$build/$host/release/examples/baseline"
   [typical]="$build/$host/release/examples/typical"
+  [grpc-baseline]="$build/$host/release/examples/grpc_baseline"
 )
 # What each variant adds to the environment.
 declare -A ENV=(
@@ -101,13 +113,23 @@ declare -A ENV=(
   [rodent-warn]="RODENT_LOG=warn"
   [baseline]=""
   [typical]=""
+  [grpc-baseline]=""
 )
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 PID=""
 PORT=""
-# start NAME [VAR=value...]: starts a server pinned to SERVER_CPU, waits for /readyz 200.
+# ready NAME: whether the server `start` started answers; the bare gRPC server has no /readyz
+# and is asked through its health service.
+ready() {
+  if [ "$1" = grpc-baseline ]; then
+    grpc-health-probe -addr="127.0.0.1:$PORT" >/dev/null 2>&1
+  else
+    curl -fs -o /dev/null "http://127.0.0.1:$PORT/readyz"
+  fi
+}
+# start NAME [VAR=value...]: starts a server pinned to SERVER_CPU, waits until it is ready.
 start() {
   local name=$1
   shift
@@ -120,7 +142,7 @@ start() {
     taskset -c "$SERVER_CPU" "${BIN[$name]}" >/dev/null 2>&1 &
   PID=$!
   local deadline=$((SECONDS + 10))
-  until curl -fs -o /dev/null "http://127.0.0.1:$PORT/readyz"; do
+  until ready "$name"; do
     [ $SECONDS -lt $deadline ] || die "$name did not turn ready"
     sleep 0.01
   done
@@ -571,6 +593,149 @@ if want 6 && [ "$PROFILE" = 1 ]; then
   else
     say "(perf cannot record here)"
   fi
+  say ""
+fi
+
+# ---- 7. gRPC ----
+# 7a: unary Echo calls over h2c with ghz, rodent (its whole stack: the gRPC deadline, shedding,
+# the access log to /dev/null) against tonic's own server with the same service; alternating
+# rounds, ghz pinned to the client CPU. 7b: idle gRPC connections held by a client that speaks
+# HTTP/2 itself (one Echo call on each, then nothing), and resident memory before and after.
+cat >"$OUT/grpc_hold.py" <<'EOF'
+# Holds N idle gRPC connections (h2c) to 127.0.0.1:PORT, each having made one unary
+# rodent.echo.v1.Echo/Echo call answered OK; prints "held N" and keeps them until stdin closes.
+# HTTP/2 by hand (frames and literal HPACK headers): enough for one call, and no dependency.
+import socket, struct, sys
+port, count = int(sys.argv[1]), int(sys.argv[2])
+def frame(kind, flags, stream, payload=b""):
+    return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream) + payload
+def literal(name, value):
+    return b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value
+headers = b"".join(literal(n, v) for n, v in [
+    (b":method", b"POST"), (b":scheme", b"http"), (b":path", b"/rodent.echo.v1.Echo/Echo"),
+    (b":authority", b"bench"), (b"content-type", b"application/grpc"), (b"te", b"trailers")])
+message = b"\x0a\x05hello"
+call = (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0) + frame(1, 4, 1, headers)
+        + frame(0, 1, 1, b"\x00" + struct.pack(">I", len(message)) + message))
+held = []
+def read_exactly(s, n):
+    data = b""
+    while len(data) < n:
+        chunk = s.recv(n - len(data))
+        if not chunk:
+            sys.exit(f"connection {len(held) + 1} closed during its call")
+        data += chunk
+    return data
+while len(held) < count:
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(call)
+    while True:
+        head = read_exactly(s, 9)
+        length = int.from_bytes(head[:3], "big")
+        kind, flags, stream = head[3], head[4], int.from_bytes(head[5:], "big") & 0x7FFFFFFF
+        payload = read_exactly(s, length)
+        if kind == 4 and not flags & 1:
+            s.sendall(frame(4, 1, 0))
+        elif kind == 6 and not flags & 1:
+            s.sendall(frame(6, 1, 0, payload))
+        elif kind == 7:
+            sys.exit(f"connection {len(held) + 1}: GOAWAY")
+        elif kind == 1 and stream == 1 and flags & 1:
+            break
+    held.append(s)
+print("held", count, flush=True)
+sys.stdin.read()
+EOF
+if want 7; then
+  for tool in ghz grpc-health-probe; do
+    command -v "$tool" >/dev/null || die "$tool is missing (scripts/ci/grpc.sh builds it)"
+  done
+  ghz_run() {
+    taskset -c "$CLIENT_CPU" ghz --insecure --proto proto/rodent/echo/v1/echo.proto \
+      --call rodent.echo.v1.Echo.Echo -d '{"message":"hello"}' -c "$GRPC_CONCURRENCY" \
+      --connections "$GRPC_CONNECTIONS" -z "$1" -O json "127.0.0.1:$PORT"
+  }
+  # calls/s, p50 ms, p99 ms, calls, calls not OK.
+  ghz_figures() {
+    python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+lat = {l["percentage"]: l["latency"] / 1e6 for l in d.get("latencyDistribution") or []}
+ok = (d.get("statusCodeDistribution") or {}).get("OK", 0)
+print("%.0f %.3f %.3f %d %d" % (d["rps"], lat.get(50, 0), lat.get(99, 0), d["count"], d["count"] - ok))'
+  }
+  say "## gRPC: unary Echo calls — ghz -c$GRPC_CONCURRENCY --connections $GRPC_CONNECTIONS -z$DURATION, h2c, server on CPU $SERVER_CPU, ghz on CPU $CLIENT_CPU"
+  say ""
+  say "| round | server | calls/s | p50 ms | p99 ms | server CPU µs/call | not OK |"
+  say "| --- | --- | --- | --- | --- | --- | --- |"
+  rm -f "$OUT"/ghz-*.tsv
+  for round in $(seq 1 "$ROUNDS"); do
+    order="rodent grpc-baseline"
+    [ $((round % 2)) -eq 0 ] && order="grpc-baseline rodent"
+    for name in $order; do
+      start "$name"
+      ghz_run 2s >/dev/null
+      before=$(cpu_ticks "$PID")
+      ghz_run "$DURATION" >"$OUT/ghz-$name-$round.json"
+      after=$(cpu_ticks "$PID")
+      stop
+      read -r rps p50 p99 calls bad < <(ghz_figures <"$OUT/ghz-$name-$round.json")
+      cpu=$(awk -v t=$((after - before)) -v hz="$TICK" -v n="$calls" 'BEGIN { printf "%.2f", t / hz * 1e6 / n }')
+      echo "$rps $p50 $p99 $cpu" >>"$OUT/ghz-$name.tsv"
+      say "| $round | $name | $rps | $p50 | $p99 | $cpu | $bad |"
+    done
+  done
+  gcol() { awk -v c="$2" '{ print $c }' "$OUT/ghz-$1.tsv" | median; }
+  say ""
+  say "Medians over $ROUNDS rounds:"
+  say ""
+  say "| figure | rodent | bare tonic | rodent ÷ bare tonic |"
+  say "| --- | --- | --- | --- |"
+  for figure in "calls/s:1" "p50 ms:2" "p99 ms:3" "server CPU µs/call:4"; do
+    IFS=: read -r label c <<<"$figure"
+    r=$(gcol rodent "$c"); b=$(gcol grpc-baseline "$c")
+    say "| $label | $r | $b | $(ratio "$r" "$b") |"
+  done
+  say ""
+
+  need=$((GRPC_HOLD + 1024))
+  if [ "$(ulimit -n)" -lt "$need" ]; then
+    ulimit -n "$need" 2>/dev/null || die "cannot raise the file-descriptor limit to $need (ulimit -n)"
+  fi
+  say "## Resident memory (VmRSS) with $GRPC_HOLD idle gRPC connections (h2c, one Echo call each)"
+  say ""
+  say "| server | idle, after a second of calls | $GRPC_HOLD idle gRPC connections | KiB per idle gRPC connection | connections open |"
+  say "| --- | --- | --- | --- | --- |"
+  for name in rodent grpc-baseline; do
+    start "$name" RODENT_IDLE_TIMEOUT=10m
+    ghz_run 1s >/dev/null
+    idle=$(rss_kib "$PID")
+    fifo="$OUT/grpc-hold.fifo"
+    rm -f "$fifo" && mkfifo "$fifo"
+    : >"$OUT/grpc-hold.out"
+    taskset -c "$CLIENT_CPU" python3 "$OUT/grpc_hold.py" "$PORT" "$GRPC_HOLD" <"$fifo" >"$OUT/grpc-hold.out" &
+    holder=$!
+    exec 3>"$fifo"
+    deadline=$((SECONDS + 30 + GRPC_HOLD / 100))
+    until grep -qx "held $GRPC_HOLD" "$OUT/grpc-hold.out"; do
+      kill -0 "$holder" 2>/dev/null || die "the client holding gRPC connections to $name failed"
+      [ $SECONDS -lt $deadline ] || die "could not open $GRPC_HOLD gRPC connections to $name"
+      sleep 0.05
+    done
+    held=$(rss_kib "$PID")
+    open=$(established "$PORT")
+    exec 3>&-
+    wait "$holder"
+    stop
+    rm -f "$fifo"
+    per_conn=$(per $((held - idle)) "$GRPC_HOLD")
+    echo "$per_conn" >"$OUT/grpc-rss-$name-per-connection.txt"
+    say "| $name | $(mb "$idle") | $(mb "$held") | $per_conn | $open |"
+  done
+  say ""
+  say "KiB per idle gRPC connection: the growth of VmRSS from idle (after a second of calls) to" \
+    "$GRPC_HOLD held connections, divided by $GRPC_HOLD. rodent ÷ bare tonic:" \
+    "$(ratio "$(cat "$OUT/grpc-rss-rodent-per-connection.txt")" "$(cat "$OUT/grpc-rss-grpc-baseline-per-connection.txt")")."
   say ""
 fi
 

@@ -57,7 +57,7 @@ pub async fn serve(listener: TcpListener, app: Router) {
 }
 
 /// SIGTERM (what Docker and Kubernetes send to stop a container) or SIGINT (Ctrl-C).
-async fn terminated() {
+pub async fn terminated() {
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM can be handled");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT can be handled");
     tokio::select! {

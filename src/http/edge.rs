@@ -14,8 +14,10 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http_body::Body as _;
 use pin_project_lite::pin_project;
+use tonic::Code;
 use tower::{Layer, Service};
 
+use super::grpc;
 use super::instance::Instance;
 use super::problem::{self, Problem};
 use super::routes::{self, is_exempt};
@@ -25,22 +27,48 @@ use crate::observe::metrics::UNMATCHED;
 /// Bodies up to this size are turned into problem+json; larger ones are left alone.
 const MAX_PLAIN_ERROR: u64 = 8 * 1024;
 
+/// Why a request that arrived after the listener closed is refused.
+const SHUTTING_DOWN: &str = "this instance is shutting down; retry on another";
+
+/// A request no route matched: what rodent's own answer to it needs.
+pub(crate) struct Unmatched {
+    path: Box<str>,
+    /// A gRPC call: its answer is UNIMPLEMENTED, not a 404.
+    grpc: bool,
+}
+
 /// The drain rules and problem+json, as a layer. tower-http has neither: the drain rules read
 /// rodent's lifecycle, and tower-http's layers answer their errors with plain or empty bodies,
 /// which this turns into problem+json (unless the application asked for its own bodies to be
 /// left alone: see [`Rodent::rewrite_error_bodies`](crate::Rodent::rewrite_error_bodies)).
 ///
 /// When no route matched and the application's fallback answered an empty 404 (axum's own
-/// fallback does, when the application has none), the answer is rodent's 404, rewriting or not.
+/// fallback does, when the application has none), the answer is rodent's 404, rewriting or not;
+/// UNIMPLEMENTED for a gRPC call. On gRPC routes, and to any gRPC call, rodent's refusal after
+/// the listener closed is UNAVAILABLE (see [`grpc`](super::grpc)).
 #[derive(Clone)]
 pub(crate) struct EdgeLayer {
     state: Arc<Instance>,
     rewrite: bool,
+    grpc: bool,
 }
 
 impl EdgeLayer {
     pub(crate) fn new(state: Arc<Instance>, rewrite: bool) -> Self {
-        Self { state, rewrite }
+        Self {
+            state,
+            rewrite,
+            grpc: false,
+        }
+    }
+
+    /// In front of gRPC routes: rodent's answers are gRPC statuses, and none is rewritten.
+    pub(crate) fn grpc(state: Arc<Instance>) -> Self {
+        Self {
+            state,
+            rewrite: false,
+            grpc: true,
+        }
     }
 }
 
@@ -52,6 +80,7 @@ impl<S> Layer<S> for EdgeLayer {
             inner,
             state: self.state.clone(),
             rewrite: self.rewrite,
+            grpc: self.grpc,
         }
     }
 }
@@ -61,6 +90,7 @@ pub(crate) struct Edge<S> {
     inner: S,
     state: Arc<Instance>,
     rewrite: bool,
+    grpc: bool,
 }
 
 impl<S, B> Service<Request> for Edge<S>
@@ -83,7 +113,10 @@ where
         let state = &self.state;
         let matched = req.extensions().get::<MatchedPath>();
         // Kept for rodent's 404, in case the fallback has nothing to say.
-        let unmatched = matched.is_none().then(|| Box::from(req.uri().path()));
+        let unmatched = matched.is_none().then(|| Unmatched {
+            path: Box::from(req.uri().path()),
+            grpc: grpc::is_grpc(req.headers()),
+        });
         if state.lifecycle.state() == LifecycleState::Stopping
             && !is_exempt(matched.map_or(UNMATCHED, MatchedPath::as_str))
             && !state.listener_outlives()
@@ -91,8 +124,13 @@ where
             // The listener is closed; this request raced in on an open connection. (When the
             // socket lives on in another process, it is served instead, with `Connection: close`
             // below: the client's next connection lands on that process.)
+            if self.grpc || grpc::is_grpc(req.headers()) {
+                return EdgeFuture::Done {
+                    response: Some(grpc::answer(Code::Unavailable, SHUTTING_DOWN)),
+                };
+            }
             let refused = Problem::new(StatusCode::SERVICE_UNAVAILABLE)
-                .detail("this instance is shutting down; retry on another")
+                .detail(SHUTTING_DOWN)
                 .retry_after(1);
             let refused = if http1 {
                 refused.close_connection()
@@ -124,8 +162,8 @@ pin_project! {
             state: Arc<Instance>,
             http1: bool,
             rewrite: bool,
-            // The path of a request no route matched.
-            unmatched: Option<Box<str>>,
+            // A request no route matched.
+            unmatched: Option<Unmatched>,
         },
         // Only an error response with a small plain body gets here, to be read and rewritten.
         Rewriting {
@@ -160,10 +198,15 @@ where
             } => {
                 let Ok(response) = ready!(inner.poll(cx));
                 let mut response = response.map(Body::new);
-                if let Some(path) = unmatched.as_deref()
+                if let Some(unmatched) = unmatched.as_ref()
                     && is_empty_not_found(&response)
                 {
-                    response = routes::not_found(path).into_response();
+                    response = if unmatched.grpc {
+                        let method = unmatched.path.trim_start_matches('/');
+                        grpc::answer(Code::Unimplemented, format!("no method {method}"))
+                    } else {
+                        routes::not_found(&unmatched.path).into_response()
+                    };
                 } else if *rewrite && needs_rewriting(&response) {
                     let (state, http1) = (state.clone(), *http1);
                     self.set(EdgeFuture::Rewriting {

@@ -23,10 +23,12 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use pin_project_lite::pin_project;
 use tokio::task::futures::TaskLocalFuture;
+use tonic::Code;
 use tower::{Layer, Service};
 
 use super::body::{BodyVerdict, Watched};
 use super::deadline::Deadline;
+use super::grpc;
 use super::instance::{AdmissionPermit, Instance};
 use super::problem::Problem;
 use crate::config::{Config, format_duration};
@@ -41,6 +43,8 @@ struct Bounds {
     /// The stack has tower-http's timeout and body limit, whose answers this turns into
     /// rodent's. Without them, every answer is the handler's own.
     timed: bool,
+    /// The stack serves gRPC: shedding answers UNAVAILABLE in `grpc-status`.
+    grpc: bool,
 }
 
 impl Bounds {
@@ -53,6 +57,7 @@ impl Bounds {
             // the header-read timeout bounds both.
             body_stall: config.header_read_timeout,
             timed: true,
+            grpc: false,
         }
     }
 }
@@ -97,6 +102,18 @@ impl GuardLayer {
             },
         }
     }
+
+    /// Shedding alone, answered in gRPC, for gRPC routes (whose deadline is their own).
+    pub(crate) fn grpc(state: Arc<Instance>, config: &Config) -> Self {
+        Self {
+            state,
+            bounds: Bounds {
+                timed: false,
+                grpc: true,
+                ..Bounds::of(config)
+            },
+        }
+    }
 }
 
 impl<S> Layer<S> for GuardLayer {
@@ -136,13 +153,17 @@ where
         let max = self.bounds.max_inflight;
         let Some(permit) = self.state.admit(max) else {
             self.state.metrics.shed();
-            let shed = Problem::new(StatusCode::SERVICE_UNAVAILABLE)
-                .title("Overloaded")
-                .detail(format!(
-                    "{max} requests are already in flight (RODENT_MAX_INFLIGHT)"
-                ))
-                .retry_after(1)
-                .into_response();
+            let detail = format!("{max} requests are already in flight (RODENT_MAX_INFLIGHT)");
+            let shed = if self.bounds.grpc {
+                // Not run: safe to retry, which UNAVAILABLE tells a gRPC client.
+                grpc::answer(Code::Unavailable, detail)
+            } else {
+                Problem::new(StatusCode::SERVICE_UNAVAILABLE)
+                    .title("Overloaded")
+                    .detail(detail)
+                    .retry_after(1)
+                    .into_response()
+            };
             return GuardFuture::Refused {
                 response: Some(shed),
             };

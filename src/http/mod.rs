@@ -7,7 +7,9 @@
 //! matched route), `edge` (the drain rules, problem+json for every error) and `guard` (load
 //! shedding, rodent's answers for what tower-http's layers refuse). rodent's operational routes
 //! (probes, `/metrics`, the admin API) have a shorter stack, without shedding, the timeout or
-//! the body bounds, so they answer fast while the application is saturated.
+//! the body bounds, so they answer fast while the application is saturated. gRPC routes have
+//! stacks of their own (`grpc`), where rodent answers in `grpc-status` and a call's deadline
+//! replaces the handler timeout; the gRPC health service is served with the probes.
 
 mod access;
 pub(crate) mod admin;
@@ -15,6 +17,7 @@ mod application;
 mod body;
 mod deadline;
 mod edge;
+mod grpc;
 mod guard;
 mod instance;
 mod metrics;

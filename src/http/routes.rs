@@ -7,18 +7,31 @@ use axum::http::{StatusCode, Uri};
 use super::problem::Problem;
 
 /// The routes that bypass the post-drain 503, and log at debug: probes and scrapes must keep
-/// answering, and arrive too often to log by default.
+/// answering, and arrive too often to log by default. The gRPC health service's methods are
+/// probes too (Kubernetes' `grpc:` probes call `Check`).
 pub(crate) fn is_exempt(route: &str) -> bool {
     matches!(
         route,
-        "/healthz" | "/readyz" | "/readyz/{check}" | "/metrics"
+        "/healthz"
+            | "/readyz"
+            | "/readyz/{check}"
+            | "/metrics"
+            | "/grpc.health.v1.Health/Check"
+            | "/grpc.health.v1.Health/Watch"
     )
 }
 
 /// What the paths of rodent's operational routes start with: the application may not route
-/// under them (`/readyz/{check}` names any check, and `/admin` is the admin API's, which the
-/// application extends through [`Rodent::admin_routes`](crate::Rodent::admin_routes)).
-const OPERATIONAL: [&str; 4] = ["/healthz", "/readyz", "/metrics", "/admin"];
+/// under them (`/readyz/{check}` names any check, `/admin` is the admin API's, which the
+/// application extends through [`Rodent::admin_routes`](crate::Rodent::admin_routes), and the
+/// gRPC health service is rodent's, answered from the lifecycle).
+const OPERATIONAL: [&str; 5] = [
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/admin",
+    "/grpc.health.v1.Health",
+];
 
 /// Where the admin API's own routes are, relative to `/admin`.
 pub(crate) const ADMIN_OWN: &str = "/readiness";
@@ -57,7 +70,7 @@ pub(crate) fn operational_collision(router: &Router) -> Option<String> {
 /// (tonic's, one with `nest`ed parts). They are read from the router's `Debug` form, which
 /// lists every path as `RouteId(n): "path"`. The unit tests below pin that form: an axum that
 /// changes it fails them rather than letting collisions through unnoticed.
-fn paths(router: &Router) -> Vec<String> {
+pub(super) fn paths(router: &Router) -> Vec<String> {
     const MARK: &str = "RouteId(";
     let debug = format!("{router:?}");
     // The fallback's own routes (`/` and a catch-all) come after the routes, in a router of

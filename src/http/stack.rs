@@ -18,11 +18,13 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{any, get};
-use tower::ServiceBuilder;
+use axum::routing::{Route, any, get};
+use std::convert::Infallible;
 use tower::layer::util::{Identity, Stack};
+use tower::{Layer, Service, ServiceBuilder};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
@@ -31,6 +33,7 @@ use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 use super::access::{NewUuid, ObserveLayer};
 use super::application::Application;
 use super::edge::EdgeLayer;
+use super::grpc::{self, GrpcDeadlineLayer};
 use super::guard::{BodyAnswerLayer, GuardLayer};
 use super::instance::Instance;
 use super::problem::panic_response;
@@ -89,8 +92,16 @@ fn build(
     config: &Config,
     management: bool,
 ) -> (Router, Option<Router>) {
-    let application = application(shared, app, config);
-    let operational = operational(shared, app);
+    let mut application = application(shared, app, config);
+    let mut operational = operational(shared, app);
+    // gRPC clients check health on the channel they call on, so the health service stays on the
+    // main port; Kubernetes' `grpc:` probes, plaintext only, may need the management port.
+    if let Some(health) = health(shared, app) {
+        application = application.merge(health.clone());
+        if management {
+            operational = operational.merge(health);
+        }
+    }
     // Turns every handler into its layered route now, once. A router that never had its state
     // given keeps its handlers as they were written, and makes each one a route, and wraps that
     // route in the whole stack, on every request to it.
@@ -100,6 +111,19 @@ fn build(
     } else {
         (operational.merge(application).with_state(()), None)
     }
+}
+
+/// The gRPC health service, when the application serves gRPC, behind the probes' stack
+/// answering in gRPC.
+fn health(shared: &Arc<Instance>, app: &Application) -> Option<Router> {
+    if !app.has_grpc() {
+        return None;
+    }
+    let panicked: fn(_) -> Response = grpc::panic_response;
+    let stack = observed(shared)
+        .layer(EdgeLayer::grpc(shared.clone()))
+        .layer(CatchPanicLayer::custom(panicked));
+    Some(grpc::health_routes(shared.clone(), app.grpc_services()).layer(stack))
 }
 
 /// The request id and the access layer, as [`observed`] stacks them.
@@ -195,22 +219,23 @@ fn application(shared: &Arc<Instance>, app: &Application, config: &Config) -> Ro
         .layer(CatchPanicLayer::custom(panicked))
         .layer(DefaultBodyLimit::disable());
     let own_layers = !app.layers.is_empty();
-    let mut router = if own_layers {
-        app.bounded.clone().layer(bounded)
-    } else {
-        app.bounded.clone().layer(observed(shared).layer(bounded))
-    };
+    let mut router = behind(shared, &app.bounded, bounded, own_layers);
+    // The bounded routes are merged into the others: when none has a fallback of the
+    // application's, `merge` keeps its argument's, so unknown routes stay bounded.
     if app.unbounded.has_routes() {
-        let unbounded_routes = if own_layers {
-            app.unbounded.clone().layer(unbounded)
-        } else {
-            app.unbounded
-                .clone()
-                .layer(observed(shared).layer(unbounded))
-        };
-        // The bounded routes merged into the unbounded ones: when neither has a fallback of the
-        // application's, `merge` keeps its argument's, so unknown routes stay bounded.
-        router = unbounded_routes.merge(router);
+        router = behind(shared, &app.unbounded, unbounded, own_layers).merge(router);
+    }
+    if app.grpc.has_routes() {
+        let unary = grpc_stack(
+            shared,
+            config,
+            GrpcDeadlineLayer::unary(config.request_timeout),
+        );
+        router = behind(shared, &app.grpc, unary, own_layers).merge(router);
+    }
+    if app.unbounded_grpc.has_routes() {
+        let streaming = grpc_stack(shared, config, GrpcDeadlineLayer::streaming());
+        router = behind(shared, &app.unbounded_grpc, streaming, own_layers).merge(router);
     }
     if own_layers {
         for layer in &app.layers {
@@ -219,6 +244,53 @@ fn application(shared: &Arc<Instance>, app: &Application, config: &Config) -> Ro
         router = router.layer(observed(shared));
     }
     router
+}
+
+/// The stack of gRPC routes: as the unbounded one, answering in gRPC, with the call's deadline
+/// in place of the handler timeout.
+///
+/// | layer | from |
+/// | --- | --- |
+/// | `Edge`: drain rules; UNAVAILABLE after the listener closed | rodent |
+/// | `Guard`: load shedding, UNAVAILABLE | rodent |
+/// | `CatchPanic`: a panicking handler answers INTERNAL | tower-http |
+/// | `GrpcDeadline`: DEADLINE_EXCEEDED past the handler timeout (unary calls) or `grpc-timeout` | rodent |
+fn grpc_stack(
+    shared: &Arc<Instance>,
+    config: &Config,
+    deadline: GrpcDeadlineLayer,
+) -> ServiceBuilder<GrpcStack> {
+    let panicked: fn(_) -> Response = grpc::panic_response;
+    ServiceBuilder::new()
+        .layer(EdgeLayer::grpc(shared.clone()))
+        .layer(GuardLayer::grpc(shared.clone(), config))
+        .layer(CatchPanicLayer::custom(panicked))
+        .layer(deadline)
+}
+
+/// The layers [`grpc_stack`] stacks.
+type GrpcStack = Stack<
+    GrpcDeadlineLayer,
+    Stack<
+        CatchPanicLayer<fn(Box<dyn std::any::Any + Send>) -> Response>,
+        Stack<GuardLayer, Stack<EdgeLayer, Identity>>,
+    >,
+>;
+
+/// `routes` behind `stack`, with the request id and the access layer outside it, unless layers
+/// of the application's own go between (they are applied, then those, around everything).
+fn behind<L>(shared: &Arc<Instance>, routes: &Router, stack: L, own_layers: bool) -> Router
+where
+    L: Layer<Route> + Clone + Send + Sync + 'static,
+    L::Service:
+        Service<Request, Response = Response, Error = Infallible> + Clone + Send + Sync + 'static,
+    <L::Service as Service<Request>>::Future: Send + 'static,
+{
+    if own_layers {
+        routes.clone().layer(stack)
+    } else {
+        routes.clone().layer(observed(shared).layer(stack))
+    }
 }
 
 #[cfg(test)]

@@ -66,7 +66,7 @@ pub(super) enum Command {
     /// the successor's own exit code (78 for an invalid configuration) with its error when it
     /// could not start, the old instance serving on untouched; 3 not running; 1 otherwise.
     Restart(RestartArgs),
-    /// Call a probe of a running instance; exit 0 when it answers 200.
+    /// Call a probe of a running instance; exit 0 when it answers 200 (`grpc`: SERVING).
     Probe(ProbeArgs),
     /// Print the effective configuration, secrets redacted.
     Config {
@@ -110,9 +110,13 @@ pub(super) enum ConfigAction {
 
 #[derive(Args)]
 pub(super) struct ProbeArgs {
-    /// Which probe: `live` (/healthz) or `ready` (/readyz).
+    /// Which probe: `live` (/healthz), `ready` (/readyz) or `grpc` (grpc.health.v1.Health/Check,
+    /// over h2c).
     #[arg(value_enum, default_value_t = ProbeKind::Ready)]
     pub(super) kind: ProbeKind,
+    /// With `grpc`: the service to ask about; by default the whole server (the empty name).
+    #[arg(long)]
+    pub(super) service: Option<String>,
     /// The instance to probe, as http://host[:port]; by default the one RODENT_HOST and
     /// RODENT_PORT describe, over loopback.
     #[arg(long)]
@@ -126,6 +130,7 @@ pub(super) struct ProbeArgs {
 pub(super) enum ProbeKind {
     Live,
     Ready,
+    Grpc,
 }
 
 /// Durations on the command line take the same form as in the environment.

@@ -6,11 +6,15 @@ use super::probe::{self, Probe, Target};
 use crate::config::Spec;
 use crate::exit::Exit;
 
-/// `rodent probe [live|ready]`: exit 0 when the probe answers 200, the Docker `HEALTHCHECK` of
-/// an image with no shell. Reads only where the service listens: a probe must not fail for a
-/// setting the running service does not even share.
+/// `rodent probe [live|ready|grpc]`: exit 0 when the probe answers 200 (or `SERVING`), the
+/// Docker `HEALTHCHECK` of an image with no shell. Reads only where the service listens: a
+/// probe must not fail for a setting the running service does not even share.
 pub(super) fn probe(spec: &Spec, args: ProbeArgs) -> Exit {
     let name = spec.identity.name;
+    if args.service.is_some() && !matches!(args.kind, ProbeKind::Grpc) {
+        eprintln!("{name} probe: --service names a gRPC service: use it with `{name} probe grpc`");
+        return Exit::Usage;
+    }
     let target = match &args.url {
         Some(url) => match Target::parse(url) {
             Ok(target) => target,
@@ -30,11 +34,28 @@ pub(super) fn probe(spec: &Spec, args: ProbeArgs) -> Exit {
     let which = match args.kind {
         ProbeKind::Live => Probe::Live,
         ProbeKind::Ready => Probe::Ready,
+        ProbeKind::Grpc => return probe_grpc(name, &target, &args),
     };
     match probe::check(&target, which, args.timeout) {
         Ok(200) => Exit::Clean,
         Ok(status) => {
             eprintln!("{name} probe: {} answered {status}", which.path());
+            Exit::Failure
+        }
+        Err(e) => {
+            eprintln!("{name} probe: {e}");
+            Exit::Failure
+        }
+    }
+}
+
+/// `rodent probe grpc [--service NAME]`: exit 0 when the health service answers `SERVING`.
+fn probe_grpc(name: &str, target: &Target, args: &ProbeArgs) -> Exit {
+    let service = args.service.as_deref().unwrap_or_default();
+    match probe::check_grpc(target, service, args.timeout) {
+        Ok(status) if status == "SERVING" => Exit::Clean,
+        Ok(status) => {
+            eprintln!("{name} probe: grpc.health.v1.Health/Check of {service:?} answered {status}");
             Exit::Failure
         }
         Err(e) => {

@@ -1,5 +1,7 @@
-//! The client side of the probes: `rodent probe [live|ready]`, the health check of an image that
-//! has no shell and no curl. Plain blocking HTTP/1.1 over std, so the command starts no runtime.
+//! The client side of the probes: `rodent probe [live|ready|grpc]`, the health check of an image
+//! that has no shell and no curl. `live` and `ready` are plain blocking HTTP/1.1 over std, so the
+//! command starts no runtime; `grpc` calls `grpc.health.v1.Health/Check` with tonic's client, on
+//! a runtime of one thread.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpStream, ToSocketAddrs};
@@ -120,6 +122,50 @@ fn request(
         .ok_or_else(|| {
             format!("{authority}{path} answered something that is not HTTP: {status_line:?}")
         })
+}
+
+/// Calls `grpc.health.v1.Health/Check` for `service` (empty: the whole server) and returns the
+/// status it answered: `SERVING`, `NOT_SERVING`, or the gRPC error.
+pub(super) fn check_grpc(
+    target: &Target,
+    service: &str,
+    timeout: Duration,
+) -> Result<String, String> {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+
+    let address = format!("http://{}", target.authority());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start a runtime: {e}"))?;
+    runtime.block_on(async {
+        let endpoint = tonic::transport::Endpoint::from_shared(address.clone())
+            .map_err(|e| format!("{address} is not a gRPC address: {e}"))?
+            .connect_timeout(timeout)
+            .timeout(timeout);
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| format!("cannot connect to {address}: {e}"))?;
+        let request = HealthCheckRequest {
+            service: service.to_string(),
+        };
+        let response = HealthClient::new(channel)
+            .check(request)
+            .await
+            .map_err(|status| {
+                format!(
+                    "grpc.health.v1.Health/Check of {address} failed: {:?}: {}",
+                    status.code(),
+                    status.message()
+                )
+            })?;
+        let status = ServingStatus::try_from(response.get_ref().status)
+            .map_or("an unknown status", |status| status.as_str_name());
+        Ok(status.to_string())
+    })
 }
 
 #[cfg(test)]

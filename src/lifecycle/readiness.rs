@@ -97,6 +97,11 @@ impl Readiness {
         Self { checks }
     }
 
+    /// Whether the application registered checks of its own.
+    pub(crate) fn has_checks(&self) -> bool {
+        !self.checks.is_empty()
+    }
+
     pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
         [LIFECYCLE_CHECK, ENABLED_CHECK]
             .into_iter()

@@ -110,7 +110,8 @@ impl Lifecycle {
         State::from_u8(self.inner.state.load(Ordering::Acquire))
     }
 
-    /// Notified on every state change.
+    /// Notified on every state change, and when the readiness switch is flipped (the state
+    /// stays the same then).
     pub(crate) fn subscribe(&self) -> watch::Receiver<State> {
         self.inner.watch.subscribe()
     }
@@ -132,11 +133,13 @@ impl Lifecycle {
     /// Takes the instance out of rotation (readiness fails) without stopping it.
     pub fn disable_readiness(&self) {
         self.inner.readiness_enabled.store(false, Ordering::Release);
+        self.inner.watch.send_modify(|_| {});
     }
 
     /// Puts the instance back into rotation, unless it is shutting down.
     pub fn enable_readiness(&self) {
         self.inner.readiness_enabled.store(true, Ordering::Release);
+        self.inner.watch.send_modify(|_| {});
     }
 
     /// Whether readiness is switched on (it may still fail for another reason).

@@ -144,6 +144,58 @@ impl Rodent {
         self
     }
 
+    /// Adds gRPC methods, one route per method (`/{package.Service}/{Method}`) or per service
+    /// (`/{package.Service}/{*method}`), each routed to a tonic server:
+    ///
+    /// ```
+    /// # use axum::Router;
+    /// # fn example<S>(service: rodent::Rodent, greeter: S) -> rodent::Rodent
+    /// # where S: tower::Service<axum::extract::Request, Response = axum::response::Response,
+    /// #     Error = std::convert::Infallible> + Clone + Send + Sync + 'static,
+    /// #     S::Future: Send + 'static {
+    /// service.grpc_routes(Router::new().route_service("/hello.Greeter/{*method}", greeter))
+    /// # }
+    /// ```
+    ///
+    /// rodent answers their calls in gRPC: a unary call that does not answer within
+    /// `RODENT_REQUEST_TIMEOUT`, or within the client's `grpc-timeout` if that is shorter, gets
+    /// DEADLINE_EXCEEDED; a call refused because the listener closed or the service is
+    /// overloaded (`RODENT_MAX_INFLIGHT`) gets UNAVAILABLE, a panic INTERNAL, and a call no
+    /// route matches UNIMPLEMENTED. The body limit does not apply (tonic's own message size
+    /// limit does). Once the application has gRPC routes, rodent serves `grpc.health.v1.Health`
+    /// beside them (and on the management port), answered from readiness: SERVING while
+    /// `/readyz` passes, NOT_SERVING from the first SIGTERM on.
+    ///
+    /// Register streaming methods with [`unbounded_grpc_routes`](Rodent::unbounded_grpc_routes)
+    /// instead: the handler timeout would cut them. Do not give the router tonic's own fallback
+    /// (`Routes::into_axum_router` has one): it would answer every unknown path, HTTP ones
+    /// included, while rodent answers unknown gRPC calls UNIMPLEMENTED and the rest 404.
+    ///
+    /// # Panics
+    ///
+    /// As [`routes`](Rodent::routes) does; `/grpc.health.v1.Health/...` is rodent's too.
+    #[track_caller]
+    pub fn grpc_routes(mut self, router: Router) -> Self {
+        self.app.add_grpc(router);
+        self
+    }
+
+    /// Adds streaming gRPC methods, as [`grpc_routes`](Rodent::grpc_routes) does but without
+    /// the handler timeout: a call ends by the drain (a handler that holds a [`Drain`] learns
+    /// of it, and should end its stream), at the client's `grpc-timeout` (DEADLINE_EXCEEDED in
+    /// the trailers), or at the latest at the shutdown deadline.
+    ///
+    /// [`Drain`]: crate::Drain
+    ///
+    /// # Panics
+    ///
+    /// As [`routes`](Rodent::routes) does.
+    #[track_caller]
+    pub fn unbounded_grpc_routes(mut self, router: Router) -> Self {
+        self.app.add_unbounded_grpc(router);
+        self
+    }
+
     /// Adds routes to the admin API, relative to `/admin` (`.route("/faults", put(..))` is
     /// `PUT /admin/faults`), behind the bearer token `RODENT_ADMIN_TOKEN` as rodent's own admin
     /// routes are: 404 while no token is set, 401 without the right one (compared in constant

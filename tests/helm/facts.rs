@@ -41,7 +41,9 @@ pub fn assert_lifecycle_facts(m: &Manifests) {
 }
 
 /// httpGet probes on the named port, which is the port rodent serves its probes on (the
-/// management port when there is one), at rodent's paths.
+/// management port when there is one), at rodent's paths; or, with `grpc:` probes for startup
+/// and readiness, the number of that port (plaintext: the kubelet's gRPC probes speak no TLS),
+/// and liveness still on `/healthz` (gRPC health reports readiness, NOT_SERVING while draining).
 pub fn assert_probes(m: &Manifests) {
     let container = m.container();
     let port = |name: &str| {
@@ -66,8 +68,19 @@ pub fn assert_probes(m: &Manifests) {
         ("livenessProbe", "/healthz"),
         ("readinessProbe", "/readyz"),
     ] {
-        assert_eq!(container[probe]["httpGet"]["path"], path, "{probe} path");
-        assert_eq!(container[probe]["httpGet"]["port"], probed, "{probe} port");
+        let grpc = &container[probe]["grpc"];
+        if grpc.is_null() {
+            assert_eq!(container[probe]["httpGet"]["path"], path, "{probe} path");
+            assert_eq!(container[probe]["httpGet"]["port"], probed, "{probe} port");
+        } else {
+            assert_ne!(
+                probe, "livenessProbe",
+                "NOT_SERVING while draining would restart it"
+            );
+            assert!(container[probe]["httpGet"].is_null(), "{probe}: one action");
+            let number = port(probed).expect("the probed port is declared");
+            assert_eq!(whole(&grpc["port"]).to_string(), number, "{probe} port");
+        }
     }
 }
 

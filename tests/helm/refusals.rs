@@ -44,6 +44,14 @@ fn wrong_types_and_typos_are_rejected_by_the_schema() {
             "managementPort",
         ),
         (
+            Values::defaults().set_string("probes.grpc.enabled=yes"),
+            "probes.grpc.enabled",
+        ),
+        (
+            Values::defaults().set("probes.grpc.port=9090"),
+            "probes.grpc",
+        ),
+        (
             Values::defaults().set("faults.errorRate=2"),
             "faults.errorRate",
         ),

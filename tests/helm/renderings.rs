@@ -394,3 +394,36 @@ fn a_management_port_takes_the_probes_the_scrapes_and_the_test() {
     assert!(m.env_entry("RODENT_MANAGEMENT_PORT").is_none());
     assert_eq!(m.container()["readinessProbe"]["httpGet"]["port"], "http");
 }
+
+#[test]
+fn grpc_probes_call_the_health_service_on_the_port_the_probes_answer_on() {
+    let Some(tools) = tools() else { return };
+    let m = check(
+        tools,
+        Values::all_features().set("probes.grpc.enabled=true"),
+    );
+    let container = m.container();
+    for probe in ["startupProbe", "readinessProbe"] {
+        assert_eq!(
+            container[probe]["grpc"],
+            json!({"port": 8080, "service": ""}),
+            "{probe}"
+        );
+    }
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_lifecycle_facts(&m);
+
+    // With a management port they call it: it serves the health service too, in plaintext.
+    let m = check(
+        tools,
+        Values::all_features()
+            .set("probes.grpc.enabled=true")
+            .set("managementPort=9090")
+            .set("probes.grpc.service=rodent.echo.v1.Echo"),
+    );
+    assert_eq!(
+        m.container()["readinessProbe"]["grpc"],
+        json!({"port": 9090, "service": "rodent.echo.v1.Echo"})
+    );
+    assert_lifecycle_facts(&m);
+}

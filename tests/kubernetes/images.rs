@@ -22,6 +22,8 @@ pub struct Image {
 pub struct Images {
     pub rodent: Image,
     pub baseline: Image,
+    /// The bare tonic server (`examples/grpc_baseline.rs`) the gRPC scenarios compare with.
+    pub grpc_baseline: Image,
 }
 
 pub fn images(cluster: &Cluster) -> &'static Images {
@@ -29,6 +31,11 @@ pub fn images(cluster: &Cluster) -> &'static Images {
     IMAGES.get_or_init(|| Images {
         rodent: build_and_import(cluster, "rodent", kit::binary()),
         baseline: build_and_import(cluster, "rodent-baseline", &baseline_binary()),
+        grpc_baseline: build_and_import(
+            cluster,
+            "rodent-grpc-baseline",
+            &kit::example("grpc_baseline"),
+        ),
     })
 }
 

@@ -19,6 +19,7 @@ mod cluster;
 mod deletion;
 mod drain;
 mod faults;
+mod grpc;
 mod hardened;
 mod images;
 mod nodes;
@@ -153,6 +154,39 @@ fn drained(cluster: &cluster::Cluster, server: Server) {
         &["rodent", "baseline"],
     );
     run.check();
+}
+
+#[test]
+fn grpc_readiness_probes_take_a_draining_pod_out_of_the_endpoints() {
+    let (cluster, _one) = cluster!();
+    grpc::grpc_readiness_takes_a_draining_pod_out(cluster);
+}
+
+#[test]
+fn rodent_loses_no_grpc_call_across_rollouts_and_a_scale_down() {
+    let (cluster, _one) = cluster!(3);
+    let run = grpc::grpc_rollouts_and_scale_down(cluster, Server::Rodent);
+    eprintln!("{}", run.summary(Server::Rodent));
+    run.check_the_load_ran(Server::Rodent);
+    assert_eq!(
+        run.load.lost(),
+        0,
+        "rodent lost gRPC calls:\n{}",
+        run.summary(Server::Rodent)
+    );
+}
+
+#[test]
+fn the_grpc_baseline_loses_calls_in_the_same_rollouts_and_scale_down() {
+    let (cluster, _one) = cluster!(3);
+    let run = grpc::grpc_rollouts_and_scale_down(cluster, Server::Baseline);
+    eprintln!("{}", run.summary(Server::Baseline));
+    run.check_the_load_ran(Server::Baseline);
+    assert!(
+        run.load.lost() > 0,
+        "the gRPC baseline lost nothing, so the scenario cannot tell a drain from none:\n{}",
+        run.summary(Server::Baseline)
+    );
 }
 
 #[test]

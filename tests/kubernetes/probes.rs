@@ -19,7 +19,7 @@ const DRAIN_DELAY: Duration = Duration::from_secs(5);
 /// The chart's readiness probe: every second, one failure marks the pod unready.
 const READINESS_PERIOD: Duration = Duration::from_secs(1);
 
-fn watches(cluster: &Cluster, release: &Release) -> (Watch, Watch) {
+pub fn watches(cluster: &Cluster, release: &Release) -> (Watch, Watch) {
     let namespace = &release.namespace.name;
     let pods = Watch::start(
         cluster,
@@ -33,12 +33,12 @@ fn watches(cluster: &Cluster, release: &Release) -> (Watch, Watch) {
     (pods, slices)
 }
 
-fn condition(conditions: &Value, name: &str) -> Option<bool> {
+pub fn condition(conditions: &Value, name: &str) -> Option<bool> {
     conditions[name].as_bool()
 }
 
 /// Events the kubelet recorded about a pod whose message starts with `prefix`.
-fn probe_events(namespace: &Namespace, pod: &str, prefix: &str) -> Vec<String> {
+pub fn probe_events(namespace: &Namespace, pod: &str, prefix: &str) -> Vec<String> {
     let selector = format!("involvedObject.name={pod}");
     let events = namespace.json(&["get", "events", "--field-selector", &selector]);
     events["items"]

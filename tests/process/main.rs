@@ -8,6 +8,7 @@
 //! wait, `Spawn::run` for a command that ends, `kit::PidFile` for an instance with a PID file,
 //! `Rodent::metrics` for `/metrics`.
 
+mod grpc;
 mod host;
 mod hostile;
 mod lifecycle;

@@ -212,6 +212,32 @@ Everything the schema cannot say about values, checked once (included by the Dep
 {{- end }}
 
 {{/*
+How the startup and readiness probes ask: `httpGet` of `path` on the port the probes answer on,
+or, with probes.grpc.enabled, Kubernetes' own `grpc:` probe, which calls
+grpc.health.v1.Health/Check in plaintext: SERVING once ready, NOT_SERVING from the first
+SIGTERM, as /readyz. A gRPC probe names its port by number; it is the management port when
+there is one (which serves the health service too), containerPort otherwise.
+Called with (dict "root" $ "path" "/readyz").
+*/}}
+{{- define "rodent.probeAction" -}}
+{{- $root := .root }}
+{{- if $root.Values.probes.grpc.enabled }}
+grpc:
+  port: {{ include "rodent.grpcProbePort" $root }}
+  service: {{ $root.Values.probes.grpc.service | quote }}
+{{- else }}
+httpGet:
+  path: {{ .path }}
+  port: {{ include "rodent.managementPortName" $root }}
+{{- end }}
+{{- end }}
+
+{{/* The port number Kubernetes' gRPC probes call. */}}
+{{- define "rodent.grpcProbePort" -}}
+{{- if include "rodent.management" . }}{{ .Values.managementPort | int64 }}{{ else }}{{ .Values.containerPort | int64 }}{{ end }}
+{{- end }}
+
+{{/*
 The reference service's faults and backends, from .Values.faults and .Values.backends: only
 what is set, so a chart with none of them renders no variable for them.
 */}}

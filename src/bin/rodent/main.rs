@@ -11,9 +11,11 @@
 //! | `faults` | injected errors and delays, and `/admin/faults` |
 //! | `chain` | `POST /echo` forwarded to the backends |
 //! | `introspect` | `GET /headers`, `GET /env` |
+//! | `grpc` | the reference gRPC service, on the same port |
 
 mod chain;
 mod faults;
+mod grpc;
 mod introspect;
 mod routes;
 mod settings;
@@ -47,6 +49,8 @@ fn main() -> std::process::ExitCode {
             let crash = service.crash_handle();
             let mut service = service
                 .routes(routes::routes(build, chain, &faults))
+                .grpc_routes(grpc::unary())
+                .unbounded_grpc_routes(grpc::streaming())
                 .protected_routes(
                     Router::new()
                         .route("/env", get(introspect::env))

@@ -27,8 +27,9 @@ use crate::introspect;
 const STREAM_EVERY: Duration = Duration::from_millis(100);
 /// How often `/events` sends an event, unless asked otherwise.
 const EVENTS_EVERY: Duration = Duration::from_secs(1);
-/// What the last line or event of a long-lived response says when the drain ended it.
-const STOPPING: &str = "the service is stopping; reconnect to reach another instance";
+/// What the last line or event of a long-lived response (the gRPC `Stream`'s status too) says
+/// when the drain ended it.
+pub(crate) const STOPPING: &str = "the service is stopping; reconnect to reach another instance";
 /// The reason of a WebSocket's close frame when the drain ended it (at most 123 bytes).
 const GOING_AWAY: &str = "the service is stopping";
 /// How long `/ws/echo` waits for the client to answer its close frame.
@@ -67,7 +68,7 @@ async fn info(
 }
 
 /// The host name: the pod name in Kubernetes, the container id in Docker.
-fn instance() -> String {
+pub(crate) fn instance() -> String {
     nix::unistd::gethostname()
         .ok()
         .and_then(|name| name.into_string().ok())

@@ -145,7 +145,7 @@ impl Metrics {
         );
         registry.register(
             "http_request_timeouts",
-            "Requests answered 503 because the handler exceeded RODENT_REQUEST_TIMEOUT",
+            "Requests answered 503 (gRPC calls DEADLINE_EXCEEDED) because the handler exceeded RODENT_REQUEST_TIMEOUT",
             timeouts.clone(),
         );
         registry.register(
@@ -155,7 +155,7 @@ impl Metrics {
         );
         registry.register(
             "http_requests_shed",
-            "Requests refused with 503 because RODENT_MAX_INFLIGHT, or the bound on scrapes of /metrics answered at once, was reached",
+            "Requests refused with 503 (gRPC calls UNAVAILABLE) because RODENT_MAX_INFLIGHT, or the bound on scrapes of /metrics answered at once, was reached",
             shed.clone(),
         );
         registry.register(
