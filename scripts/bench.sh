@@ -23,6 +23,10 @@
 #      server (examples/grpc_baseline.rs) round after round, with server CPU per call; and
 #      resident memory with idle gRPC connections held (each having made one call), from which
 #      the memory per idle gRPC connection, for both.
+#   8. (only when asked: SECTIONS=8) the Kubernetes scenarios on the three-node cluster
+#      `scripts/kube up` runs: `scripts/test --test kubernetes`, each scenario's `figure:` lines
+#      (requests, failed, p99 during the event, its duration; rodent beside the servers that must
+#      lose) and the suite's wall time. Needs the cluster up and `scripts/test --no-run` built.
 #
 # The server and wrk are pinned to different cores (taskset) so they do not take turns on one.
 # CPU time per request (from /proc/PID/stat) is the figure least disturbed by other work on the
@@ -736,6 +740,25 @@ print("%.0f %.3f %.3f %d %d" % (d["rps"], lat.get(50, 0), lat.get(99, 0), d["cou
   say "KiB per idle gRPC connection: the growth of VmRSS from idle (after a second of calls) to" \
     "$GRPC_HOLD held connections, divided by $GRPC_HOLD. rodent ÷ bare tonic:" \
     "$(ratio "$(cat "$OUT/grpc-rss-rodent-per-connection.txt")" "$(cat "$OUT/grpc-rss-grpc-baseline-per-connection.txt")")."
+  say ""
+fi
+
+if want 8; then
+  say "## 8. Kubernetes: drains, rollouts and scale-downs under load, three nodes"
+  say ""
+  scripts/kube status >/dev/null || die "section 8 needs the cluster: scripts/kube up"
+  started=$SECONDS
+  # shellcheck disable=SC2065 # a command named test, not the test builtin
+  scripts/test --test kubernetes -- --nocapture >"$OUT/kubernetes.log" 2>&1 ||
+    say "(some tests failed: see $OUT/kubernetes.log)"
+  say "- the suite: $((SECONDS - started)) s wall, $(grep -o '[0-9]* passed; [0-9]* failed' "$OUT/kubernetes.log" | tail -1)"
+  say "- \`scripts/kube up\` took $(cat /run/rodent-kube/start-seconds 2>/dev/null || echo '?') s"
+  say ""
+  say '```'
+  # Each scenario's figure line and the indented notes under it.
+  awk '/^figure: [a-z]/ { on = 1; print; next } on && /^  / { print; next } { on = 0 }' \
+    "$OUT/kubernetes.log" | tee -a "$results"
+  say '```'
   say ""
 fi
 
