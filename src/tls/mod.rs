@@ -27,7 +27,9 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use rustls::ServerConfig;
-use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::server::{
+    ClientHello, ResolvesServerCert, ServerSessionMemoryCache, StoresServerSessions,
+};
 use rustls::sign::CertifiedKey;
 use tokio::sync::Notify;
 use tokio_rustls::TlsAcceptor;
@@ -38,13 +40,55 @@ use crate::files::{Watch, WatchError};
 use crate::observe::metrics::Metrics;
 pub(crate) use pair::{Files, Pair, PairError};
 
-/// The pair new connections get: swapped whole when the files rotate.
+/// The pair new connections get, and the sessions they may resume: both swapped when the files
+/// rotate. A session resumed skips the certificate, so one begun under the old pair would go on
+/// being resumed under it; rotating the store with the pair makes every new connection after a
+/// rotation shake hands with the new certificate (a rotated key may be a compromised one).
 #[derive(Debug)]
-struct Current(ArcSwap<CertifiedKey>);
+struct Current {
+    pair: ArcSwap<CertifiedKey>,
+    sessions: ArcSwap<ServerSessionMemoryCache>,
+}
+
+/// Sessions kept for resumption, per pair: rustls' own default size.
+const SESSIONS: usize = 256;
+
+impl Current {
+    fn new(pair: Arc<CertifiedKey>) -> Self {
+        Self {
+            pair: ArcSwap::new(pair),
+            sessions: ArcSwap::new(ServerSessionMemoryCache::new(SESSIONS)),
+        }
+    }
+
+    /// Serves `pair` to new connections, none of which resumes a session of the pair before.
+    fn rotate(&self, pair: Arc<CertifiedKey>) {
+        self.pair.store(pair);
+        self.sessions.store(ServerSessionMemoryCache::new(SESSIONS));
+    }
+}
 
 impl ResolvesServerCert for Current {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.0.load_full())
+        Some(self.pair.load_full())
+    }
+}
+
+impl StoresServerSessions for Current {
+    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+        self.sessions.load().put(key, value)
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.sessions.load().get(key)
+    }
+
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.sessions.load().take(key)
+    }
+
+    fn can_cache(&self) -> bool {
+        true
     }
 }
 
@@ -106,13 +150,14 @@ impl Tls {
         };
         let pair = Pair::read_settled(&files)?;
         let watch = Watch::new(vec![files.cert.clone(), files.key.clone()])?;
-        let current = Arc::new(Current(ArcSwap::new(pair.certified.clone())));
+        let current = Arc::new(Current::new(pair.certified.clone()));
         let mut server = ServerConfig::builder_with_provider(pair::provider())
             .with_safe_default_protocol_versions()
             .expect("ring supports rustls' default protocol versions")
             .with_no_client_auth()
             .with_cert_resolver(current.clone());
         server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        server.session_storage = current.clone();
         metrics.tls().serving(pair.expires);
         tracing::info!(
             target: "rodent::tls",

@@ -97,15 +97,38 @@ impl Ca {
     /// Shakes hands on a new connection to `port` and returns the certificate served, and the
     /// protocol chosen by ALPN.
     pub async fn served(&self, port: u16, alpn: &[&str]) -> (Vec<u8>, Option<String>) {
-        let connector = TlsConnector::from(Arc::new(self.client_config(alpn)));
+        served_with(Arc::new(self.client_config(alpn)), port, false).await
+    }
+}
+
+/// Shakes hands on a new connection to `port` with `config` (whose session store resumes what
+/// it can) and returns the certificate the session holds and the protocol chosen; with
+/// `request`, also sends `GET /` and reads the answer, which brings the session tickets a later
+/// connection resumes.
+pub async fn served_with(
+    config: Arc<ClientConfig>,
+    port: u16,
+    request: bool,
+) -> (Vec<u8>, Option<String>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    {
+        let connector = TlsConnector::from(config);
         let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .expect("the port accepts");
         let name = ServerName::try_from("127.0.0.1").expect("an IP address is a name");
-        let tls = connector
+        let mut tls = connector
             .connect(name, tcp)
             .await
             .expect("the handshake succeeds");
+        if request {
+            tls.write_all(b"GET / HTTP/1.1\r\nHost: rodent\r\nConnection: close\r\n\r\n")
+                .await
+                .expect("the request is sent");
+            let mut answer = Vec::new();
+            let _ = tls.read_to_end(&mut answer).await;
+            assert!(answer.starts_with(b"HTTP/1.1 200"), "GET / answered");
+        }
         let (_, session) = tls.get_ref();
         let leaf = session
             .peer_certificates()

@@ -2,6 +2,7 @@
 //! ones carry on, nothing is dropped; a pair caught between its two writes is read again before
 //! it counts; a bad pair is refused and the one in use kept.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::signal::Signal::{SIGHUP, SIGKILL, SIGTERM};
@@ -188,8 +189,19 @@ async fn the_kubelets_swap_of_a_secret_rotates_the_certificate() {
         200
     );
 
+    // A client that resumes sessions: one begun under the old certificate is not resumed after
+    // the rotation, so its next connection shakes hands with the new one.
+    let resuming = Arc::new(ca.client_config(&["http/1.1"]));
+    let (before, _) = super::certs::served_with(resuming.clone(), port, true).await;
+    assert_eq!(before, one.der);
+
     volume.update(&pair(&two));
     served(&ca, port, &two).await;
+    let (after, _) = super::certs::served_with(resuming, port, true).await;
+    assert_eq!(
+        after, two.der,
+        "a session of the old certificate was resumed"
+    );
     counted(&ca, &rodent, 1, 0, two.not_after).await;
     // The HTTP/2 connection opened on the old certificate carries on.
     assert_eq!(
