@@ -214,6 +214,15 @@ fn deploy<'a>(cluster: &'a Cluster, namespace: &'a Namespace<'a>, server: Server
             "rodent",
             &grpc_values(&all.rodent, extra),
         ),
+        Server::RodentNoDrainDelay => {
+            extra["shutdown"]["drainDelay"] = json!("0");
+            install(
+                cluster,
+                namespace,
+                "rodent-no-delay",
+                &grpc_values(&all.rodent, extra),
+            )
+        }
         Server::Baseline => deploy_rendered(
             cluster,
             namespace,
