@@ -159,7 +159,7 @@ fn drained(cluster: &cluster::Cluster, server: Server) {
 }
 
 #[test]
-fn with_the_client_nodes_kube_proxy_late_rodent_loses_no_request_in_the_rollouts() {
+fn with_the_client_nodes_kube_proxy_late_rodent_loses_no_request_in_a_rollout() {
     let (cluster, _one) = cluster!(3);
     slowed_rollouts(cluster, Server::Rodent);
 }
@@ -177,10 +177,10 @@ fn with_the_client_nodes_kube_proxy_late_the_baseline_loses_requests() {
 }
 
 fn slowed_rollouts(cluster: &cluster::Cluster, server: Server) {
-    let rollouts = rolling_restarts(cluster, server, CYCLES, Some(SLOW_PROXY));
+    let rollouts = rolling_restarts(cluster, server, 1, Some(SLOW_PROXY));
     rollouts.run.plot(
-        "kubernetes-slowed-rollouts",
-        "Three rollout restarts, the client node's kube-proxy 2.5 s late, requests per second",
+        "kubernetes-slowed-rollout",
+        "A rollout restart, the client node's kube-proxy 2.5 s late, requests per second",
         &["rodent", "rodent-no-delay", "baseline"],
     );
     check_the_load_ran(&rollouts);
