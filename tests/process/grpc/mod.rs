@@ -3,6 +3,7 @@
 //! deadlines, streams through the drain, and `rodent probe grpc`.
 
 mod calls;
+mod drain;
 mod health;
 mod probe;
 
