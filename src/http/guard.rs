@@ -22,6 +22,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use pin_project_lite::pin_project;
+use tokio::task::futures::TaskLocalFuture;
 use tonic::Code;
 use tower::{Layer, Service};
 
@@ -142,13 +143,13 @@ where
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = GuardFuture<S::Future>;
+    type Future = GuardFuture<TaskLocalFuture<Option<Deadline>, S::Future>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request) -> Self::Future {
+    fn call(&mut self, req: Request) -> Self::Future {
         let max = self.bounds.max_inflight;
         let Some(permit) = self.state.admit(max) else {
             self.state.metrics.shed();
@@ -167,13 +168,13 @@ where
                 response: Some(shed),
             };
         };
-        if self.bounds.timed {
-            // Taken before tower-http's timeout starts its own clock, so never later than it.
-            req.extensions_mut()
-                .insert(Deadline::after(self.bounds.request_timeout));
-        }
+        // Taken before tower-http's timeout starts its own clock, so never later than it.
+        let deadline = self
+            .bounds
+            .timed
+            .then(|| Deadline::after(self.bounds.request_timeout));
         GuardFuture::Admitted {
-            inner: self.inner.call(req),
+            inner: Deadline::scope(deadline, self.inner.call(req)),
             permit: Some(permit),
             bounds: self.bounds,
         }

@@ -22,9 +22,11 @@ use hyper_util::server::conn::auto;
 use pin_project_lite::pin_project;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 use tower::util::Oneshot;
 
+use super::handshake;
 use super::io::{Activity, Tracked, Verdict};
 use super::stall::{self, StreamExecutor};
 use super::{ConnectionControl, Phase};
@@ -54,6 +56,8 @@ pub(super) struct ConnectionContext {
     pub metrics: Arc<Metrics>,
     pub control: ConnectionControl,
     pub timeouts: Timeouts,
+    /// Set on a port that serves HTTPS.
+    pub tls: Option<TlsAcceptor>,
 }
 
 pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, context: Arc<ConnectionContext>) {
@@ -67,7 +71,14 @@ pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, context: Arc<Conn
         activity: activity.clone(),
         peer,
     };
-    let io = TokioIo::new(Tracked::new(stream, activity.clone()));
+    let socket = Tracked::new(stream, activity.clone());
+    let within = context.timeouts.header_read;
+    let tls = context.tls.as_ref();
+    let Some(io) = handshake::secure(socket, tls, within, &context.control, peer).await else {
+        metrics.connection_closed();
+        return;
+    };
+    let io = TokioIo::new(io);
     let control = &context.control;
     let mut phase = control.phase.clone();
     // The phase this task has acted on; a connection accepted later acts on the current one.
@@ -78,6 +89,12 @@ pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, context: Arc<Conn
     let timer = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(timer);
     let mut closing = false;
+    // A GOAWAY was sent because the server drains. An HTTP/2 client that connects during the
+    // drain delay gets one as soon as its first request shows it speaks HTTP/2 (that request is
+    // served): otherwise it would go on sending on this connection until the listener closes,
+    // and a call racing that close would be refused (503, a gRPC call UNAVAILABLE) rather than
+    // sent elsewhere. HTTP/1 clients get `Connection: close` on every response of the delay.
+    let mut goaway = false;
     // Asked to close because it was idle; one that is still open an idle timeout later is stuck
     // on its client (an HTTP/2 stream whose last bytes wait on a window that never opens).
     let mut closing_idle = false;
@@ -112,7 +129,8 @@ pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, context: Arc<Conn
                         control.aborted.fetch_add(1, Ordering::Relaxed);
                         break false; // dropping the connection closes the socket
                     }
-                    if acted < Phase::Draining && now >= Phase::Draining && activity.is_http2() {
+                    if now >= Phase::Draining && !goaway && activity.is_http2() {
+                        goaway = true;
                         tracing::debug!(target: "rodent::server", %peer, "draining: GOAWAY sent to an HTTP/2 client");
                         connection.as_mut().graceful_shutdown();
                     }
@@ -131,6 +149,11 @@ pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, context: Arc<Conn
                         }
                     }
                     acted = now;
+                }
+                () = activity.speaks_http2(), if acted >= Phase::Draining && !goaway && !closing => {
+                    goaway = true;
+                    tracing::debug!(target: "rodent::server", %peer, "draining: GOAWAY sent to an HTTP/2 client that connected during the drain");
+                    connection.as_mut().graceful_shutdown();
                 }
                 () = poll_fn(|cx| {
                     // A request head that started during the poll of hyper above is due before

@@ -25,6 +25,8 @@ pub(super) struct Activity {
     requests: AtomicUsize,
     /// Known to speak HTTP/2, from its first request.
     http2: AtomicBool,
+    /// Notified when `http2` is set.
+    http2_known: Notify,
     /// Whether a request has started on it: until then, its first request may be on the wire.
     requested: AtomicBool,
     /// When the connection last became idle: accepted, or its last response finished.
@@ -67,6 +69,7 @@ impl Activity {
             accepted: Instant::now(),
             requests: AtomicUsize::new(0),
             http2: AtomicBool::new(false),
+            http2_known: Notify::new(),
             requested: AtomicBool::new(false),
             idle_since: AtomicU64::new(0),
             head_started: AtomicU64::new(0),
@@ -121,8 +124,9 @@ impl Activity {
     }
 
     pub(super) fn request_started(&self, http2: bool) {
-        if http2 {
-            self.http2.store(true, Ordering::Relaxed);
+        if http2 && !self.http2.swap(true, Ordering::Relaxed) {
+            // A permit is kept if nobody waits yet (see `speaks_http2`).
+            self.http2_known.notify_one();
         }
         self.requests.fetch_add(1, Ordering::AcqRel);
         self.requested.store(true, Ordering::Relaxed);
@@ -143,6 +147,13 @@ impl Activity {
 
     pub(super) fn is_http2(&self) -> bool {
         self.http2.load(Ordering::Relaxed)
+    }
+
+    /// Resolves once the connection is known to speak HTTP/2 (its first request has started).
+    pub(super) async fn speaks_http2(&self) {
+        if !self.is_http2() {
+            self.http2_known.notified().await;
+        }
     }
 
     fn bytes_read(&self) {

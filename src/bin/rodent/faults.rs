@@ -8,20 +8,19 @@
 //! against the request's deadline and ends with it (503, as any timeout). The probes,
 //! `/metrics` and the admin API are rodent's routes, outside: never touched.
 //!
-//! With no fault set, a request pays an atomic load: the layer is on every request of the
+//! With no fault set, a request pays an atomic load: the check is on every request of the
 //! reference routes, and `GET /` must not get slower for it (see BENCHMARKS.md).
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 
 use arc_swap::ArcSwap;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Request, State};
+use axum::handler::Handler;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -32,7 +31,6 @@ use rodent::prometheus_client::metrics::counter::Counter;
 use rodent::prometheus_client::metrics::family::Family;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tower::{Layer, Service, ServiceExt};
 
 use crate::settings::{DelayRange, FaultSet, Settings, error_rate};
 
@@ -83,9 +81,12 @@ impl Faults {
         self.injected.clone()
     }
 
-    /// The layer that injects the faults into the routes it wraps.
-    pub(crate) fn layer(self: &Arc<Self>) -> FaultLayer {
-        FaultLayer(self.clone())
+    /// `handler`, with the faults injected into each of its requests.
+    pub(crate) fn inject<H>(self: &Arc<Self>, handler: H) -> Faulty<H> {
+        Faulty {
+            handler,
+            faults: self.clone(),
+        }
     }
 
     fn store(&self, effective: Effective) {
@@ -215,56 +216,39 @@ async fn reset(State(faults): State<Arc<Faults>>) -> Response {
     read(State(faults)).await
 }
 
-/// Injects the faults in effect into each request of the routes it wraps.
+/// A handler with the faults in effect injected into each of its requests
+/// ([`Faults::inject`]).
+///
+/// A handler of its own rather than a `tower::Layer` through `Handler::layer`: axum turns a
+/// layered handler into a service, and that service back into a handler's future, on every
+/// request; this costs a flag's load and one match when no fault is set (BENCHMARKS.md).
 #[derive(Clone)]
-pub(crate) struct FaultLayer(Arc<Faults>);
-
-impl<S> Layer<S> for FaultLayer {
-    type Service = Inject<S>;
-
-    fn layer(&self, inner: S) -> Inject<S> {
-        Inject {
-            inner,
-            faults: self.0.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub(crate) struct Inject<S> {
-    inner: S,
+pub(crate) struct Faulty<H> {
+    handler: H,
     faults: Arc<Faults>,
 }
 
-type Injecting = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+type Injecting = Pin<Box<dyn Future<Output = Response> + Send>>;
 
-impl<S> Service<Request> for Inject<S>
+impl<H, T, S> Handler<T, S> for Faulty<H>
 where
-    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
-    S::Future: Send,
+    H: Handler<T, S>,
+    T: 'static,
+    S: Send + 'static,
 {
-    type Response = Response;
-    type Error = Infallible;
-    type Future = Either<S::Future, Injecting>;
+    type Future = Either<H::Future, Injecting>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request) -> Self::Future {
+    fn call(self, req: Request, state: S) -> Self::Future {
         if !self.faults.active.load(Ordering::Acquire) {
-            return Either::Left(self.inner.call(req));
+            return Either::Left(self.handler.call(req, state));
         }
-        // The service polled ready is the one that must be called: keep it, leave a clone.
-        let inner = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, inner);
-        Either::Right(Box::pin(inject(self.faults.clone(), inner, req)))
+        Either::Right(Box::pin(inject(self.faults, self.handler, req, state)))
     }
 }
 
-async fn inject<S>(faults: Arc<Faults>, inner: S, req: Request) -> Result<Response, Infallible>
+async fn inject<H, T, S>(faults: Arc<Faults>, handler: H, req: Request, state: S) -> Response
 where
-    S: Service<Request, Response = Response, Error = Infallible>,
+    H: Handler<T, S>,
 {
     let effective = faults.effective.load_full();
     let set = effective.set;
@@ -298,7 +282,7 @@ where
             )
             .into_response()
     } else {
-        inner.oneshot(req).await?
+        handler.call(req, state).await
     };
     if let Some(wait) = waited {
         AccessNote::add(
@@ -309,7 +293,7 @@ where
     if erred {
         AccessNote::add(&mut response, "injected error");
     }
-    Ok(response)
+    response
 }
 
 /// A wait rounded to the millisecond, as durations are written.

@@ -48,7 +48,7 @@ fn main() -> std::process::ExitCode {
             let configured = settings.get();
             let crash = service.crash_handle();
             let mut service = service
-                .routes(routes::routes(build, chain, faults.layer()))
+                .routes(routes::routes(build, chain, &faults))
                 .grpc_routes(grpc::unary())
                 .unbounded_grpc_routes(grpc::streaming())
                 .protected_routes(

@@ -2,12 +2,12 @@
 //! probes, timeouts and telemetry.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{Extension, Path, Query, State};
-use axum::handler::Handler;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::chain::{self, Chain};
-use crate::faults::FaultLayer;
+use crate::faults::Faults;
 use crate::introspect;
 
 /// How often `/stream/{ms}` sends a line.
@@ -37,23 +37,18 @@ const CLOSE_ANSWER_WITHIN: Duration = Duration::from_secs(1);
 
 /// The reference routes, each behind the injected faults; `build` is what `GET /` and
 /// `GET /version` report, `chain` where `POST /echo` forwards.
-///
-/// The faults wrap each handler (`Handler::layer`) rather than the router (`route_layer`): a
-/// router's layer boxes every route once more, and clones it per request, which `GET /` would
-/// pay for with no fault set.
-pub(crate) fn routes(build: BuildInfo, chain: Chain, faults: FaultLayer) -> Router {
-    let f = || faults.clone();
+pub(crate) fn routes(build: BuildInfo, chain: Chain, faults: &Arc<Faults>) -> Router {
     Router::new()
-        .route("/", get(info.layer(f())))
-        .route("/version", get(version.layer(f())))
-        .route("/delay/{ms}", get(delay.layer(f())))
-        .route("/status/{code}", get(status.layer(f())))
-        .route("/echo", post(echo.layer(f())).with_state(chain))
-        .route("/headers", get(introspect::headers.layer(f())))
-        .route("/panic", get(panic.layer(f())))
-        .route("/stream/{ms}", get(stream.layer(f())))
-        .route("/events", get(events.layer(f())))
-        .route("/ws/echo", get(ws_echo.layer(f())))
+        .route("/", get(faults.inject(info)))
+        .route("/version", get(faults.inject(version)))
+        .route("/delay/{ms}", get(faults.inject(delay)))
+        .route("/status/{code}", get(faults.inject(status)))
+        .route("/echo", post(faults.inject(echo)).with_state(chain))
+        .route("/headers", get(faults.inject(introspect::headers)))
+        .route("/panic", get(faults.inject(panic)))
+        .route("/stream/{ms}", get(faults.inject(stream)))
+        .route("/events", get(faults.inject(events)))
+        .route("/ws/echo", get(faults.inject(ws_echo)))
         .with_state(build)
 }
 

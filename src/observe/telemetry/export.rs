@@ -121,25 +121,34 @@ impl ExportQueue {
     /// Exports every span ended so far, until `deadline` at the latest, then stops the export
     /// thread. Returns how many spans were dropped (each counted in the metrics) rather than
     /// exported: those the collector did not take in time, those still queued at the deadline.
+    /// When the export thread is gone, the spans it left are counted as dropped too.
     pub(crate) async fn shut_down(&self, deadline: Instant) -> Result<u64, String> {
         let (tx, rx) = oneshot::channel();
-        self.control
-            .send(ExportOrder::Shutdown {
-                deadline,
-                done: Reply::Async(tx),
-            })
-            .map_err(|_| "the export thread has already stopped".to_string())?;
+        let sent = self.control.send(ExportOrder::Shutdown {
+            deadline,
+            done: Reply::Async(tx),
+        });
+        if sent.is_err() {
+            self.drop_left();
+            return Err("the export thread has already stopped".to_string());
+        }
         match tokio::time::timeout_at(deadline.into(), rx).await {
             Ok(Ok(dropped)) => Ok(dropped),
-            Ok(Err(_)) => Err("the export thread stopped before flushing".to_string()),
+            Ok(Err(_)) => {
+                self.drop_left();
+                Err("the export thread stopped before flushing".to_string())
+            }
             // The thread is stuck outside an export (its exporter's own shutdown, a lookup):
             // what is still queued is dropped here.
-            Err(_) => {
-                let left = self.queue.clear() as u64;
-                self.counts.dropped(left);
-                Ok(left)
-            }
+            Err(_) => Ok(self.drop_left()),
         }
+    }
+
+    /// Drops and counts the spans still queued.
+    fn drop_left(&self) -> u64 {
+        let left = self.queue.clear() as u64;
+        self.counts.dropped(left);
+        left
     }
 
     fn ask_and_wait(

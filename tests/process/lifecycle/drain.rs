@@ -206,7 +206,8 @@ fn a_kept_alive_connection_is_told_to_close_and_never_reset() {
 /// holds up nothing.
 #[test]
 fn a_first_request_that_arrives_just_after_the_listener_closed_is_answered() {
-    let mut rodent = rodent().env("RODENT_DRAIN_DELAY", "300ms").spawn();
+    // A short drain delay: the request must reach rodent well inside the second it is given.
+    let mut rodent = rodent().env("RODENT_DRAIN_DELAY", "100ms").spawn();
     let mut late = connect(rodent.addr());
     let mut silent = connect(rodent.addr());
     let connected = Instant::now();
@@ -249,7 +250,7 @@ fn a_signal_during_startup_is_not_lost() {
 #[tokio::test]
 async fn http2_clients_get_a_goaway_and_lose_nothing() {
     let mut rodent = rodent().env("RODENT_DRAIN_DELAY", "1s").spawn();
-    let client = reqwest::Client::builder()
+    let client = kit::client_builder()
         .http2_prior_knowledge()
         .timeout(PATIENCE)
         .build()
