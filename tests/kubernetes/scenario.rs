@@ -69,11 +69,15 @@ pub fn deploy<'a>(
     let name = server.release();
     match server {
         Server::Rodent => install(cluster, namespace, name, &values(&images.rodent, extra)),
-        Server::RodentNoDrainDelay => {
-            let mut extra = extra;
-            extra["shutdown"]["drainDelay"] = json!("0");
-            install(cluster, namespace, name, &values(&images.rodent, extra))
-        }
+        // The chart refuses a drain delay shorter than its readiness probe takes to notice the
+        // drain: only the rendered Deployment can run it.
+        Server::RodentNoDrainDelay => deploy_rendered(
+            cluster,
+            namespace,
+            name,
+            &values(&images.rodent, extra),
+            without_drain_delay,
+        ),
         Server::Baseline => deploy_rendered(
             cluster,
             namespace,
@@ -88,6 +92,15 @@ pub fn deploy<'a>(
             },
         ),
     }
+}
+
+/// A rendered rodent container's `RODENT_DRAIN_DELAY` set to 0.
+pub fn without_drain_delay(container: &mut Value) {
+    let delay = container["env"]
+        .as_array_mut()
+        .and_then(|env| env.iter_mut().find(|v| v["name"] == "RODENT_DRAIN_DELAY"))
+        .expect("the chart sets RODENT_DRAIN_DELAY");
+    delay["value"] = json!("0");
 }
 
 /// What a scenario did to the pods, on the load's clock (since the load started).
