@@ -27,6 +27,11 @@
 #      `scripts/kube up` runs: `scripts/test --test kubernetes`, each scenario's `figure:` lines
 #      (requests, failed, p99 during the event, its duration; rodent beside the servers that must
 #      lose) and the suite's wall time. Needs the cluster up and `scripts/test --no-run` built.
+#   9. what HTTPS costs: rodent serving GET / over TLS (RODENT_TLS_CERT, an ECDSA P-256
+#      certificate made here with openssl) against the same rodent over plain HTTP, in the same
+#      run, alternating: throughput and server CPU per request on kept-alive connections (wrk),
+#      and callgrind's instructions per request, kept alive and with a new connection (a full
+#      handshake) per request.
 #
 # The server and wrk are pinned to different cores (taskset) so they do not take turns on one.
 # CPU time per request (from /proc/PID/stat) is the figure least disturbed by other work on the
@@ -34,7 +39,7 @@
 # Results go to stdout and to $OUT/results.md; BENCHMARKS.md explains them.
 #
 # Knobs (environment):
-#   SECTIONS="1 1b 2 3 4 5 6"  which sections run (5 also needs CALLGRIND=1, 6 PROFILE=1), e.g.
+#   SECTIONS="1 1b 2 3 4 5 6 7 9"  which sections run (5 also needs CALLGRIND=1, 6 PROFILE=1), e.g.
 #                              SECTIONS="1 2" for the comparison with both references alone
 #   ROUNDS=5 DURATION=10s CONNECTIONS=64   section 1 and 1b (rounds per server, wrk's -d, -c)
 #   HOLD="1000 10000"          section 2: the connection counts held, ascending, on one client
@@ -54,9 +59,9 @@
 #                              target/x86_64-unknown-linux-gnu/release, instead of building:
 #                              the same code without its symbol table (fine for sections 1-4
 #                              and 7; profiles and instruction counts then name no function)
-# Needs wrk, curl, python3, taskset (scripts/ci/tools.sh installs them); valgrind for section 5
-# and perf for section 6 (Debian's valgrind and linux-perf); ghz and grpc-health-probe for
-# section 7 (scripts/ci/grpc.sh builds them from their Go modules).
+# Needs wrk, curl, python3, taskset (scripts/ci/tools.sh installs them); valgrind for sections 5
+# and 9, perf for section 6 (Debian's valgrind and linux-perf); ghz and grpc-health-probe for
+# section 7 (scripts/ci/grpc.sh builds them from their Go modules); openssl for section 9.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -65,7 +70,7 @@ DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-64}
 RUNS=${RUNS:-50}
 HOLD=${HOLD:-1000 10000}
-SECTIONS=${SECTIONS:-1 1b 2 3 4 5 6 7}
+SECTIONS=${SECTIONS:-1 1b 2 3 4 5 6 7 9}
 GRPC_CONCURRENCY=${GRPC_CONCURRENCY:-50}
 GRPC_CONNECTIONS=${GRPC_CONNECTIONS:-4}
 GRPC_HOLD=${GRPC_HOLD:-1000}
@@ -133,13 +138,16 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 PID=""
 PORT=""
+# http, or https for a server given RODENT_TLS_CERT (section 9); curl and wrk do not check the
+# certificate, made here for the occasion.
+SCHEME=http
 # ready NAME: whether the server `start` started answers; the bare gRPC server has no /readyz
 # and is asked through its health service.
 ready() {
   if [ "$1" = grpc-baseline ]; then
     grpc-health-probe -addr="127.0.0.1:$PORT" >/dev/null 2>&1
   else
-    curl -fs -o /dev/null "http://127.0.0.1:$PORT/readyz"
+    curl -fsk -o /dev/null "$SCHEME://127.0.0.1:$PORT/readyz"
   fi
 }
 # start NAME [VAR=value...]: starts a server pinned to SERVER_CPU, waits until it is ready.
@@ -200,10 +208,10 @@ median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]
 # frequency), runs wrk into FILE, and sets RPS, P50, P99, ERRORS and CPU (server µs/request).
 measure() {
   local before after requests
-  taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNECTIONS" -d2s "http://127.0.0.1:$PORT/" >/dev/null
+  taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNECTIONS" -d2s "$SCHEME://127.0.0.1:$PORT/" >/dev/null
   before=$(cpu_ticks "$PID")
   taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency \
-    "http://127.0.0.1:$PORT/" >"$1"
+    "$SCHEME://127.0.0.1:$PORT/" >"$1"
   after=$(cpu_ticks "$PID")
   read -r RPS P50 P99 requests ERRORS < <(wrk_figures <"$1")
   CPU=$(awk -v t=$((after - before)) -v hz="$TICK" -v n="$requests" 'BEGIN { printf "%.2f", t / hz * 1e6 / n }')
@@ -507,12 +515,20 @@ fi
 
 # ---- 5. instructions per request ----
 cat >"$OUT/requests.py" <<'EOF'
-# Sends exactly N `GET /` requests over C kept-alive connections, one at a time.
-import socket, sys
+# Sends exactly N `GET /` requests over C kept-alive connections, one at a time; with `tls`,
+# over TLS (the certificate not checked); with C = 0, each on a new connection.
+import socket, ssl, sys
 port, n, c = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-conns = [socket.create_connection(("127.0.0.1", port)) for _ in range(c)]
+tls = len(sys.argv) > 4 and sys.argv[4] == "tls"
+context = ssl.create_default_context()
+context.check_hostname = False
+context.verify_mode = ssl.CERT_NONE
+def connect():
+    s = socket.create_connection(("127.0.0.1", port))
+    return context.wrap_socket(s, server_hostname="127.0.0.1") if tls else s
+conns = [connect() for _ in range(c)]
 for i in range(n):
-    s = conns[i % c]
+    s = conns[i % c] if c else connect()
     s.sendall(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
     data = b""
     while b"\r\n\r\n" not in data:
@@ -522,6 +538,8 @@ for i in range(n):
     length = next(int(l.split(b":")[1]) for l in head.split(b"\r\n") if l.lower().startswith(b"content-length"))
     while len(body) < length:
         body += s.recv(65536)
+    if not c:
+        s.close()
 EOF
 if want 5 && [ "$CALLGRIND" = 1 ] && command -v valgrind >/dev/null; then
   CG_REQUESTS=5000
@@ -769,6 +787,97 @@ if want 8; then
     "$OUT/kubernetes.log" | tee -a "$results"
   say '```'
   say ""
+fi
+
+# ---- 9. what HTTPS costs ----
+# The same rodent (default stack, access log on) over TLS and over plain HTTP, alternating.
+# The certificate: ECDSA P-256, made here (cert-manager's default is RSA 2048, whose handshake
+# signs more slowly; a kept-alive connection's requests do not depend on it).
+if want 9; then
+  command -v openssl >/dev/null || die "openssl is missing (section 9 makes its certificate with it)"
+  tls_dir="$OUT/tls"
+  mkdir -p "$tls_dir"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
+    -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+    -keyout "$tls_dir/tls.key" -out "$tls_dir/tls.crt" 2>/dev/null
+  BIN[rodent-tls]=${BIN[rodent]}
+  ENV[rodent-tls]="RODENT_TLS_CERT=$tls_dir/tls.crt RODENT_TLS_KEY=$tls_dir/tls.key"
+  scheme_of() { case $1 in *-tls) echo https ;; *) echo http ;; esac; }
+  say "## HTTPS against plain HTTP: GET /, wrk -t1 -c$CONNECTIONS -d$DURATION, kept-alive connections"
+  say ""
+  say "| round | server | requests/s | p50 ms | p99 ms | server CPU µs/request | errors |"
+  say "| --- | --- | --- | --- | --- | --- | --- |"
+  rm -f "$OUT"/tls-wrk-*.tsv
+  for round in $(seq 1 "$ROUNDS"); do
+    order="rodent rodent-tls"
+    [ $((round % 2)) -eq 0 ] && order="rodent-tls rodent"
+    for name in $order; do
+      SCHEME=$(scheme_of "$name")
+      start "$name"
+      measure "$OUT/tls-wrk-$name-$round.txt"
+      stop
+      echo "$RPS $P50 $P99 $CPU" >>"$OUT/tls-wrk-$name.tsv"
+      say "| $round | $name | $RPS | $P50 | $P99 | $CPU | $ERRORS |"
+    done
+  done
+  SCHEME=http
+  tlscol() { awk -v c="$2" '{ print $c }' "$OUT/tls-wrk-$1.tsv" | median; }
+  say ""
+  say "Medians over $ROUNDS rounds:"
+  say ""
+  say "| figure | HTTPS | HTTP | HTTPS ÷ HTTP |"
+  say "| --- | --- | --- | --- |"
+  for figure in "requests/s:1" "p50 ms:2" "p99 ms:3" "server CPU µs/request:4"; do
+    IFS=: read -r label c <<<"$figure"
+    t=$(tlscol rodent-tls "$c"); h=$(tlscol rodent "$c")
+    say "| $label | $t | $h | $(ratio "$t" "$h") |"
+  done
+  say ""
+  if [ "$CALLGRIND" = 1 ] && command -v valgrind >/dev/null; then
+    TLS_REQUESTS=5000
+    TLS_HANDSHAKES=500
+    say "### User-space instructions per GET / over HTTPS and HTTP (callgrind)"
+    say ""
+    say "| server | kept alive ($TLS_REQUESTS requests on 4 connections) | a new connection each ($TLS_HANDSHAKES requests) |"
+    say "| --- | --- | --- |"
+    for name in rodent rodent-tls; do
+      mode=""
+      [ "$(scheme_of "$name")" = https ] && mode=tls
+      row="| $name"
+      for run in "4 $TLS_REQUESTS" "0 $TLS_HANDSHAKES"; do
+        read -r conns requests <<<"$run"
+        PORT=$(free_port)
+        out="$OUT/callgrind-$name-c$conns.out"
+        rm -f "$out"*
+        # shellcheck disable=SC2086
+        env -i PATH="$PATH" RODENT_HOST=127.0.0.1 RODENT_PORT="$PORT" RODENT_PID_FILE= \
+          RODENT_DRAIN_DELAY=0 ${ENV[$name]} \
+          valgrind --tool=callgrind --callgrind-out-file="$out" "${BIN[$name]}" \
+          >"$OUT/callgrind-$name-c$conns.log" 2>&1 &
+        PID=$!
+        deadline=$((SECONDS + 60))
+        until curl -fsk -o /dev/null "$(scheme_of "$name")://127.0.0.1:$PORT/readyz"; do
+          [ $SECONDS -lt $deadline ] || die "$name did not turn ready under valgrind"
+          sleep 0.1
+        done
+        python3 "$OUT/requests.py" "$PORT" 200 "$conns" $mode
+        callgrind_control -z "$PID" >/dev/null
+        python3 "$OUT/requests.py" "$PORT" "$requests" "$conns" $mode
+        callgrind_control -d "$PID" >/dev/null
+        stop
+        total=$(awk '/^summary:/ { print $2 }' "$out.1")
+        echo $((total / requests)) >"$OUT/callgrind-$name-c$conns.txt"
+        row="$row | $((total / requests))"
+      done
+      say "$row |"
+    done
+    kept=$(( $(cat "$OUT/callgrind-rodent-tls-c4.txt") - $(cat "$OUT/callgrind-rodent-c4.txt") ))
+    fresh=$(( $(cat "$OUT/callgrind-rodent-tls-c0.txt") - $(cat "$OUT/callgrind-rodent-c0.txt") ))
+    say ""
+    say "TLS adds $kept instructions to a request on a kept-alive connection, and $fresh to one" \
+      "that opens its connection (the handshake: key exchange, the certificate's signature)."
+    say ""
+  fi
 fi
 
 say "- load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

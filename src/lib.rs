@@ -30,9 +30,11 @@
 //! | `app` | [`App`]: the application's identity and the way in |
 //! | [`launch`] | the order of a process's life, from blocked signals to the exit code; the command line |
 //! | [`config`] | reading and validating `RODENT_*`, `OTEL_*` and the application's variables, and the env file |
+//! | `files` | the files rodent is pointed at: read with bounds, watched for changes |
 //! | [`lifecycle`] | the lifecycle [`State`], readiness, hooks, background tasks, [`Event`]s, the [`Drain`] handle and its [`DrainHold`], the exit's budget |
 //! | `run` | the [`Rodent`] builder, the loop that advances the lifecycle, and the drain sequence |
 //! | `server` | the accept loop and per-connection timeouts, on hyper-util |
+//! | `tls` | HTTPS on the main port: the certificate and key, rotated without a restart |
 //! | [`http`] | rodent's routes and middleware around the application's, and [`Problem`] errors |
 //! | `observe` | logs, Prometheus metrics, OpenTelemetry traces |
 //! | `process` | OS signals ([`Signal`]), the PID 1 supervisor, daemon mode, the PID file, systemd, socket activation, the successor of a restart |
@@ -53,6 +55,7 @@ mod app;
 mod build;
 pub mod config;
 mod exit;
+mod files;
 pub mod http;
 pub mod launch;
 pub mod lifecycle;
@@ -60,6 +63,7 @@ mod observe;
 mod process;
 mod run;
 mod server;
+mod tls;
 
 pub use app::App;
 pub use build::BuildInfo;

@@ -335,7 +335,7 @@ fn loopback_url(published: &str) -> String {
 }
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder()
+    kit::client_builder()
         .timeout(Duration::from_secs(10))
         .build()
         .expect("a plain HTTP client builds")
@@ -994,5 +994,7 @@ async fn compose_up_wait_is_healthy_serves_and_compose_down_stops_cleanly() {
 mod hardened;
 #[path = "container/offline_compose.rs"]
 mod offline_compose;
+#[path = "container/tls.rs"]
+mod tls;
 #[path = "container/two_tier_compose.rs"]
 mod two_tier_compose;

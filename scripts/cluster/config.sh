@@ -196,6 +196,10 @@ cgroupRoot: $(cgroup_root "$node")
 # have swap.
 failCgroupV1: false
 failSwapOn: false
+# How often the kubelet syncs a pod, and with it the ConfigMaps and Secrets mounted as volumes
+# (a minute by default): the tests that edit a mounted ConfigMap or rotate a TLS Secret
+# (tests/kubernetes/files.rs) see the files swapped within seconds rather than a minute.
+syncFrequency: 10s
 # The images were imported, not pulled: nothing may collect them, whatever the disk holds.
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99

@@ -28,6 +28,15 @@ pub enum ConfigError {
         /// Why it cannot be used.
         reason: String,
     },
+    /// A variable names a file that cannot be used: `RODENT_TLS_CERT`, `RODENT_TLS_KEY`.
+    File {
+        /// The variable's name.
+        variable: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why it cannot be used.
+        reason: String,
+    },
 }
 
 impl ConfigError {
@@ -53,6 +62,7 @@ impl ConfigError {
         match self {
             Self::Invalid { variable, .. } => Some(variable),
             Self::EnvFile { .. } => Some("RODENT_ENV_FILE"),
+            Self::File { variable, .. } => Some(variable),
             Self::Inconsistent { .. } => None,
         }
     }
@@ -74,6 +84,15 @@ impl fmt::Display for ConfigError {
                     path.display().to_string()
                 )
             }
+            Self::File {
+                variable,
+                path,
+                reason,
+            } => write!(
+                f,
+                "{variable}={:?} cannot be used: {reason}",
+                path.display().to_string()
+            ),
         }
     }
 }

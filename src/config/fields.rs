@@ -49,6 +49,8 @@ pub(super) struct Raw {
     init: Option<String>,
     env_file: Option<String>,
     log_file: Option<String>,
+    tls_cert: Option<String>,
+    tls_key: Option<String>,
     admin_token: Option<String>,
 }
 
@@ -187,6 +189,32 @@ impl Fields {
             })
             .map(Secret);
 
+        let tls_cert = path(raw.tls_cert);
+        let tls_key = path(raw.tls_key);
+        // One without the other: the one given is named, with what it needs.
+        for (variable, given, missing, partner) in [
+            (
+                "RODENT_TLS_CERT",
+                &tls_cert,
+                &tls_key,
+                "RODENT_TLS_KEY, its private key",
+            ),
+            (
+                "RODENT_TLS_KEY",
+                &tls_key,
+                &tls_cert,
+                "RODENT_TLS_CERT, its certificate",
+            ),
+        ] {
+            if let (Some(given), None) = (given, missing) {
+                self.invalid(
+                    variable,
+                    &given.display().to_string(),
+                    format!("to be set together with {partner}"),
+                );
+            }
+        }
+
         let mut reader = Reader::new(&vars, running.map(|c| c.settings.declared.as_slice()));
         let values = (spec.settings)(&mut reader);
         let (declared, prefixes, problems) = reader.finish();
@@ -215,6 +243,8 @@ impl Fields {
             init,
             env_file: path(raw.env_file),
             log_file: path(raw.log_file),
+            tls_cert,
+            tls_key,
             admin_token,
             unknown: unknown_variables(&vars, &settings),
             vars,

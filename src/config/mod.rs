@@ -113,6 +113,10 @@ pub struct Config {
     pub(crate) init: InitMode,
     pub(crate) env_file: Option<PathBuf>,
     pub(crate) log_file: Option<PathBuf>,
+    /// The certificate chain and key the main port serves HTTPS with, when set (both or
+    /// neither).
+    pub(crate) tls_cert: Option<PathBuf>,
+    pub(crate) tls_key: Option<PathBuf>,
     pub(crate) admin_token: Option<Secret>,
     /// Variables that look like rodent's or the application's but are not read: most likely
     /// typos, logged as warnings.
@@ -334,6 +338,16 @@ impl Config {
         self.log_file.as_deref()
     }
 
+    /// `RODENT_TLS_CERT`: the PEM certificate chain the main port serves HTTPS with.
+    pub fn tls_cert(&self) -> Option<&Path> {
+        self.tls_cert.as_deref()
+    }
+
+    /// `RODENT_TLS_KEY`: the PEM private key of [`tls_cert`](Self::tls_cert).
+    pub fn tls_key(&self) -> Option<&Path> {
+        self.tls_key.as_deref()
+    }
+
     /// `RODENT_ADMIN_TOKEN`.
     pub fn admin_token(&self) -> Option<&Secret> {
         self.admin_token.as_ref()
@@ -421,6 +435,8 @@ impl Config {
             ("RODENT_INIT", self.init.as_str().to_string()),
             ("RODENT_ENV_FILE", path(&self.env_file)),
             ("RODENT_LOG_FILE", path(&self.log_file)),
+            ("RODENT_TLS_CERT", path(&self.tls_cert)),
+            ("RODENT_TLS_KEY", path(&self.tls_key)),
             (
                 "RODENT_ADMIN_TOKEN",
                 if self.admin_token.is_some() {

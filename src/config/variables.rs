@@ -34,6 +34,9 @@ pub const VARIABLES: &[Variable] = &[
     var("RODENT_INIT", "auto", false),
     var("RODENT_ENV_FILE", "", false),
     var("RODENT_LOG_FILE", "", false),
+    // The paths; the files themselves are watched (see `tls`).
+    var("RODENT_TLS_CERT", "", false),
+    var("RODENT_TLS_KEY", "", false),
     var("RODENT_ADMIN_TOKEN", "", true),
 ];
 

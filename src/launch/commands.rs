@@ -16,7 +16,14 @@ pub(super) fn probe(spec: &Spec, args: ProbeArgs) -> Exit {
         return Exit::Usage;
     }
     let target = match &args.url {
-        Some(url) => match Target::parse(url) {
+        // An https URL trusts the certificate the service serves, as the probe of this
+        // instance does, or the public roots.
+        Some(url) => match Target::parse(
+            url,
+            std::env::var_os("RODENT_TLS_CERT")
+                .filter(|cert| !cert.is_empty())
+                .map(Into::into),
+        ) {
             Ok(target) => target,
             Err(e) => {
                 eprintln!("{name} probe: {e}");
@@ -68,7 +75,11 @@ fn probe_grpc(name: &str, target: &Target, args: &ProbeArgs) -> Exit {
 /// `rodent config [check]`: the effective configuration, secrets redacted, or just whether it
 /// is valid: everything `serve` reads, the application's settings and `OTEL_*` included.
 pub(super) fn config(spec: &Spec, action: Option<ConfigAction>) -> Exit {
-    let config = match spec.read(None) {
+    // The TLS files too: a pair the start would refuse is an invalid configuration.
+    let config = match spec
+        .read(None)
+        .and_then(|config| crate::tls::check(&config).map(|()| config))
+    {
         Ok(config) => config,
         Err(errors) => {
             eprintln!("{errors}");

@@ -132,7 +132,12 @@ pub(crate) fn serve(launch: Launch, options: Options, setup: Setup) -> ExitCode 
         return Exit::Failure.into();
     }
     crate::process::reexec::remember_executable();
-    let mut config = match launch.spec().read(None) {
+    // The TLS files too: a pair the service would refuse is refused before anything forks.
+    let read = launch
+        .spec()
+        .read(None)
+        .and_then(|config| crate::tls::check(&config).map(|()| config));
+    let mut config = match read {
         Ok(config) => config,
         Err(errors) => {
             let predecessor = Predecessor::inherited(&inherited::process_vars());
@@ -402,14 +407,21 @@ fn detach(name: &str, config: &mut Config, keep: &[RawFd]) -> Detach {
         );
         return Detach::LauncherDone(Exit::Usage.into());
     }
-    // The daemon runs in `/`, and re-reads RODENT_ENV_FILE on every reload.
-    if let Some(env_file) = config.env_file.as_ref().filter(|p| p.is_relative()) {
-        eprintln!(
-            "{name}: RODENT_ENV_FILE={} must be an absolute path with serve --detach (the daemon \
-             runs in /)",
-            env_file.display()
-        );
-        return Detach::LauncherDone(Exit::Config.into());
+    // The daemon runs in `/`, and reads these files again while it runs.
+    let files = [
+        ("RODENT_ENV_FILE", &config.env_file),
+        ("RODENT_TLS_CERT", &config.tls_cert),
+        ("RODENT_TLS_KEY", &config.tls_key),
+    ];
+    for (variable, path) in files {
+        if let Some(path) = path.as_ref().filter(|p| p.is_relative()) {
+            eprintln!(
+                "{name}: {variable}={} must be an absolute path with serve --detach (the daemon \
+                 runs in /)",
+                path.display()
+            );
+            return Detach::LauncherDone(Exit::Config.into());
+        }
     }
     if let Some(path) = &config.pid_file {
         config.pid_file = Some(std::path::absolute(path).unwrap_or_else(|_| path.clone()));

@@ -1,11 +1,15 @@
 //! The client side of the probes: `rodent probe [live|ready|grpc]`, the health check of an image
 //! that has no shell and no curl. `live` and `ready` are plain blocking HTTP/1.1 over std, so the
-//! command starts no runtime; `grpc` calls `grpc.health.v1.Health/Check` with tonic's client, on
-//! a runtime of one thread.
+//! command starts no runtime; over TLS (rustls' blocking stream) where the service serves HTTPS,
+//! trusting the certificate it serves (see `tls::pinned`). `grpc` calls
+//! `grpc.health.v1.Health/Check` with tonic's client, on a runtime of one thread.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
 use std::time::Duration;
+
+use rustls::pki_types::ServerName;
 
 use crate::config::Config;
 
@@ -30,6 +34,8 @@ impl Probe {
 pub(super) struct Target {
     pub(super) host: String,
     pub(super) port: u16,
+    /// HTTPS, trusting this certificate (`None`: the public roots); plain HTTP when unset.
+    pub(super) tls: Option<Option<PathBuf>>,
 }
 
 impl Target {
@@ -41,16 +47,26 @@ impl Target {
             IpAddr::V6(a) if a.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
             other => other,
         };
+        // The management port speaks plain HTTP, whatever the main port speaks.
+        let tls = match config.management_port {
+            Some(_) => None,
+            None => config.tls_cert().map(|cert| Some(cert.to_path_buf())),
+        };
         Self {
             host: host.to_string(),
             port: config.management_port.unwrap_or(config.port),
+            tls,
         }
     }
 
-    /// Parses `http://host[:port]` (port 80 when absent; IPv6 hosts in brackets).
-    pub(super) fn parse(url: &str) -> Result<Self, String> {
-        let bad = || format!("{url:?} is not a URL of the form http://host[:port]");
-        let rest = url.strip_prefix("http://").ok_or_else(bad)?;
+    /// Parses `http://host[:port]` or `https://host[:port]` (port 80 or 443 when absent; IPv6
+    /// hosts in brackets). HTTPS trusts `trusted` (`RODENT_TLS_CERT`), or the public roots.
+    pub(super) fn parse(url: &str, trusted: Option<PathBuf>) -> Result<Self, String> {
+        let bad = || format!("{url:?} is not a URL of the form http[s]://host[:port]");
+        let (rest, default_port, tls) = match url.strip_prefix("https://") {
+            Some(rest) => (rest, 443, Some(trusted)),
+            None => (url.strip_prefix("http://").ok_or_else(bad)?, 80, None),
+        };
         let authority = rest.split('/').next().unwrap_or_default();
         if authority.is_empty() {
             return Err(bad());
@@ -59,17 +75,17 @@ impl Target {
             let (host, after) = v6.split_once(']').ok_or_else(bad)?;
             let port = match after.strip_prefix(':') {
                 Some(p) => p.parse().map_err(|_| bad())?,
-                None if after.is_empty() => 80,
+                None if after.is_empty() => default_port,
                 None => return Err(bad()),
             };
             (host.to_string(), port)
         } else {
             match authority.rsplit_once(':') {
                 Some((host, port)) => (host.to_string(), port.parse().map_err(|_| bad())?),
-                None => (authority.to_string(), 80),
+                None => (authority.to_string(), default_port),
             }
         };
-        Ok(Self { host, port })
+        Ok(Self { host, port, tls })
     }
 
     fn authority(&self) -> String {
@@ -88,24 +104,41 @@ pub(super) fn check(target: &Target, probe: Probe, timeout: Duration) -> Result<
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve {}: {e}", target.host))?;
     let mut last_error = format!("{} resolves to no address", target.host);
+    let tls = match &target.tls {
+        Some(trusted) => Some(crate::tls::pinned::client(trusted.as_deref())?),
+        None => None,
+    };
     for address in addresses {
-        match TcpStream::connect_timeout(&address, timeout) {
-            Ok(stream) => return request(stream, &authority, probe.path(), timeout),
-            Err(e) => last_error = format!("cannot connect to {address}: {e}"),
-        }
+        let stream = match TcpStream::connect_timeout(&address, timeout) {
+            Ok(stream) => stream,
+            Err(e) => {
+                last_error = format!("cannot connect to {address}: {e}");
+                continue;
+            }
+        };
+        let io = |e: std::io::Error| format!("probe of {authority}{} failed: {e}", probe.path());
+        stream.set_read_timeout(Some(timeout)).map_err(io)?;
+        stream.set_write_timeout(Some(timeout)).map_err(io)?;
+        return match &tls {
+            None => request(stream, &authority, probe.path()),
+            Some(client) => {
+                let name = ServerName::try_from(target.host.clone())
+                    .map_err(|e| format!("{}: {e}", target.host))?;
+                let connection = rustls::ClientConnection::new(client.clone(), name)
+                    .map_err(|e| format!("probe of {authority}: {e}"))?;
+                request(
+                    rustls::StreamOwned::new(connection, stream),
+                    &authority,
+                    probe.path(),
+                )
+            }
+        };
     }
     Err(last_error)
 }
 
-fn request(
-    mut stream: TcpStream,
-    authority: &str,
-    path: &str,
-    timeout: Duration,
-) -> Result<u16, String> {
+fn request(mut stream: impl Read + Write, authority: &str, path: &str) -> Result<u16, String> {
     let io = |e: std::io::Error| format!("probe of {authority}{path} failed: {e}");
-    stream.set_read_timeout(Some(timeout)).map_err(io)?;
-    stream.set_write_timeout(Some(timeout)).map_err(io)?;
     write!(
         stream,
         "GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: rodent-probe\r\nConnection: close\r\n\r\n"
@@ -172,27 +205,42 @@ pub(super) fn check_grpc(
 mod tests {
     use super::*;
 
+    fn parse(url: &str) -> Result<Target, String> {
+        Target::parse(url, None)
+    }
+
     #[test]
     fn urls() {
         assert_eq!(
-            Target::parse("http://rodent:8080").unwrap(),
+            parse("http://rodent:8080").unwrap(),
             Target {
                 host: "rodent".into(),
-                port: 8080
+                port: 8080,
+                tls: None,
             }
         );
-        assert_eq!(Target::parse("http://10.0.0.1").unwrap().port, 80);
+        assert_eq!(parse("http://10.0.0.1").unwrap().port, 80);
         assert_eq!(
-            Target::parse("http://[::1]:9000/").unwrap(),
+            parse("http://[::1]:9000/").unwrap(),
             Target {
                 host: "::1".into(),
-                port: 9000
+                port: 9000,
+                tls: None,
             }
         );
-        assert!(Target::parse("rodent:8080").is_err());
-        assert!(Target::parse("http://host:port").is_err());
+        let cert = PathBuf::from("/tls/tls.crt");
         assert_eq!(
-            Target::parse("http://[::1]:9000").unwrap().authority(),
+            Target::parse("https://rodent", Some(cert.clone())).unwrap(),
+            Target {
+                host: "rodent".into(),
+                port: 443,
+                tls: Some(Some(cert)),
+            }
+        );
+        assert!(parse("rodent:8080").is_err());
+        assert!(parse("http://host:port").is_err());
+        assert_eq!(
+            parse("http://[::1]:9000").unwrap().authority(),
             "[::1]:9000"
         );
     }

@@ -7,6 +7,7 @@
 //! | this file | the builder, and how it is served |
 //! | `serving` | the run loop: startup hooks, ready, then the stop |
 //! | `operator` | what answers the operator: signals in, each given its meaning there (reload, dump, stop, restart), events out |
+//! | `reloads` | reading the configuration again off the operator's loop, on SIGHUP and when the env file changes |
 //! | `restart` | SIGUSR2: a successor on the listening socket, then the drain |
 //! | `drain_sequence` | the stop, from its first moment to the exit code, on one [`ExitBudget`](crate::lifecycle::budget::ExitBudget) |
 //!
@@ -15,6 +16,7 @@
 
 mod drain_sequence;
 mod operator;
+mod reloads;
 mod restart;
 mod serving;
 
@@ -44,8 +46,8 @@ use crate::observe::metrics::Metrics;
 use crate::observe::telemetry::FinalFlush;
 use crate::process::successor::Restarts;
 pub(crate) use drain_sequence::Ended;
-use operator::ConfigSource;
 pub(crate) use operator::Signals;
+use reloads::ConfigSource;
 
 /// A service with rodent's lifecycle. Build it, then [`run`](Rodent::run) or
 /// [`serve`](Rodent::serve) it, or return it from the setup of an [`App`](crate::App), which
@@ -104,7 +106,7 @@ impl Rodent {
             tasks: Vec::new(),
             observers: Observers::default(),
             logging: None,
-            config_source: Box::new(Config::reread),
+            config_source: Arc::new(Config::reread),
             restarts: None,
             management_socket: None,
         }

@@ -6,15 +6,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use super::drain_sequence::StopReason;
+use super::reloads::{Reloads, Reread, Trigger};
 use crate::config::{Config, ConfigErrors, Reload, format_duration};
 use crate::http::{Instance, Routes};
 use crate::lifecycle::{Event, Observers};
 use crate::observe::logging::LogHandle;
 use crate::process::signal::Signal;
 use crate::process::successor::Restarts;
-
-/// Reads the configuration again, given the one in effect (which says how it was read).
-pub(super) type ConfigSource = Box<dyn Fn(&Config) -> Result<Config, ConfigErrors> + Send + Sync>;
 
 /// Where shutdown, reload and dump requests come from.
 pub(crate) enum Signals {
@@ -33,9 +31,12 @@ impl Signals {
                 Some(signal) => meaning(signal, restarts),
                 None => std::future::pending().await,
             },
-            Self::Future(shutdown) => match shutdown.take() {
-                Some(shutdown) => {
-                    shutdown.await;
+            // Polled in place, not taken: a caller that stops waiting (a select that another
+            // branch won) must not lose the embedder's shutdown future with it.
+            Self::Future(shutdown) => match shutdown {
+                Some(future) => {
+                    future.as_mut().await;
+                    *shutdown = None;
                     Ask::Stop(StopReason::Requested)
                 }
                 None => std::future::pending().await,
@@ -79,7 +80,9 @@ pub(super) enum Request {
 pub(super) struct Operator {
     signals: Signals,
     logging: Option<LogHandle>,
-    config_source: ConfigSource,
+    reloads: Reloads,
+    /// The problems of the last reload, when it was rejected for them.
+    rejected: Option<ConfigErrors>,
     observers: Observers,
     /// When set, SIGUSR2 restarts this process; otherwise it has no meaning.
     restarts: Option<Restarts>,
@@ -91,7 +94,7 @@ impl Operator {
     pub(super) fn new(
         signals: Signals,
         logging: Option<LogHandle>,
-        config_source: ConfigSource,
+        reloads: Reloads,
         observers: Observers,
         restarts: Option<Restarts>,
         routes: Arc<Routes>,
@@ -99,7 +102,8 @@ impl Operator {
         Self {
             signals,
             logging,
-            config_source,
+            reloads,
+            rejected: None,
             observers,
             restarts,
             routes,
@@ -137,10 +141,18 @@ impl Operator {
         }
     }
 
-    /// Waits for a stop or a restart, handling every other request as it comes.
+    /// Waits for a stop or a restart, handling every other request as it comes, and applying
+    /// reloads as their reads finish. Cancel-safe.
     pub(super) async fn next_request(&mut self, instance: &Instance) -> Request {
         loop {
-            match self.signals.next(self.restarts.is_some()).await {
+            let ask = tokio::select! {
+                ask = self.signals.next(self.restarts.is_some()) => ask,
+                reread = self.reloads.next(|| instance.config.load_full()) => {
+                    self.reloaded(reread, instance);
+                    continue;
+                }
+            };
+            match ask {
                 Ask::Stop(reason) => return Request::Stop(reason),
                 Ask::Restart => return Request::Restart,
                 Ask::Reload => self.reload(instance),
@@ -152,12 +164,38 @@ impl Operator {
         }
     }
 
-    /// SIGHUP: re-read the configuration and apply what can change at run time, atomically; an
-    /// invalid configuration changes nothing.
-    fn reload(&self, instance: &Instance) {
+    /// SIGHUP: re-read the configuration (off this loop: see `reloads`), to apply what can
+    /// change at run time, atomically, once it is read.
+    fn reload(&mut self, instance: &Instance) {
         tracing::info!(target: "rodent::lifecycle", signal = "SIGHUP", "reloading configuration");
         self.emit(&Event::Reloading);
-        let applied = self.apply((self.config_source)(&instance.config.load()), instance);
+        self.reloads
+            .ask(Trigger::Signal, instance.config.load_full());
+    }
+
+    /// A configuration read again: applied if valid, and an invalid one changes nothing. After a
+    /// change on disk, a read that comes to what the last one came to (the same settings, or the
+    /// same problems) is not a reload: the file changed in a way that does not matter (a
+    /// comment), or a SIGHUP applied it already.
+    fn reloaded(&mut self, reread: Reread, instance: &Instance) {
+        if reread.trigger == Trigger::FileChanged {
+            let same = match &reread.read {
+                Ok(next) => next.vars == instance.config.load().vars,
+                Err(errors) => self.rejected.as_ref() == Some(errors),
+            };
+            if same {
+                if reread.read.is_ok() {
+                    self.rejected = None;
+                }
+                tracing::debug!(target: "rodent::lifecycle", "the env file changed on disk, but not what it sets");
+                return;
+            }
+            tracing::info!(target: "rodent::lifecycle", "reloading configuration: the env file changed");
+            self.emit(&Event::Reloading);
+        }
+        let problems = reread.read.as_ref().err().cloned();
+        let applied = self.apply(reread.read, instance);
+        self.rejected = if applied { None } else { problems };
         instance.metrics.reload(applied);
         self.emit(&Event::Reloaded);
     }

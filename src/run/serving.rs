@@ -11,16 +11,19 @@ use tokio::net::TcpListener;
 use super::Rodent;
 use super::drain_sequence::{DrainSequence, Ended, StopReason};
 use super::operator::{Operator, Request, Signals};
+use super::reloads::Reloads;
 use super::restart;
+use crate::config::Config;
 use crate::exit::Exit;
 use crate::http::{Instance, Routes};
 use crate::lifecycle::budget::ExitBudget;
 use crate::lifecycle::hooks::Hook;
 use crate::lifecycle::readiness::Readiness;
 use crate::lifecycle::tasks::Tasks;
-use crate::lifecycle::{Drain, Event, State};
+use crate::lifecycle::{Drain, Event, Observers, State};
 use crate::observe::logging::{AccessLog, LogHandle};
 use crate::server::{Server, Timeouts};
+use crate::tls::Tls;
 
 /// The socket to serve on.
 pub(super) struct Listener {
@@ -57,6 +60,21 @@ pub(super) async fn serve(rodent: Rodent, listener: Listener, signals: Signals) 
         management_socket,
     } = rodent;
     let drain_sequence = DrainSequence::new(shutdown, flush);
+    let tls = match Tls::start(&config.load(), &metrics) {
+        Ok(tls) => tls,
+        Err(e) => {
+            e.log();
+            return start_refused(&observers, e.exit(), e.to_string(), &config.load()).await;
+        }
+    };
+    let acceptor = tls.as_ref().map(Tls::acceptor);
+    let reloads = match Reloads::new(config_source, config.load().env_file.clone(), tls) {
+        Ok(reloads) => reloads,
+        Err(e) => {
+            tracing::error!(target: "rodent::lifecycle", file = %e.file.display(), "{e}");
+            return start_refused(&observers, Exit::Failure, e.to_string(), &config.load()).await;
+        }
+    };
     let timeouts = {
         let config = config.load();
         Timeouts {
@@ -91,15 +109,8 @@ pub(super) async fn serve(rodent: Rodent, listener: Listener, signals: Signals) 
             Err(e) => {
                 let cause = format!("cannot listen on {address} (RODENT_MANAGEMENT_PORT): {e}");
                 tracing::error!(target: "rodent::lifecycle", address = %address, error = %e, "{cause}");
-                let budget = ExitBudget::starting_now(&instance.config.load());
-                observers.emit(&Event::StartFailed(cause));
-                observers
-                    .delivered(budget.observers_heard(tokio::time::Instant::now()))
+                return start_refused(&observers, Exit::Failure, cause, &instance.config.load())
                     .await;
-                return Ended {
-                    exit: Exit::Failure,
-                    budget,
-                };
             }
         },
         (None, _) => None,
@@ -108,26 +119,29 @@ pub(super) async fn serve(rodent: Rodent, listener: Listener, signals: Signals) 
     let operator = Operator::new(
         signals,
         logging,
-        config_source,
+        reloads,
         observers,
         restarts,
         routes.clone(),
     );
     let address = listener.socket.local_addr().ok();
+    let scheme = if acceptor.is_some() { "https" } else { "http" };
     let server = Server::start(
         listener.socket,
         routes.main(),
         instance.config.clone(),
         timeouts,
         metrics.clone(),
+        acceptor,
     );
     if let Some(address) = address {
-        tracing::info!(target: "rodent::lifecycle", address = %address, port = address.port(), "listening");
+        tracing::info!(target: "rodent::lifecycle", address = %address, port = address.port(), scheme, "listening");
         operator.emit(&Event::Listening(address));
     }
     let management = management_socket.zip(routes.management()).map(|(socket, router)| {
         let address = socket.local_addr().ok();
-        let server = Server::start(socket, router, instance.config.clone(), timeouts, metrics);
+        // Plain HTTP, whatever the main port speaks: the kubelet's and Prometheus' side.
+        let server = Server::start(socket, router, instance.config.clone(), timeouts, metrics, None);
         if let Some(address) = address {
             tracing::info!(target: "rodent::lifecycle", address = %address, port = address.port(), "management listening");
         }
@@ -204,6 +218,16 @@ async fn serve_until_stopped(running: &mut Running) -> StopReason {
         restart::abandon(succession);
         return reason;
     }
+}
+
+/// A start refused before anything was served, for `cause`.
+async fn start_refused(observers: &Observers, exit: Exit, cause: String, config: &Config) -> Ended {
+    let budget = ExitBudget::starting_now(config);
+    observers.emit(&Event::StartFailed(cause));
+    observers
+        .delivered(budget.observers_heard(tokio::time::Instant::now()))
+        .await;
+    Ended { exit, budget }
 }
 
 /// How the startup hooks ended.

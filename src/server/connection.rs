@@ -22,9 +22,11 @@ use hyper_util::server::conn::auto;
 use pin_project_lite::pin_project;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 use tower::util::Oneshot;
 
+use super::handshake;
 use super::io::{Activity, Tracked, Verdict};
 use super::stall::{self, StreamExecutor};
 use super::{ConnectionControl, Phase};
@@ -54,6 +56,8 @@ pub(super) struct ConnectionContext {
     pub metrics: Arc<Metrics>,
     pub control: ConnectionControl,
     pub timeouts: Timeouts,
+    /// Set on a port that serves HTTPS.
+    pub tls: Option<TlsAcceptor>,
 }
 
 pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, context: Arc<ConnectionContext>) {
@@ -67,7 +71,14 @@ pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, context: Arc<Conn
         activity: activity.clone(),
         peer,
     };
-    let io = TokioIo::new(Tracked::new(stream, activity.clone()));
+    let socket = Tracked::new(stream, activity.clone());
+    let within = context.timeouts.header_read;
+    let tls = context.tls.as_ref();
+    let Some(io) = handshake::secure(socket, tls, within, &context.control, peer).await else {
+        metrics.connection_closed();
+        return;
+    };
+    let io = TokioIo::new(io);
     let control = &context.control;
     let mut phase = control.phase.clone();
     // The phase this task has acted on; a connection accepted later acts on the current one.

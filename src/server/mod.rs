@@ -8,6 +8,7 @@
 //! ([`Server::with_listener`]), then [`Server::stop_accepting`] before the drain.
 
 mod connection;
+mod handshake;
 mod io;
 mod stall;
 
@@ -23,6 +24,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -88,13 +90,15 @@ pub(crate) struct Server {
 
 impl Server {
     /// Starts accepting on `listener`, serving each request with the router `router` holds then,
-    /// up to the `RODENT_MAX_CONNECTIONS` that `config` holds at each accept.
+    /// up to the `RODENT_MAX_CONNECTIONS` that `config` holds at each accept; over TLS when `tls`
+    /// is set.
     pub(crate) fn start(
         listener: TcpListener,
         router: Arc<ArcSwap<Router>>,
         config: Arc<ArcSwap<Config>>,
         timeouts: Timeouts,
         metrics: Arc<Metrics>,
+        tls: Option<TlsAcceptor>,
     ) -> Self {
         let (phase, watching) = watch::channel(Phase::Serving);
         let control = ConnectionControl {
@@ -118,6 +122,7 @@ impl Server {
                 metrics,
                 control: control.clone(),
                 timeouts,
+                tls,
             }),
             config,
             accepting.clone(),

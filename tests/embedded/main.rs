@@ -118,7 +118,7 @@ async fn start_with(rodent: Rodent) -> Running {
 
 /// A client for the real-time tests: no proxy, a fresh connection per request.
 fn client() -> reqwest::Client {
-    reqwest::Client::builder()
+    kit::client_builder()
         .no_proxy()
         .pool_max_idle_per_host(0)
         .timeout(Duration::from_secs(20))

@@ -35,7 +35,7 @@ pub fn assert_lifecycle_facts(m: &Manifests) {
     assert_probes(m);
     assert_timing(m);
     assert_security(m);
-    assert_no_pid_file_and_no_volume(m);
+    assert_no_pid_file_and_read_only_volumes(m);
     assert_rollout_and_selection(m);
     assert_test_pod(m);
 }
@@ -63,6 +63,11 @@ pub fn assert_probes(m: &Manifests) {
     } else {
         "http"
     };
+    // The main port speaks HTTPS with a certificate; the management port never does.
+    let scheme = match (env.contains_key("RODENT_TLS_CERT"), probed) {
+        (true, "http") => "HTTPS",
+        _ => "HTTP",
+    };
     for (probe, path) in [
         ("startupProbe", "/healthz"),
         ("livenessProbe", "/healthz"),
@@ -72,6 +77,10 @@ pub fn assert_probes(m: &Manifests) {
         if grpc.is_null() {
             assert_eq!(container[probe]["httpGet"]["path"], path, "{probe} path");
             assert_eq!(container[probe]["httpGet"]["port"], probed, "{probe} port");
+            assert_eq!(
+                container[probe]["httpGet"]["scheme"], scheme,
+                "{probe} scheme"
+            );
         } else {
             assert_ne!(
                 probe, "livenessProbe",
@@ -117,14 +126,31 @@ pub fn assert_timing(m: &Manifests) {
         noticed < drain + sleep,
         "a failing /readyz ({noticed:?}) must be seen inside the drain window"
     );
-    // And rodent itself accepts the rendered environment, `OTEL_*` included: it would exit 78
-    // otherwise.
+    // And rodent itself accepts the rendered environment, `OTEL_*` and the env file made of
+    // `config` included: it would exit 78 otherwise. (The TLS Secret is the cluster's: its
+    // files are not there to read.)
+    let mut env = env.clone();
+    env.remove("RODENT_TLS_CERT");
+    env.remove("RODENT_TLS_KEY");
+    let env_file = m.env_file().map(|contents| {
+        let path = std::env::temp_dir().join(format!(
+            "rodent-helm-env-{}-{}",
+            std::process::id(),
+            crate::support::unique()
+        ));
+        std::fs::write(&path, contents).expect("the temp dir is writable");
+        env.insert("RODENT_ENV_FILE".into(), path.display().to_string());
+        path
+    });
     let checked = std::process::Command::new(env!("CARGO_BIN_EXE_rodent"))
         .args(["config", "check"])
         .env_clear()
         .envs(&env)
         .output()
         .expect("rodent runs");
+    if let Some(path) = env_file {
+        let _ = std::fs::remove_file(path);
+    }
     assert!(
         checked.status.success(),
         "rodent refuses the rendered environment: {}",
@@ -167,24 +193,57 @@ pub fn assert_security(m: &Manifests) {
 
 /// The image's defaults: no PID file, so the read-only root filesystem needs no volume (`rodent
 /// status` inside the pod finds rodent as PID 1). Set explicitly, for images built on rodent
-/// whose platform default is a path.
-pub fn assert_no_pid_file_and_no_volume(m: &Manifests) {
+/// whose platform default is a path. The only volumes are the env file made of `config` and the
+/// TLS Secret, both mounted read-only as whole directories (the kubelet never updates a `subPath`
+/// mount), where the variables that name their files point.
+pub fn assert_no_pid_file_and_read_only_volumes(m: &Manifests) {
     assert_eq!(
         m.env_entry("RODENT_PID_FILE"),
         Some(&json!({"name": "RODENT_PID_FILE", "value": ""})),
         "the PID file is explicitly off"
     );
+    let env = m.env();
     let container = m.container();
-    assert!(
-        container["volumeMounts"].is_null(),
-        "nothing is mounted: {}",
-        container["volumeMounts"]
-    );
-    assert!(
-        m.pod_spec()["volumes"].is_null(),
-        "the pod has no volume: {}",
-        m.pod_spec()["volumes"]
-    );
+    let mounts = match &container["volumeMounts"] {
+        Value::Null => Vec::new(),
+        mounts => array(mounts).clone(),
+    };
+    let volumes = match &m.pod_spec()["volumes"] {
+        Value::Null => Vec::new(),
+        volumes => array(volumes).clone(),
+    };
+    let expected: Vec<(&str, &str)> = [
+        ("config", "RODENT_ENV_FILE"),
+        ("tls", "RODENT_TLS_CERT"),
+        ("tls", "RODENT_TLS_KEY"),
+    ]
+    .into_iter()
+    .filter(|(_, variable)| env.contains_key(*variable))
+    .collect();
+    assert_eq!(mounts.len(), volumes.len(), "{mounts:?} {volumes:?}");
+    for mount in &mounts {
+        assert_eq!(mount["readOnly"], true, "{mount}");
+        assert!(mount["subPath"].is_null(), "no subPath: {mount}");
+        let name = mount["name"].as_str().expect("a name");
+        let volume = volumes
+            .iter()
+            .find(|v| v["name"] == name)
+            .unwrap_or_else(|| panic!("no volume {name}"));
+        let path = mount["mountPath"].as_str().expect("a path");
+        let pointing: Vec<_> = expected.iter().filter(|(v, _)| *v == name).collect();
+        assert!(!pointing.is_empty(), "an unexpected volume: {volume}");
+        for (_, variable) in pointing {
+            assert!(
+                env[*variable].starts_with(&format!("{path}/")),
+                "{variable}={} is not in {path}",
+                env[*variable]
+            );
+        }
+        match name {
+            "config" => assert!(volume["configMap"]["name"].is_string(), "{volume}"),
+            _ => assert!(volume["secret"]["secretName"].is_string(), "{volume}"),
+        }
+    }
 }
 
 /// Rollouts never drop capacity; Service and PDB select exactly the Deployment's pods; a PDB
@@ -233,8 +292,15 @@ pub fn assert_test_pod(m: &Manifests) {
         "the Service must not route traffic to the test pod"
     );
     let service = m.management_service().unwrap_or_else(|| m.service());
+    let scheme = match (
+        m.management_service(),
+        m.env().contains_key("RODENT_TLS_CERT"),
+    ) {
+        (None, true) => "https",
+        _ => "http",
+    };
     let url = format!(
-        "http://{}:{}",
+        "{scheme}://{}:{}",
         service["metadata"]["name"].as_str().expect("a name"),
         service["spec"]["ports"][0]["port"]
     );

@@ -9,6 +9,7 @@
 
 mod chart;
 mod facts;
+mod files;
 mod refusals;
 mod renderings;
 mod support;

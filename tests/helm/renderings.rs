@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use crate::facts::{assert_lifecycle_facts, selects};
-use crate::support::{Values, array, check, render, tools, validate};
+use crate::support::{Values, array, check, refused, render, tools, validate};
 
 #[test]
 fn default_values_give_a_valid_secure_deployment() {
@@ -136,6 +136,7 @@ fn every_optional_feature_renders_valid_manifests() {
     assert_eq!(
         m.sorted_kinds(),
         [
+            "ConfigMap",
             "Deployment",
             "HTTPRoute",
             "HorizontalPodAutoscaler",
@@ -398,9 +399,17 @@ fn a_management_port_takes_the_probes_the_scrapes_and_the_test() {
 #[test]
 fn grpc_probes_call_the_health_service_on_the_port_the_probes_answer_on() {
     let Some(tools) = tools() else { return };
-    let m = check(
+    // Kubernetes' gRPC probe speaks plaintext: not to a port that serves TLS.
+    let refusal = refused(
         tools,
         Values::all_features().set("probes.grpc.enabled=true"),
+    );
+    assert!(refusal.contains("probes.grpc"), "{refusal}");
+    let m = check(
+        tools,
+        Values::all_features()
+            .set("probes.grpc.enabled=true")
+            .set("tls.secretName="),
     );
     let container = m.container();
     for probe in ["startupProbe", "readinessProbe"] {

@@ -126,6 +126,18 @@ impl Values {
         self
     }
 
+    /// A values file with this YAML, kept for as long as the test runs.
+    pub fn yaml(mut self, yaml: &str) -> Self {
+        let path = std::env::temp_dir().join(format!(
+            "rodent-helm-values-{}-{}.yaml",
+            std::process::id(),
+            unique()
+        ));
+        std::fs::write(&path, yaml).expect("the temp dir is writable");
+        self.0.extend(["-f".into(), path.display().to_string()]);
+        self
+    }
+
     /// One `key=value` pair kept a string.
     pub fn set_string(mut self, pair: &str) -> Self {
         self.0.extend(["--set-string".into(), pair.into()]);
@@ -224,9 +236,21 @@ impl Manifests {
         pod
     }
 
+    /// The env file the chart made of `config`, as the pod reads it.
+    pub fn env_file(&self) -> Option<&str> {
+        let map = self.find("ConfigMap")?;
+        map["data"]["rodent.env"].as_str()
+    }
+
     pub fn has_pdb(&self) -> bool {
         self.find("PodDisruptionBudget").is_some()
     }
+}
+
+/// A number no other call in this process gets, for file names.
+pub fn unique() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 pub fn array(value: &Value) -> &Vec<Value> {

@@ -19,6 +19,7 @@ mod cluster;
 mod deletion;
 mod drain;
 mod faults;
+mod files;
 mod grpc;
 mod hardened;
 mod images;
@@ -205,4 +206,16 @@ fn faults_test_fail_and_test_timeout_make_helm_test_fail() {
 fn with_an_error_rate_the_probes_stay_green_and_the_pods_in_the_endpoints() {
     let (cluster, _one) = cluster!();
     faults::error_rate_keeps_probes_green_and_pods_in_the_endpoints(cluster);
+}
+
+#[test]
+fn a_configmap_edit_is_applied_by_the_running_pods_without_a_restart() {
+    let (cluster, _one) = cluster!();
+    files::a_configmap_edit_is_applied_without_a_restart(cluster);
+}
+
+#[test]
+fn a_tls_secret_rotation_under_keep_alive_https_load_drops_nothing() {
+    let (cluster, _one) = cluster!();
+    files::a_tls_secret_rotation_under_keep_alive_https_load_drops_nothing(cluster);
 }

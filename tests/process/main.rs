@@ -16,3 +16,4 @@ mod reference;
 mod rolling;
 mod supervision;
 mod telemetry;
+mod tls;

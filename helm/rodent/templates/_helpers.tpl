@@ -175,13 +175,26 @@ margin is a tenth of the grace up to 5s, so grace >= needed / 0.9 below 50s, nee
 Everything the schema cannot say about values, checked once (included by the Deployment).
 */}}
 {{- define "rodent.validate" -}}
-{{- $managed := list "RODENT_PORT" "RODENT_MANAGEMENT_PORT" "RODENT_PID_FILE" "RODENT_SHUTDOWN_GRACE" "RODENT_DRAIN_DELAY" "RODENT_REQUEST_TIMEOUT" "RODENT_MAX_CONNECTIONS" "RODENT_ADMIN_TOKEN" "RODENT_FAULT_ERROR_RATE" "RODENT_FAULT_DELAY" "RODENT_FAULT_UNREADY" "RODENT_FAULT_UNHEALTHY" "RODENT_BACKENDS" }}
-{{- range .Values.env }}
-{{- if eq .name "RODENT_PID_FILE" }}
-{{- fail "\n\nenv: RODENT_PID_FILE is set by the chart, to empty: the root filesystem is read-only with no volume, and `kubectl exec` finds rodent as the container's PID 1 without a PID file." }}
-{{- else if has .name $managed }}
-{{- fail (printf "\n\nenv: %s is set by the chart (from containerPort, managementPort, shutdown.*, maxConnections, adminToken.*, faults.* or backends); set those values instead, so the probes, the grace period and the variable cannot disagree." .name) }}
+{{- $managed := list "RODENT_PORT" "RODENT_MANAGEMENT_PORT" "RODENT_PID_FILE" "RODENT_SHUTDOWN_GRACE" "RODENT_DRAIN_DELAY" "RODENT_REQUEST_TIMEOUT" "RODENT_MAX_CONNECTIONS" "RODENT_ADMIN_TOKEN" "RODENT_FAULT_ERROR_RATE" "RODENT_FAULT_DELAY" "RODENT_FAULT_UNREADY" "RODENT_FAULT_UNHEALTHY" "RODENT_BACKENDS" "RODENT_ENV_FILE" "RODENT_TLS_CERT" "RODENT_TLS_KEY" }}
+{{- $names := list }}
+{{- range .Values.env }}{{ $names = append $names (list "env" .name) }}{{ end }}
+{{- range $name, $value := .Values.config }}{{ $names = append $names (list "config" $name) }}{{ end }}
+{{- range $names }}
+{{- $where := index . 0 }}
+{{- $name := index . 1 }}
+{{- if eq $name "RODENT_PID_FILE" }}
+{{- fail (printf "\n\n%s: RODENT_PID_FILE is set by the chart, to empty: the root filesystem is read-only, and `kubectl exec` finds rodent as the container's PID 1 without a PID file." $where) }}
+{{- else if has $name $managed }}
+{{- fail (printf "\n\n%s: %s is set by the chart (from containerPort, managementPort, shutdown.*, maxConnections, adminToken.*, faults.*, backends, config or tls.secretName); set those values instead, so the probes, the grace period and the variable cannot disagree." $where $name) }}
 {{- end }}
+{{- end }}
+{{- range $name, $value := .Values.config }}
+{{- if contains "\r" (toString $value) }}
+{{- fail (printf "\n\nconfig.%s: a carriage return cannot be written into the env file." $name) }}
+{{- end }}
+{{- end }}
+{{- if and .Values.probes.grpc.enabled .Values.tls.secretName (not (include "rodent.management" .)) }}
+{{- fail "\n\nprobes.grpc: Kubernetes' gRPC probe speaks plaintext, and with tls.secretName containerPort speaks TLS; set managementPort too (its gRPC health service is plain), or keep the HTTPS probes." }}
 {{- end }}
 {{- if and (include "rodent.management" .) (eq (.Values.managementPort | int64) (.Values.containerPort | int64)) }}
 {{- fail (printf "\n\nmanagementPort (%d) must differ from containerPort: it takes the probes, /metrics and the admin API away from the application's port." (.Values.managementPort | int64)) }}
@@ -211,6 +224,32 @@ Everything the schema cannot say about values, checked once (included by the Dep
 {{- if include "rodent.management" . }}management{{ else }}http{{ end }}
 {{- end }}
 
+{{/* Where the env file made of .Values.config and the TLS Secret are mounted. */}}
+{{- define "rodent.configDir" -}}/etc/rodent/config{{- end }}
+{{- define "rodent.tlsDir" -}}/etc/rodent/tls{{- end }}
+
+{{/* "HTTPS" when the port the probes answer on serves HTTPS, "HTTP" otherwise. */}}
+{{- define "rodent.probeScheme" -}}
+{{- if and .Values.tls.secretName (not (include "rodent.management" .)) }}HTTPS{{ else }}HTTP{{ end }}
+{{- end }}
+
+{{/*
+.Values.config as a dotenv file: every value double-quoted, with the characters dotenv gives a
+meaning escaped (backslash, double quote, dollar), and line breaks as \n. Whole numbers are
+written whole (YAML numbers arrive as floats: 1048576, not 1.048576e+06).
+*/}}
+{{- define "rodent.envFile" -}}
+# Written by the rodent chart from .Values.config; rodent watches this file.
+{{- range $name, $value := .Values.config }}
+{{- $text := toString $value }}
+{{- if and (kindIs "float64" $value) (eq (floor $value) $value) }}
+{{- $text = int64 $value | toString }}
+{{- end }}
+{{- $text = $text | replace "\\" "\\\\" | replace "\"" "\\\"" | replace "$" "\\$" | replace "\n" "\\n" }}
+{{ $name }}="{{ $text }}"
+{{- end }}
+{{- end }}
+
 {{/*
 How the startup and readiness probes ask: `httpGet` of `path` on the port the probes answer on,
 or, with probes.grpc.enabled, Kubernetes' own `grpc:` probe, which calls
@@ -229,6 +268,7 @@ grpc:
 httpGet:
   path: {{ .path }}
   port: {{ include "rodent.managementPortName" $root }}
+  scheme: {{ include "rodent.probeScheme" $root }}
 {{- end }}
 {{- end }}
 

@@ -12,6 +12,7 @@ mod logs;
 mod process;
 mod route;
 mod runtime;
+mod tls;
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -32,6 +33,7 @@ use gauges::Gauges;
 pub(crate) use in_flight::{InFlight, InFlightGuard};
 use logs::LogLinesDropped;
 pub(crate) use route::{Entered, RouteCache};
+pub(crate) use tls::TlsMetrics;
 
 /// The label value for requests that matched no route.
 pub(crate) const UNMATCHED: &str = "unmatched";
@@ -88,6 +90,7 @@ pub(crate) struct Metrics {
     spans_exported: Counter,
     spans_dropped: Counter,
     log_lines_dropped: LogLinesDropped,
+    tls: Arc<TlsMetrics>,
     in_flight: Arc<InFlight>,
     /// Whether the application is rodent's reference service (named `rodent`), which shares
     /// the `rodent_*` namespace.
@@ -131,6 +134,7 @@ impl Metrics {
         let spans_exported = Counter::default();
         let spans_dropped = Counter::default();
         let log_lines_dropped = LogLinesDropped::default();
+        let tls = Arc::new(TlsMetrics::default());
         let in_flight = Arc::new(InFlight::default());
 
         registry.register(
@@ -160,7 +164,7 @@ impl Metrics {
         );
         registry.register(
             "reloads",
-            "Configuration reloads (SIGHUP), by outcome: applied or rejected",
+            "Configuration reloads (SIGHUP, or the env file changed on disk), by outcome: applied or rejected",
             reloads.clone(),
         );
         registry.register(
@@ -204,6 +208,7 @@ impl Metrics {
             spans_dropped.clone(),
         );
         registry.register_collector(Box::new(log_lines_dropped.clone()));
+        registry.register_collector(Box::new(tls::TlsCollector(tls.clone())));
         registry.register_collector(Box::new(Gauges::new(lifecycle, in_flight.clone(), build)));
         registry.register_collector(Box::new(runtime::RuntimeGauges));
 
@@ -224,6 +229,7 @@ impl Metrics {
             spans_exported,
             spans_dropped,
             log_lines_dropped,
+            tls,
             in_flight,
             reference,
             application: Mutex::default(),
@@ -246,6 +252,11 @@ impl Metrics {
         };
         written.expect("writing to a String cannot fail");
         out
+    }
+
+    /// The TLS metrics, present once the main port serves HTTPS.
+    pub(crate) fn tls(&self) -> &TlsMetrics {
+        &self.tls
     }
 
     pub(crate) fn in_flight(&self) -> &Arc<InFlight> {

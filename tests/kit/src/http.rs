@@ -7,9 +7,33 @@ use serde_json::Value;
 
 use crate::PATIENCE;
 
+/// Where every reqwest client of the tests starts. reqwest speaks TLS through rustls on *ring*,
+/// rodent's own crypto, with no provider of its own (no aws-lc to build). It starts from one
+/// rustls configuration built once, trusting nothing: reqwest's own default reads the system's
+/// certificate store for every client, which in a debug build takes longer than a test's drain
+/// delay, and a test speaking HTTPS hands reqwest its own (`tls_backend_preconfigured`). The
+/// provider is installed for the process too, so that a client built some other way does not
+/// panic.
+pub fn client_builder() -> reqwest::ClientBuilder {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+    static PLAIN: std::sync::OnceLock<rustls::ClientConfig> = std::sync::OnceLock::new();
+    let plain = PLAIN.get_or_init(|| {
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default protocol versions")
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth()
+    });
+    reqwest::Client::builder().tls_backend_preconfigured(plain.clone())
+}
+
 /// A fresh HTTP client that keeps no idle connections, so every request opens its own.
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
+    client_builder()
         .pool_max_idle_per_host(0)
         .timeout(PATIENCE)
         .build()

@@ -9,6 +9,7 @@
 //! - [`Metrics`] is one scrape of `/metrics` ([`Rodent::metrics`]).
 //! - [`PidFile`] is a directory for an instance's PID file (and log file), which kills what the
 //!   file names when dropped.
+//! - [`KubeletVolume`]: files laid out and swapped as the kubelet does a mounted ConfigMap.
 //! - [`TempDir`], the raw HTTP helpers ([`connect`], [`get_on`], [`read_response`]), and
 //!   [`require_tool`] / [`require_root`], which skip a test outside CI and fail it in CI.
 //! - [`namespace`] (PID 1 in a PID namespace), [`load`] (constant load, every request
@@ -33,14 +34,18 @@ mod process;
 mod require;
 pub mod stalled;
 mod temp_dir;
+mod volume;
 mod wait;
 
-pub use http::{RawResponse, client, connect, free_port, get_on, read_response, read_to_close};
+pub use http::{
+    RawResponse, client, client_builder, connect, free_port, get_on, read_response, read_to_close,
+};
 pub use metrics::{Metrics, wait_in_flight};
 pub use pid_file::PidFile;
 pub use process::{Log, Rodent, Spawn, code_of, rodent};
 pub use require::{require_root, require_tool};
 pub use temp_dir::TempDir;
+pub use volume::KubeletVolume;
 pub use wait::{eventually, eventually_async, try_eventually, try_eventually_async};
 
 /// How long a test waits for something that should take milliseconds. Generous: the suite runs

@@ -187,12 +187,26 @@ impl Load {
     /// Starts the workers on `runtime`, against `base` (`http://host:port`).
     pub fn start(runtime: &tokio::runtime::Handle, base: &str) -> Self {
         let _entered = runtime.enter();
-        let client = reqwest::Client::builder()
+        let client = Self::client().build().expect("the client builds");
+        Self::start_with(runtime, base, client)
+    }
+
+    /// The client [`Load::start`] uses: HTTP/1.1, connections kept alive for as long as the
+    /// server keeps them. A test that needs more of it (TLS) builds on it.
+    pub fn client() -> reqwest::ClientBuilder {
+        crate::client_builder()
             .http1_only()
             .timeout(PATIENCE)
             .pool_idle_timeout(None)
-            .build()
-            .expect("the client builds");
+    }
+
+    /// [`Load::start`] with a client of the test's own, such as one that speaks HTTPS.
+    pub fn start_with(
+        runtime: &tokio::runtime::Handle,
+        base: &str,
+        client: reqwest::Client,
+    ) -> Self {
+        let _entered = runtime.enter();
         let started = Instant::now();
         let tally = Arc::new(Tally::default());
         let stop = CancellationToken::new();

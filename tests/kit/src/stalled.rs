@@ -78,10 +78,7 @@ pub async fn run(
         let (url, ok, failed, stop) = (rodent.url("/"), ok.clone(), failed.clone(), stop.clone());
         let request_id = "r".repeat(REQUEST_ID_BYTES);
         clients.push(tokio::spawn(async move {
-            let client = reqwest::Client::builder()
-                .timeout(PATIENCE)
-                .build()
-                .unwrap();
+            let client = crate::client_builder().timeout(PATIENCE).build().unwrap();
             while !stop.is_cancelled() {
                 let sent = client.get(&url).header("x-request-id", &request_id).send();
                 let answered = match sent.await {

@@ -56,7 +56,7 @@ async fn raw_call(
     let mut frame = vec![0u8];
     frame.extend_from_slice(&(message.encoded_len() as u32).to_be_bytes());
     message.encode(&mut frame).expect("a message encodes");
-    let client = reqwest::Client::builder()
+    let client = kit::client_builder()
         .http2_prior_knowledge()
         .build()
         .expect("an h2c client");

@@ -4,6 +4,7 @@
 //! serving everyone else, and never crashes or hangs.
 
 mod descriptors;
+mod files;
 mod garbage;
 mod http2;
 mod orphans;

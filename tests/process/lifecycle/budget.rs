@@ -74,7 +74,7 @@ async fn a_grace_reloaded_from_30s_to_2s_bounds_the_whole_exit() {
     for _ in 0..6 {
         let (url, stop) = (rodent.url("/"), stop.clone());
         clients.push(tokio::spawn(async move {
-            let client = reqwest::Client::new();
+            let client = kit::client_builder().build().expect("the client builds");
             let request_id = "r".repeat(4096);
             while !stop.load(Ordering::Relaxed) {
                 if client

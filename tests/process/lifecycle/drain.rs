@@ -250,7 +250,7 @@ fn a_signal_during_startup_is_not_lost() {
 #[tokio::test]
 async fn http2_clients_get_a_goaway_and_lose_nothing() {
     let mut rodent = rodent().env("RODENT_DRAIN_DELAY", "1s").spawn();
-    let client = reqwest::Client::builder()
+    let client = kit::client_builder()
         .http2_prior_knowledge()
         .timeout(PATIENCE)
         .build()

@@ -12,3 +12,4 @@ mod notes;
 mod operator;
 mod sinks;
 mod upgrades;
+mod watched;
