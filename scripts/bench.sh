@@ -54,6 +54,11 @@
 #                              (`rodent-before`), built from a copy of that tree into the same
 #                              target directory (kept as $OUT/rodent-before): a change's cost,
 #                              measured side by side. BEFORE=path/to/binary reuses such a build
+#   BUILT=DIR                  use the binaries a release build already left in DIR (rodent,
+#                              examples/...), such as `scripts/test`'s
+#                              target/x86_64-unknown-linux-gnu/release, instead of building:
+#                              the same code without its symbol table (fine for sections 1-4
+#                              and 7; profiles and instruction counts then name no function)
 # Needs wrk, curl, python3, taskset (scripts/ci/tools.sh installs them); valgrind for sections 5
 # and 9, perf for section 6 (Debian's valgrind and linux-perf); ghz and grpc-health-probe for
 # section 7 (scripts/ci/grpc.sh builds them from their Go modules); openssl for section 9.
@@ -107,14 +112,18 @@ elif [ -n "$BEFORE" ]; then
   cp "$build/$host/release/rodent" "$OUT/rodent-before"
   rm -rf "$before_src"
 fi
-cargo build --release --locked --target "$host" --target-dir "$build" --bin rodent \
-  --example baseline --example typical --example grpc_baseline >&2
+BUILT=${BUILT:-}
+if [ -z "$BUILT" ]; then
+  cargo build --release --locked --target "$host" --target-dir "$build" --bin rodent \
+    --example baseline --example typical --example grpc_baseline >&2
+  BUILT="$build/$host/release"
+fi
 declare -A BIN=(
-  [rodent]="$build/$host/release/rodent"
-  [rodent-warn]="$build/$host/release/rodent"
-  [baseline]="$build/$host/release/examples/baseline"
-  [typical]="$build/$host/release/examples/typical"
-  [grpc-baseline]="$build/$host/release/examples/grpc_baseline"
+  [rodent]="$BUILT/rodent"
+  [rodent-warn]="$BUILT/rodent"
+  [baseline]="$BUILT/examples/baseline"
+  [typical]="$BUILT/examples/typical"
+  [grpc-baseline]="$BUILT/examples/grpc_baseline"
 )
 # What each variant adds to the environment.
 declare -A ENV=(

@@ -25,7 +25,7 @@ use crate::nodes::Lag;
 use crate::probes::{condition, probe_events, watches};
 use crate::propagation::Propagation;
 use crate::release::{Release, deploy_rendered, install, values};
-use crate::scenario::{SLOW_PROXY, Server, one_per_node};
+use crate::scenario::{SLOW_PROXY, Server, one_per_node, without_drain_delay};
 use crate::watch::{endpoint_conditions, name, pod_ready, restart_count, uid};
 
 /// The chart's default drain delay: the generous bound for the pod to leave the endpoints.
@@ -213,6 +213,13 @@ fn deploy<'a>(cluster: &'a Cluster, namespace: &'a Namespace<'a>, server: Server
             namespace,
             "rodent",
             &grpc_values(&all.rodent, extra),
+        ),
+        Server::RodentNoDrainDelay => deploy_rendered(
+            cluster,
+            namespace,
+            "rodent-no-delay",
+            &grpc_values(&all.rodent, extra),
+            without_drain_delay,
         ),
         Server::Baseline => deploy_rendered(
             cluster,

@@ -28,11 +28,13 @@ mod probes;
 mod propagation;
 mod release;
 mod rollouts;
+mod scaledown;
 mod scenario;
+mod spread;
 mod watch;
 
 use rollouts::{CYCLES, check_the_load_ran, rolling_restarts};
-use scenario::Server;
+use scenario::{SLOW_PROXY, Server};
 
 /// The cluster, or a return that skips the test (outside CI), and the one-at-a-time guard;
 /// `cluster!(n)` also needs `n` nodes.
@@ -155,6 +157,63 @@ fn drained(cluster: &cluster::Cluster, server: Server) {
         &["rodent", "baseline"],
     );
     run.check();
+}
+
+#[test]
+fn with_the_client_nodes_kube_proxy_late_rodent_loses_no_request_in_a_rollout() {
+    let (cluster, _one) = cluster!(3);
+    slowed_rollouts(cluster, Server::Rodent);
+}
+
+#[test]
+fn with_the_client_nodes_kube_proxy_late_rodent_without_a_drain_delay_loses_requests() {
+    let (cluster, _one) = cluster!(3);
+    slowed_rollouts(cluster, Server::RodentNoDrainDelay);
+}
+
+#[test]
+fn with_the_client_nodes_kube_proxy_late_the_baseline_loses_requests() {
+    let (cluster, _one) = cluster!(3);
+    slowed_rollouts(cluster, Server::Baseline);
+}
+
+fn slowed_rollouts(cluster: &cluster::Cluster, server: Server) {
+    let rollouts = rolling_restarts(cluster, server, 1, Some(SLOW_PROXY));
+    rollouts.run.plot(
+        "kubernetes-slowed-rollout",
+        "A rollout restart, the client node's kube-proxy 2.5 s late, requests per second",
+        &["rodent", "rodent-no-delay", "baseline"],
+    );
+    check_the_load_ran(&rollouts);
+    rollouts.run.check();
+}
+
+#[test]
+fn rodent_loses_no_request_in_a_scale_down_from_four_replicas_to_one() {
+    let (cluster, _one) = cluster!(3);
+    scaled_down(cluster, Server::Rodent);
+}
+
+#[test]
+fn the_baseline_loses_requests_in_the_same_scale_down() {
+    let (cluster, _one) = cluster!(3);
+    scaled_down(cluster, Server::Baseline);
+}
+
+fn scaled_down(cluster: &cluster::Cluster, server: Server) {
+    let run = scaledown::scale_down(cluster, server);
+    run.plot(
+        scaledown::FIGURE,
+        "kubectl scale from 4 replicas to 1, requests per second from the client node",
+        &["rodent", "baseline"],
+    );
+    run.check();
+}
+
+#[test]
+fn with_the_charts_spread_constraint_three_replicas_land_on_three_nodes() {
+    let (cluster, _one) = cluster!(3);
+    spread::three_replicas_on_three_nodes(cluster);
 }
 
 #[test]

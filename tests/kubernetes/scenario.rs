@@ -29,6 +29,8 @@ pub const SLOW_PROXY: Duration = Duration::from_millis(2500);
 pub enum Server {
     /// rodent with the chart's defaults (a 5 s drain delay).
     Rodent,
+    /// rodent with `shutdown.drainDelay: 0` (`RODENT_DRAIN_DELAY=0`): what the delay buys.
+    RodentNoDrainDelay,
     /// The bare axum server (`examples/baseline.rs`) in the same Deployment.
     Baseline,
 }
@@ -37,6 +39,7 @@ impl Server {
     pub fn key(self) -> &'static str {
         match self {
             Server::Rodent => "rodent",
+            Server::RodentNoDrainDelay => "rodent-no-delay",
             Server::Baseline => "baseline",
         }
     }
@@ -44,6 +47,7 @@ impl Server {
     pub fn title(self) -> &'static str {
         match self {
             Server::Rodent => "rodent, the chart's defaults (drain delay 5 s)",
+            Server::RodentNoDrainDelay => "rodent, RODENT_DRAIN_DELAY=0 (no drain delay)",
             Server::Baseline => "bare axum baseline, same Deployment (no drain delay)",
         }
     }
@@ -65,6 +69,15 @@ pub fn deploy<'a>(
     let name = server.release();
     match server {
         Server::Rodent => install(cluster, namespace, name, &values(&images.rodent, extra)),
+        // The chart refuses a drain delay shorter than its readiness probe takes to notice the
+        // drain: only the rendered Deployment can run it.
+        Server::RodentNoDrainDelay => deploy_rendered(
+            cluster,
+            namespace,
+            name,
+            &values(&images.rodent, extra),
+            without_drain_delay,
+        ),
         Server::Baseline => deploy_rendered(
             cluster,
             namespace,
@@ -79,6 +92,15 @@ pub fn deploy<'a>(
             },
         ),
     }
+}
+
+/// A rendered rodent container's `RODENT_DRAIN_DELAY` set to 0.
+pub fn without_drain_delay(container: &mut Value) {
+    let delay = container["env"]
+        .as_array_mut()
+        .and_then(|env| env.iter_mut().find(|v| v["name"] == "RODENT_DRAIN_DELAY"))
+        .expect("the chart sets RODENT_DRAIN_DELAY");
+    delay["value"] = json!("0");
 }
 
 /// What a scenario did to the pods, on the load's clock (since the load started).
@@ -168,8 +190,9 @@ impl Run {
         text
     }
 
-    /// The assertion of the scenario: rodent with its drain delay loses nothing; the others lose
-    /// requests, or the scenario could not tell a drain from none.
+    /// The assertion of the scenario: rodent with its drain delay loses nothing; the others (the
+    /// baseline, rodent without a drain delay) lose requests, or the scenario could not tell a
+    /// drain from none.
     pub fn check(&self) {
         eprintln!("{}", self.summary());
         if let Some(lag) = self.lag {
@@ -188,7 +211,7 @@ impl Run {
                 self.summary(),
                 self.report.first_failures(20)
             ),
-            Server::Baseline => assert!(
+            Server::Baseline | Server::RodentNoDrainDelay => assert!(
                 self.report.counts.failed > 0,
                 "{:?} lost nothing, so the scenario cannot tell a drain from none:\n{}",
                 self.server,

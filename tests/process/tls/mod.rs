@@ -3,6 +3,7 @@
 //! and the certificate rotated under keep-alive load without a request lost.
 
 mod certs;
+mod grpc;
 mod rotation;
 mod serving;
 
