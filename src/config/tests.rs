@@ -409,3 +409,20 @@ fn the_management_port_is_optional_distinct_and_not_reloaded() {
     assert_eq!(reload.config.management_port, Some(9090));
     assert_eq!(reload.needs_restart, ["RODENT_MANAGEMENT_PORT"]);
 }
+
+/// `VARIABLES` shows each default as `rodent config` prints it; the parser has its own. Set
+/// every documented default explicitly and the configuration must not change, so the two
+/// cannot drift apart.
+#[test]
+fn the_documented_defaults_are_the_ones_applied() {
+    let unset = config(&[("RODENT_PID_FILE", "")]).unwrap();
+    let explicit: Vec<(&str, &str)> = VARIABLES
+        .iter()
+        .filter(|v| !v.default.is_empty() && !v.default.starts_with('('))
+        .map(|v| (v.name, v.default))
+        .chain([("RODENT_PID_FILE", "")])
+        .collect();
+    assert!(explicit.len() > 10, "{explicit:?}");
+    let set = config(&explicit).unwrap();
+    assert_eq!(format!("{set:?}"), format!("{unset:?}"));
+}
