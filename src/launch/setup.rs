@@ -77,7 +77,7 @@ pub(super) fn run(
     });
     let stopped = |exit: Exit, cause: String| {
         tracing::info!(target: "rodent::lifecycle", exit_code = exit.code(), "stopped");
-        let budget = ExitBudget::starting_now(&config);
+        let budget = ExitBudget::starting_now(config.shutdown_grace);
         Err(Box::new(Stopped {
             exit,
             cause,

@@ -79,8 +79,8 @@ impl ExitBudget {
     }
 
     /// The schedule of a stop beginning now, with no drain delay: a start that failed.
-    pub(crate) fn starting_now(config: &crate::config::Config) -> Self {
-        Self::new(Instant::now(), config.shutdown_grace, Duration::ZERO)
+    pub(crate) fn starting_now(grace: Duration) -> Self {
+        Self::new(Instant::now(), grace, Duration::ZERO)
     }
 
     /// The drain delay this schedule gives.

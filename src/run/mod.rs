@@ -534,7 +534,7 @@ impl Rodent {
 
     /// How a run ends that could not even listen, for `cause`.
     async fn start_failed(self, cause: String) -> Ended {
-        let budget = ExitBudget::starting_now(&self.config.load());
+        let budget = ExitBudget::starting_now(self.config.load().shutdown_grace);
         self.observers.emit(&Event::StartFailed(cause));
         self.observers
             .delivered(budget.observers_heard(tokio::time::Instant::now()))

@@ -169,7 +169,7 @@ pub(super) async fn serve(rodent: Rodent, listener: Listener, signals: Signals) 
             drain_sequence.run(reason, &mut running).await
         }
         StartupOutcome::Failed(cause) => {
-            let budget = ExitBudget::starting_now(&running.instance.config.load());
+            let budget = ExitBudget::starting_now(running.instance.config.load().shutdown_grace);
             running.operator.emit(&Event::StartFailed(cause));
             let settled = budget.abort_settles(tokio::time::Instant::now());
             running.server.abort(settled).await;
@@ -222,7 +222,7 @@ async fn serve_until_stopped(running: &mut Running) -> StopReason {
 
 /// A start refused before anything was served, for `cause`.
 async fn start_refused(observers: &Observers, exit: Exit, cause: String, config: &Config) -> Ended {
-    let budget = ExitBudget::starting_now(config);
+    let budget = ExitBudget::starting_now(config.shutdown_grace);
     observers.emit(&Event::StartFailed(cause));
     observers
         .delivered(budget.observers_heard(tokio::time::Instant::now()))
