@@ -22,7 +22,6 @@ use hyper_util::server::conn::auto;
 use pin_project_lite::pin_project;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 use tower::util::Oneshot;
 
@@ -31,6 +30,7 @@ use super::io::{Activity, Tracked, Verdict};
 use super::stall::{self, StreamExecutor};
 use super::{ConnectionControl, Phase};
 use crate::observe::metrics::Metrics;
+use crate::tls::Acceptor;
 
 /// How long after it was accepted a connection that has not made its first request is given to
 /// make it once the listener has closed. It is not idle: its client connected while the listener
@@ -57,7 +57,7 @@ pub(super) struct ConnectionContext {
     pub control: ConnectionControl,
     pub timeouts: Timeouts,
     /// Set on a port that serves HTTPS.
-    pub tls: Option<TlsAcceptor>,
+    pub tls: Option<Acceptor>,
 }
 
 pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, context: Arc<ConnectionContext>) {

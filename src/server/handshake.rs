@@ -8,12 +8,12 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_util::either::Either;
 
 use super::io::Tracked;
 use super::{ConnectionControl, Phase};
+use crate::tls::Acceptor;
 
 /// What hyper is given: the socket, or TLS over it.
 pub(super) type Stream = Either<Tracked, TlsStream<Tracked>>;
@@ -22,7 +22,7 @@ pub(super) type Stream = Either<Tracked, TlsStream<Tracked>>;
 /// the handshake failed or took longer than `within`, or the server aborts.
 pub(super) async fn secure(
     socket: Tracked,
-    tls: Option<&TlsAcceptor>,
+    tls: Option<&Acceptor>,
     within: Duration,
     control: &ConnectionControl,
     peer: SocketAddr,

@@ -24,12 +24,12 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::observe::metrics::Metrics;
+use crate::tls::Acceptor;
 
 /// Largest request head accepted; beyond it hyper answers 431.
 const MAX_HEADER_BYTES: usize = 64 * 1024;
@@ -98,7 +98,7 @@ impl Server {
         config: Arc<ArcSwap<Config>>,
         timeouts: Timeouts,
         metrics: Arc<Metrics>,
-        tls: Option<TlsAcceptor>,
+        tls: Option<Acceptor>,
     ) -> Self {
         let (phase, watching) = watch::channel(Phase::Serving);
         let control = ConnectionControl {

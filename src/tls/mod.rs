@@ -27,10 +27,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use rustls::ServerConfig;
-use rustls::server::{
-    ClientHello, ResolvesServerCert, ServerSessionMemoryCache, StoresServerSessions,
-};
-use rustls::sign::CertifiedKey;
+use rustls::sign::SingleCertAndKey;
 use tokio::sync::Notify;
 use tokio_rustls::TlsAcceptor;
 
@@ -40,62 +37,58 @@ use crate::files::{Watch, WatchError};
 use crate::observe::metrics::Metrics;
 pub(crate) use pair::{Files, Pair, PairError};
 
-/// The pair new connections get, and the sessions they may resume: both swapped when the files
-/// rotate. A session resumed skips the certificate, so one begun under the old pair would go on
-/// being resumed under it; rotating the store with the pair makes every new connection after a
-/// rotation shake hands with the new certificate (a rotated key may be a compromised one).
+/// What new connections shake hands with: one rustls configuration per pair, swapped whole when
+/// the files rotate. Each configuration has its own session store, so a session can only be
+/// resumed under the pair it began with: a handshake that began before a rotation and ends after
+/// it files its tickets in the store of the old configuration, which no connection accepted
+/// after the rotation looks in. Every new connection after a rotation therefore shakes hands
+/// with the new certificate (a rotated key may be a compromised one). A store shared across the
+/// pairs and emptied at the rotation would not do: tickets of a handshake that straddles the
+/// rotation would land in the new store, and be resumed under the old certificate for ever.
 #[derive(Debug)]
-struct Current {
-    pair: ArcSwap<CertifiedKey>,
-    sessions: ArcSwap<ServerSessionMemoryCache>,
-}
-
-/// Sessions kept for resumption, per pair: rustls' own default size.
-const SESSIONS: usize = 256;
+struct Current(ArcSwap<ServerConfig>);
 
 impl Current {
-    fn new(pair: Arc<CertifiedKey>) -> Self {
-        Self {
-            pair: ArcSwap::new(pair),
-            sessions: ArcSwap::new(ServerSessionMemoryCache::new(SESSIONS)),
-        }
+    fn new(pair: &Pair) -> Self {
+        Self(ArcSwap::new(server_config(pair)))
     }
 
     /// Serves `pair` to new connections, none of which resumes a session of the pair before.
-    fn rotate(&self, pair: Arc<CertifiedKey>) {
-        self.pair.store(pair);
-        self.sessions.store(ServerSessionMemoryCache::new(SESSIONS));
+    fn rotate(&self, pair: &Pair) {
+        self.0.store(server_config(pair));
     }
 }
 
-impl ResolvesServerCert for Current {
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.pair.load_full())
-    }
+/// A configuration serving `pair`, with a session store of its own (rustls' default, 256
+/// sessions).
+fn server_config(pair: &Pair) -> Arc<ServerConfig> {
+    let mut server = ServerConfig::builder_with_provider(pair::provider())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports rustls' default protocol versions")
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(SingleCertAndKey::from(pair.certified.clone())));
+    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Arc::new(server)
 }
 
-impl StoresServerSessions for Current {
-    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
-        self.sessions.load().put(key, value)
-    }
+/// Accepts TLS connections with the pair served at that moment: what the server is handed.
+#[derive(Debug, Clone)]
+pub(crate) struct Acceptor(Arc<Current>);
 
-    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
-        self.sessions.load().get(key)
-    }
-
-    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
-        self.sessions.load().take(key)
-    }
-
-    fn can_cache(&self) -> bool {
-        true
+impl Acceptor {
+    /// Shakes hands over `io` with the configuration of the pair served now.
+    pub(crate) fn accept<IO>(&self, io: IO) -> tokio_rustls::Accept<IO>
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        TlsAcceptor::from(self.0.0.load_full()).accept(io)
     }
 }
 
 /// TLS on the main port of a running service: what the server hands each new connection, and
 /// the task that follows the files. The task ends when this is dropped.
 pub(crate) struct Tls {
-    acceptor: TlsAcceptor,
+    current: Arc<Current>,
     /// Read the files again now (SIGHUP).
     asked: Arc<Notify>,
     rotation: tokio::task::JoinHandle<()>,
@@ -150,14 +143,7 @@ impl Tls {
         };
         let pair = Pair::read_settled(&files)?;
         let watch = Watch::new(vec![files.cert.clone(), files.key.clone()])?;
-        let current = Arc::new(Current::new(pair.certified.clone()));
-        let mut server = ServerConfig::builder_with_provider(pair::provider())
-            .with_safe_default_protocol_versions()
-            .expect("ring supports rustls' default protocol versions")
-            .with_no_client_auth()
-            .with_cert_resolver(current.clone());
-        server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        server.session_storage = current.clone();
+        let current = Arc::new(Current::new(&pair));
         metrics.tls().serving(pair.expires);
         tracing::info!(
             target: "rodent::tls",
@@ -168,21 +154,21 @@ impl Tls {
         let asked = Arc::new(Notify::new());
         let rotation = tokio::spawn(rotation::follow(rotation::Rotation {
             files,
-            current,
+            current: current.clone(),
             serving: pair,
             metrics: metrics.clone(),
             watch,
             asked: asked.clone(),
         }));
         Ok(Some(Self {
-            acceptor: TlsAcceptor::from(Arc::new(server)),
+            current,
             asked,
             rotation,
         }))
     }
 
-    pub(crate) fn acceptor(&self) -> TlsAcceptor {
-        self.acceptor.clone()
+    pub(crate) fn acceptor(&self) -> Acceptor {
+        Acceptor(self.current.clone())
     }
 
     /// Reads the files again now (SIGHUP).

@@ -45,7 +45,7 @@ impl Rotation {
                 }
             }
             Ok(pair) => {
-                self.current.rotate(pair.certified.clone());
+                self.current.rotate(&pair);
                 self.metrics.tls().rotated(pair.expires);
                 tracing::info!(
                     target: "rodent::tls",

@@ -1,11 +1,16 @@
 //! The certificate rotates under a running service: new connections get the new pair, open
 //! ones carry on, nothing is dropped; a pair caught between its two writes is read again before
-//! it counts; a bad pair is refused and the one in use kept.
+//! it counts; a bad pair is refused and the one in use kept; a session of the old pair is not
+//! resumed after the rotation, even one whose handshake straddles it.
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::signal::Signal::{SIGHUP, SIGKILL, SIGTERM};
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::rustls::{ClientConfig, ClientConnection, HandshakeKind};
 
 use super::certs::{Ca, Issued, mv, write};
 use super::serving::{metric, rodent_metrics};
@@ -208,4 +213,121 @@ async fn the_kubelets_swap_of_a_secret_rotates_the_certificate() {
         kept.get(https(&rodent, "/")).send().await.unwrap().status(),
         200
     );
+}
+
+/// A TLS 1.3 handshake on a plain socket, driven by hand so that it can be held at any step.
+struct Handshake {
+    tls: ClientConnection,
+    tcp: TcpStream,
+}
+
+impl Handshake {
+    /// Sends the ClientHello and reads the server's whole flight; the client's Finished is
+    /// queued, not sent.
+    fn begin(config: &Arc<ClientConfig>, port: u16) -> Self {
+        let name = ServerName::try_from("127.0.0.1").expect("an IP address is a name");
+        let mut shake = Self {
+            tls: ClientConnection::new(config.clone(), name).expect("a client connection"),
+            tcp: TcpStream::connect(("127.0.0.1", port)).expect("the port accepts"),
+        };
+        shake.flush();
+        while shake.tls.is_handshaking() {
+            shake.receive();
+        }
+        shake
+    }
+
+    /// Sends the Finished (if still held) and `GET /`, and reads the answer, which brings the
+    /// session tickets; returns the certificate the session holds and how it was begun.
+    fn finish(mut self) -> (Vec<u8>, HandshakeKind) {
+        self.tls
+            .writer()
+            .write_all(b"GET / HTTP/1.1\r\nHost: rodent\r\nConnection: close\r\n\r\n")
+            .expect("the request is queued");
+        self.flush();
+        let mut answer = Vec::new();
+        while self.receive() {
+            let _ = self.tls.reader().read_to_end(&mut answer);
+        }
+        assert!(answer.starts_with(b"HTTP/1.1 200"), "GET / answered");
+        let leaf = self
+            .tls
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .expect("a certificate was served")
+            .to_vec();
+        (
+            leaf,
+            self.tls.handshake_kind().expect("the handshake is done"),
+        )
+    }
+
+    fn flush(&mut self) {
+        while self.tls.wants_write() {
+            self.tls
+                .write_tls(&mut self.tcp)
+                .expect("the socket takes it");
+        }
+    }
+
+    /// Reads what the server sent; false once it has closed.
+    fn receive(&mut self) -> bool {
+        let read = self.tls.read_tls(&mut self.tcp).expect("the socket reads");
+        self.tls
+            .process_new_packets()
+            .expect("the server speaks TLS");
+        read > 0
+    }
+}
+
+/// A handshake begun under the old pair and finished after the rotation files its session
+/// tickets after the rotation: that session is still not resumed by a later connection, which
+/// shakes hands with the new certificate. Without a rotation, the same client resumes, so the
+/// check can fail.
+#[test]
+fn a_session_begun_before_a_rotation_and_finished_after_it_is_not_resumed() {
+    let dir = TempDir::new("tls-straddle");
+    let ca = Ca::new();
+    let (one, two) = (ca.issue("rodent-one", 2031), ca.issue("rodent-two", 2032));
+    let (cert, key) = write(dir.path(), &one);
+    let mut rodent = serving(&cert, &key).spawn();
+    let port = rodent.addr().port();
+
+    // Which certificate a session holds, and how it was begun.
+    let seen = |(leaf, kind): (Vec<u8>, HandshakeKind)| {
+        let name = [&one, &two]
+            .into_iter()
+            .find(|issued| issued.der == leaf)
+            .map_or("another", |issued| issued.name.as_str());
+        (name.to_string(), kind)
+    };
+    let expect = |name: &str, kind| (name.to_string(), kind);
+
+    let resuming = Arc::new(ca.client_config(&["http/1.1"]));
+    assert_eq!(
+        seen(Handshake::begin(&resuming, port).finish()),
+        expect("rodent-one", HandshakeKind::Full)
+    );
+    assert_eq!(
+        seen(Handshake::begin(&resuming, port).finish()),
+        expect("rodent-one", HandshakeKind::Resumed),
+        "a session is resumed while the pair stays"
+    );
+
+    let straddling = Arc::new(ca.client_config(&["http/1.1"]));
+    let held = Handshake::begin(&straddling, port);
+    mv(&cert, &two.cert);
+    mv(&key, &two.key);
+    rodent.wait_log(|l| l["message"] == "TLS certificate rotated: new connections get the new one");
+    assert_eq!(
+        seen(held.finish()),
+        expect("rodent-one", HandshakeKind::Full)
+    );
+    assert_eq!(
+        seen(Handshake::begin(&straddling, port).finish()),
+        expect("rodent-two", HandshakeKind::Full),
+        "a session of the old certificate was resumed after the rotation"
+    );
+    rodent.signal(SIGTERM);
+    assert_eq!(rodent.exit_code(PATIENCE), 0);
 }
