@@ -1,21 +1,22 @@
 //! [`Deadline`]: when the handler timeout ends a request, for the work a handler does on its
 //! behalf (a call to another service, a query) to end before it rather than be cut by it.
 
+use std::cell::Cell;
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use tokio::task::futures::TaskLocalFuture;
+use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
-tokio::task_local! {
-    /// The deadline of the request whose handler this task is running, set by the guard around
-    /// the handler (`None` on a route without the handler timeout). A task-local rather than a
-    /// request extension: an eighth extension makes every request's extension map grow a
-    /// second time, which cost `GET /` more than the rest of the deadline (BENCHMARKS.md).
-    static DEADLINE: Option<Deadline>;
+thread_local! {
+    /// The deadline of the request whose handler this thread is polling now, set around each
+    /// poll by [`Scoped`] (`None` on a route without the handler timeout).
+    static DEADLINE: Cell<Option<Deadline>> = const { Cell::new(None) };
 }
 
 /// The moment the handler timeout (`RODENT_REQUEST_TIMEOUT`, as it was when the request
@@ -55,16 +56,13 @@ impl Deadline {
 
     /// Runs `handling` (a request's handler, and what it awaits) with `deadline` as its
     /// request's deadline.
-    pub(crate) fn scope<F: Future>(
-        deadline: Option<Self>,
-        handling: F,
-    ) -> TaskLocalFuture<Option<Self>, F> {
-        DEADLINE.scope(deadline, handling)
+    pub(crate) fn scope<F: Future>(deadline: Option<Self>, handling: F) -> Scoped<F> {
+        Scoped { handling, deadline }
     }
 
     /// The deadline of the request being handled, if its route has one.
     fn current() -> Option<Self> {
-        DEADLINE.try_with(|deadline| *deadline).ok().flatten()
+        DEADLINE.with(Cell::get)
     }
 
     /// The moment itself, on tokio's clock (`tokio::time::sleep_until`, `timeout_at`).
@@ -99,5 +97,99 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for Deadline {
         _state: &S,
     ) -> Result<Option<Self>, Self::Rejection> {
         Ok(Self::current())
+    }
+}
+
+pin_project! {
+    /// A request's handler, polled with its deadline known to the [`Deadline`] extractors.
+    ///
+    /// A `Cell` thread-local set around each poll, rather than tokio's `task_local!`: its scope
+    /// borrows a `RefCell` and swaps it in and out through a guard on every poll, about 130
+    /// instructions per `GET /` against about 25 for this (callgrind, BENCHMARKS.md). And rather
+    /// than a request extension, which makes every request's extension map grow a second time
+    /// (about 730 more). The value is the same: the handler and what it awaits see it, a task
+    /// it spawns does not.
+    pub(crate) struct Scoped<F> {
+        #[pin]
+        handling: F,
+        deadline: Option<Deadline>,
+    }
+}
+
+impl<F: Future> Future for Scoped<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        // Put back as it was even if the handler panics: a handler polled inside another's poll
+        // (a router called in process) leaves the outer one's deadline in place.
+        let _outer = Restore(DEADLINE.with(|current| current.replace(*this.deadline)));
+        this.handling.poll(cx)
+    }
+}
+
+/// Sets the deadline back to the one it was before, when dropped.
+struct Restore(Option<Deadline>);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        DEADLINE.with(|current| current.set(self.0));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_handler_knows_its_deadline_while_it_is_polled_and_the_one_outside_after() {
+        let outer = Deadline::after(Duration::from_secs(20));
+        let inner = Deadline::after(Duration::from_secs(1));
+        let seen = Deadline::scope(Some(outer), async move {
+            let before = Deadline::current();
+            // A router called in process: its handler has a deadline of its own.
+            let nested = Deadline::scope(Some(inner), async {
+                tokio::task::yield_now().await;
+                Deadline::current()
+            })
+            .await;
+            // A route without the handler timeout has none, even inside one that has.
+            let unbounded = Deadline::scope(None, async { Deadline::current() }).await;
+            tokio::task::yield_now().await;
+            (before, nested, unbounded, Deadline::current())
+        })
+        .await;
+        assert_eq!(seen, (Some(outer), Some(inner), None, Some(outer)));
+        assert_eq!(
+            Deadline::current(),
+            None,
+            "nothing is left set after the handler"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_task_the_handler_spawns_does_not_see_the_deadline() {
+        let deadline = Deadline::after(Duration::from_secs(20));
+        let spawned = Deadline::scope(Some(deadline), async {
+            tokio::spawn(async { Deadline::current() }).await.unwrap()
+        })
+        .await;
+        assert_eq!(spawned, None);
+    }
+
+    #[test]
+    fn a_handler_that_panics_leaves_the_deadline_as_it_was() {
+        let deadline = Deadline::after(Duration::from_secs(20));
+        let panicking = std::panic::catch_unwind(|| {
+            let mut handling = std::pin::pin!(Deadline::scope(Some(deadline), async {
+                panic!("the handler panics");
+            }));
+            let waker = std::task::Waker::noop();
+            let _ = handling.as_mut().poll(&mut Context::from_waker(waker));
+        });
+        assert!(panicking.is_err());
+        assert_eq!(Deadline::current(), None);
     }
 }

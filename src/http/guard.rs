@@ -22,12 +22,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use pin_project_lite::pin_project;
-use tokio::task::futures::TaskLocalFuture;
 use tonic::Code;
 use tower::{Layer, Service};
 
 use super::body::{BodyVerdict, Watched};
-use super::deadline::Deadline;
+use super::deadline::{Deadline, Scoped};
 use super::grpc;
 use super::instance::{AdmissionPermit, Instance};
 use super::problem::Problem;
@@ -143,7 +142,7 @@ where
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = GuardFuture<TaskLocalFuture<Option<Deadline>, S::Future>>;
+    type Future = GuardFuture<Scoped<S::Future>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)

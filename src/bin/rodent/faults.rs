@@ -57,14 +57,17 @@ struct Effective {
 }
 
 impl Faults {
-    pub(crate) fn new(settings: Current<Settings>) -> Arc<Self> {
+    /// The faults of this process, for as long as it runs: leaked, so that the handlers hold a
+    /// plain reference. axum clones a route's handler for every request, and an `Arc` there
+    /// would be an atomic increment and decrement on every request (BENCHMARKS.md).
+    pub(crate) fn new(settings: Current<Settings>) -> &'static Self {
         let configured = settings.get().faults;
         let injected = Injected::default();
         // Both kinds from the start, so that a rate over them works before the first fault.
         for kind in ["error", "delay"] {
             let _ = injected.get_or_create(&[("kind", kind)]);
         }
-        Arc::new(Self {
+        Box::leak(Box::new(Self {
             settings,
             effective: ArcSwap::from_pointee(Effective {
                 set: configured,
@@ -73,7 +76,7 @@ impl Faults {
             active: AtomicBool::new(configured.any()),
             changing: Mutex::new(()),
             injected,
-        })
+        }))
     }
 
     /// The counter family, for `/metrics`.
@@ -82,10 +85,10 @@ impl Faults {
     }
 
     /// `handler`, with the faults injected into each of its requests.
-    pub(crate) fn inject<H>(self: &Arc<Self>, handler: H) -> Faulty<H> {
+    pub(crate) fn inject<H>(&'static self, handler: H) -> Faulty<H> {
         Faulty {
             handler,
-            faults: self.clone(),
+            faults: self,
         }
     }
 
@@ -136,14 +139,14 @@ impl Faults {
 }
 
 /// The routes `PUT`, `GET` and `DELETE /admin/faults`, relative to `/admin`.
-pub(crate) fn admin_routes(faults: Arc<Faults>) -> Router {
+pub(crate) fn admin_routes(faults: &'static Faults) -> Router {
     Router::new()
         .route("/faults", get(read).put(replace).delete(reset))
         .with_state(faults)
 }
 
 /// `GET /admin/faults`: the faults in effect, and the configured ones.
-async fn read(State(faults): State<Arc<Faults>>) -> Response {
+async fn read(State(faults): State<&'static Faults>) -> Response {
     axum::Json(faults.describe()).into_response()
 }
 
@@ -160,7 +163,7 @@ struct Replacement {
 /// 400; JSON that is not such an object, or holds a value out of its range, a 422 naming the
 /// field (axum's `Json` draws the same line). The content type is not required, so that a bare
 /// `curl -X PUT -d` works.
-async fn replace(State(faults): State<Arc<Faults>>, body: Bytes) -> Response {
+async fn replace(State(faults): State<&'static Faults>, body: Bytes) -> Response {
     let refuse = |status, detail: String| Problem::new(status).detail(detail).into_response();
     let unprocessable = |detail| refuse(StatusCode::UNPROCESSABLE_ENTITY, detail);
     let replacement: Replacement = match serde_json::from_slice(&body) {
@@ -211,7 +214,7 @@ async fn replace(State(faults): State<Arc<Faults>>, body: Bytes) -> Response {
 }
 
 /// `DELETE /admin/faults`: back to the configured faults.
-async fn reset(State(faults): State<Arc<Faults>>) -> Response {
+async fn reset(State(faults): State<&'static Faults>) -> Response {
     faults.reset();
     read(State(faults)).await
 }
@@ -225,7 +228,7 @@ async fn reset(State(faults): State<Arc<Faults>>) -> Response {
 #[derive(Clone)]
 pub(crate) struct Faulty<H> {
     handler: H,
-    faults: Arc<Faults>,
+    faults: &'static Faults,
 }
 
 type Injecting = Pin<Box<dyn Future<Output = Response> + Send>>;
@@ -246,7 +249,7 @@ where
     }
 }
 
-async fn inject<H, T, S>(faults: Arc<Faults>, handler: H, req: Request, state: S) -> Response
+async fn inject<H, T, S>(faults: &'static Faults, handler: H, req: Request, state: S) -> Response
 where
     H: Handler<T, S>,
 {

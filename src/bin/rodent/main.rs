@@ -20,7 +20,6 @@ mod introspect;
 mod routes;
 mod settings;
 
-use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
@@ -48,7 +47,7 @@ fn main() -> std::process::ExitCode {
             let configured = settings.get();
             let crash = service.crash_handle();
             let mut service = service
-                .routes(routes::routes(build, chain, &faults))
+                .routes(routes::routes(build, chain, faults))
                 .grpc_routes(grpc::unary())
                 .unbounded_grpc_routes(grpc::streaming())
                 .protected_routes(
@@ -56,7 +55,7 @@ fn main() -> std::process::ExitCode {
                         .route("/env", get(introspect::env))
                         .with_state(settings.clone()),
                 )
-                .admin_routes(faults::admin_routes(faults.clone()))
+                .admin_routes(faults::admin_routes(faults))
                 .admin_routes(crash_route(crash))
                 .metric(
                     "rodent_faults_injected",
@@ -90,7 +89,7 @@ async fn crash_now(State(crash): State<Crash>) {
 }
 
 /// A reload (SIGHUP) puts the configured faults back, whatever the admin API set.
-fn reset_on_reload(faults: Arc<Faults>) -> impl Fn(&Event) + Send + Sync + 'static {
+fn reset_on_reload(faults: &'static Faults) -> impl Fn(&Event) + Send + Sync + 'static {
     move |event| {
         if matches!(event, Event::Reloaded) {
             faults.reset();

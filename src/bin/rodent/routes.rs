@@ -2,7 +2,6 @@
 //! probes, timeouts and telemetry.
 
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -37,7 +36,7 @@ const CLOSE_ANSWER_WITHIN: Duration = Duration::from_secs(1);
 
 /// The reference routes, each behind the injected faults; `build` is what `GET /` and
 /// `GET /version` report, `chain` where `POST /echo` forwards.
-pub(crate) fn routes(build: BuildInfo, chain: Chain, faults: &Arc<Faults>) -> Router {
+pub(crate) fn routes(build: BuildInfo, chain: Chain, faults: &'static Faults) -> Router {
     Router::new()
         .route("/", get(faults.inject(info)))
         .route("/version", get(faults.inject(version)))
