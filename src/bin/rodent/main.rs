@@ -20,7 +20,6 @@ mod introspect;
 mod routes;
 mod settings;
 
-
 use axum::Router;
 use axum::extract::State;
 use axum::routing::{get, post};
