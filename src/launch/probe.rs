@@ -105,7 +105,7 @@ pub(super) fn check(target: &Target, probe: Probe, timeout: Duration) -> Result<
         .map_err(|e| format!("cannot resolve {}: {e}", target.host))?;
     let mut last_error = format!("{} resolves to no address", target.host);
     let tls = match &target.tls {
-        Some(trusted) => Some(crate::tls::pinned::client(trusted.as_deref())?),
+        Some(trusted) => Some(crate::tls::pinned::client(trusted.as_deref(), b"http/1.1")?),
         None => None,
     };
     for address in addresses {
@@ -168,20 +168,51 @@ pub(super) fn check_grpc(
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::health_client::HealthClient;
 
-    let address = format!("http://{}", target.authority());
+    let authority = target.authority();
+    let scheme = if target.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let address = format!("{scheme}://{authority}");
+    // tonic is built without its TLS features: over HTTPS, the channel runs over a TLS stream
+    // made here, with the same trust as the HTTP probes and HTTP/2 by ALPN.
+    let tls = match &target.tls {
+        Some(trusted) => {
+            let config = crate::tls::pinned::client(trusted.as_deref(), b"h2")?;
+            let name = ServerName::try_from(target.host.clone())
+                .map_err(|_| format!("{} is not a host name", target.host))?;
+            Some((tokio_rustls::TlsConnector::from(config), name))
+        }
+        None => None,
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start a runtime: {e}"))?;
     runtime.block_on(async {
-        let endpoint = tonic::transport::Endpoint::from_shared(address.clone())
+        // The scheme tonic sees is always `http`: TLS, when there is any, is the connector's.
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{authority}"))
             .map_err(|e| format!("{address} is not a gRPC address: {e}"))?
             .connect_timeout(timeout)
             .timeout(timeout);
-        let channel = endpoint
-            .connect()
-            .await
-            .map_err(|e| format!("cannot connect to {address}: {e}"))?;
+        let connected = match tls {
+            None => endpoint.connect().await,
+            Some((connector, name)) => {
+                endpoint
+                    .connect_with_connector(tower::service_fn(move |_: axum::http::Uri| {
+                        let (connector, name, authority) =
+                            (connector.clone(), name.clone(), authority.clone());
+                        async move {
+                            let tcp = tokio::net::TcpStream::connect(authority).await?;
+                            let tls = connector.connect(name, tcp).await?;
+                            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
+                        }
+                    }))
+                    .await
+            }
+        };
+        let channel = connected.map_err(|e| format!("cannot connect to {address}: {e}"))?;
         let request = HealthCheckRequest {
             service: service.to_string(),
         };

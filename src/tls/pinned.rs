@@ -13,8 +13,8 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, SignatureScheme};
 
 /// A client configuration that trusts the certificate in `cert` alone, or the public roots when
-/// `cert` is `None`.
-pub(crate) fn client(cert: Option<&Path>) -> Result<Arc<ClientConfig>, String> {
+/// `cert` is `None`, and offers `alpn` (`http/1.1` for the HTTP probes, `h2` for gRPC).
+pub(crate) fn client(cert: Option<&Path>, alpn: &[u8]) -> Result<Arc<ClientConfig>, String> {
     let provider = super::pair::provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -38,7 +38,7 @@ pub(crate) fn client(cert: Option<&Path>) -> Result<Arc<ClientConfig>, String> {
             builder.with_root_certificates(roots).with_no_client_auth()
         }
     };
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![alpn.to_vec()];
     Ok(Arc::new(config))
 }
 

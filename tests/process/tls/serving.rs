@@ -159,20 +159,24 @@ fn rodent_probe_works_over_https() {
             .env("RODENT_PORT", port.as_str())
             .run(args)
     };
-    for kind in ["live", "ready"] {
+    for kind in ["live", "ready", "grpc"] {
         let (code, out, err) = probe(&cert, &["probe", kind]);
         assert_eq!(code, 0, "probe {kind}: {out}{err}");
     }
     let url = format!("https://127.0.0.1:{port}");
-    let (code, out, err) = probe(&cert, &["probe", "ready", "--url", &url]);
-    assert_eq!(code, 0, "{out}{err}");
+    for kind in ["ready", "grpc"] {
+        let (code, out, err) = probe(&cert, &["probe", kind, "--url", &url]);
+        assert_eq!(code, 0, "probe {kind} --url {url}: {out}{err}");
+    }
 
     // Another certificate in RODENT_TLS_CERT: the one served is not trusted.
     let other = dir.join("other");
     std::fs::create_dir(&other).unwrap();
     let (other_cert, _) = write(&other, &ca.issue("rodent-other", 2031));
-    let (code, out, err) = probe(&other_cert, &["probe", "ready"]);
-    assert_eq!(code, 1, "{out}{err}");
+    for kind in ["ready", "grpc"] {
+        let (code, out, err) = probe(&other_cert, &["probe", kind]);
+        assert_eq!(code, 1, "probe {kind}: {out}{err}");
+    }
     served.signal(SIGTERM);
     assert_eq!(served.exit_code(PATIENCE), 0);
 }
