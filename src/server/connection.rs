@@ -41,6 +41,14 @@ use crate::tls::Acceptor;
 /// shorter, still cuts it first.
 const FIRST_REQUEST_AT_CLOSE: Duration = Duration::from_secs(1);
 
+/// How long an HTTP/2 client that connects during the drain delay is served before its GOAWAY,
+/// counted from when it connected. Every GOAWAY costs a gRPC client the calls its writer still
+/// holds (grpc-go retries such a call once, and loses it if it meets a second GOAWAY), and a
+/// kube-proxy that lags sends a client that reconnects to the draining pod again and again: a
+/// GOAWAY with the first call made a GOAWAY every few tens of milliseconds per client for as
+/// long as the lag lasts, this one a second.
+const GOAWAY_DURING_THE_DRAIN_AFTER: Duration = Duration::from_secs(1);
+
 /// The per-connection timeouts, fixed for the life of the server.
 #[derive(Clone, Copy)]
 pub(crate) struct Timeouts {
@@ -90,11 +98,14 @@ pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, context: Arc<Conn
     tokio::pin!(timer);
     let mut closing = false;
     // A GOAWAY was sent because the server drains. An HTTP/2 client that connects during the
-    // drain delay gets one as soon as its first request shows it speaks HTTP/2 (that request is
-    // served): otherwise it would go on sending on this connection until the listener closes,
+    // drain delay gets one once its first request shows it speaks HTTP/2, and not sooner than
+    // `GOAWAY_DURING_THE_DRAIN_AFTER` after it connected (its requests meanwhile served):
+    // otherwise it would go on sending on this connection until the listener closes,
     // and a call racing that close would be refused (503, a gRPC call UNAVAILABLE) rather than
     // sent elsewhere. HTTP/1 clients get `Connection: close` on every response of the delay.
     let mut goaway = false;
+    // When an HTTP/2 client that connected during the drain gets its GOAWAY.
+    let mut goaway_at: Option<tokio::time::Instant> = None;
     // Asked to close because it was idle; one that is still open an idle timeout later is stuck
     // on its client (an HTTP/2 stream whose last bytes wait on a window that never opens).
     let mut closing_idle = false;
@@ -150,10 +161,12 @@ pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, context: Arc<Conn
                     }
                     acted = now;
                 }
-                () = activity.speaks_http2(), if acted >= Phase::Draining && !goaway && !closing => {
-                    goaway = true;
-                    tracing::debug!(target: "rodent::server", %peer, "draining: GOAWAY sent to an HTTP/2 client that connected during the drain");
-                    connection.as_mut().graceful_shutdown();
+                () = activity.speaks_http2(), if acted >= Phase::Draining && !goaway && !closing && goaway_at.is_none() => {
+                    let due = activity.accepted_plus(GOAWAY_DURING_THE_DRAIN_AFTER);
+                    goaway_at = Some(due);
+                    if due < timer.deadline() {
+                        timer.as_mut().reset(due);
+                    }
                 }
                 () = poll_fn(|cx| {
                     // A request head that started during the poll of hyper above is due before
@@ -165,6 +178,16 @@ pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, context: Arc<Conn
                     }
                     timer.as_mut().poll(cx)
                 }) => {
+                    if let Some(due) = goaway_at
+                        && due <= tokio::time::Instant::now()
+                    {
+                        goaway_at = None;
+                        if !goaway && !closing {
+                            goaway = true;
+                            tracing::debug!(target: "rodent::server", %peer, "draining: GOAWAY sent to an HTTP/2 client that connected during the drain");
+                            connection.as_mut().graceful_shutdown();
+                        }
+                    }
                     if let Some(due) = close_at
                         && due <= tokio::time::Instant::now()
                     {
@@ -178,7 +201,8 @@ pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, context: Arc<Conn
                     }
                     match activity.verdict(header_read_ms, idle_ms) {
                         Verdict::CheckAt(at) => {
-                            timer.as_mut().reset(close_at.map_or(at, |due| due.min(at)));
+                            let at = [close_at, goaway_at].into_iter().flatten().fold(at, std::cmp::min);
+                            timer.as_mut().reset(at);
                         }
                         Verdict::Idle if closing_idle => {
                             tracing::debug!(target: "rodent::server", %peer, "idle connection still open an idle timeout after it was asked to close; disconnecting");

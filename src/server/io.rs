@@ -115,6 +115,11 @@ impl Activity {
         }
     }
 
+    /// `wait` after the connection was accepted.
+    pub(super) fn accepted_plus(&self, wait: std::time::Duration) -> Instant {
+        self.accepted + wait
+    }
+
     fn now_ms(&self) -> u64 {
         self.accepted.elapsed().as_millis() as u64
     }

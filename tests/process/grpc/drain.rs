@@ -1,7 +1,7 @@
 //! A gRPC client that connects during the drain delay (a kube-proxy that has not yet learned of
-//! the drain sends it there) is served, and sent a GOAWAY with its first call, so that it moves
-//! its next calls elsewhere long before the listener closes: a call that raced the close would
-//! be refused with UNAVAILABLE. Spoken with the `h2` crate, which shows what the server sent.
+//! the drain sends it there) is served, and sent a GOAWAY a second after it connected (with its
+//! first call if later), so that it moves its next calls elsewhere long before the listener
+//! closes: a call that raced the close would be refused with UNAVAILABLE. Spoken with the `h2` crate, which shows what the server sent.
 
 use std::time::Instant;
 
